@@ -1,0 +1,162 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stewardhq/steward/agent/control"
+	"github.com/stewardhq/steward/contracts"
+)
+
+// syncBuffer is a bytes.Buffer safe for the agent's goroutines to log into.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func execute(ctx context.Context, args ...string) (stdout, stderr string, err error) {
+	var out, errb syncBuffer
+	root := NewRoot(&out, &errb)
+	root.SetArgs(args)
+	err = root.ExecuteContext(ctx)
+	return out.String(), errb.String(), err
+}
+
+func TestHelpTeaches(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"status", "--help"}} {
+		out, _, err := execute(context.Background(), args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, "--state-dir") {
+			t.Errorf("%v: help does not mention --state-dir:\n%s", args, out)
+		}
+	}
+	out, _, _ := execute(context.Background(), "run", "--help")
+	for _, want := range []string{"Examples:", "STEWARD_TOKEN", "--token", "pins", "pending"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("run --help lacks %q", want)
+		}
+	}
+}
+
+func TestHelpNeverPrintsTheToken(t *testing.T) {
+	t.Setenv("STEWARD_TOKEN", "STW1-secret-token")
+	out, _, err := execute(context.Background(), "run", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "secret-token") {
+		t.Fatal("run --help printed the token from the environment")
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, _, err := execute(context.Background(), "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "steward-agent "+Version) || !strings.Contains(out, fmt.Sprintf("capability %d", contracts.CapabilityVersion)) {
+		t.Fatalf("got %q", out)
+	}
+}
+
+func TestRequiredStateDir(t *testing.T) {
+	for _, cmd := range []string{"run", "status"} {
+		_, _, err := execute(context.Background(), cmd)
+		if err == nil || !strings.Contains(err.Error(), "--state-dir is required") {
+			t.Errorf("%s: got %v, want --state-dir is required", cmd, err)
+		}
+	}
+}
+
+func TestStatusWithNoAgent(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := execute(context.Background(), "status", "--state-dir", dir)
+	want := "no agent is running with state dir " + dir
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+}
+
+// TestRunAndStatus runs the agent command against a server that is not
+// there (it keeps trying), asks it for its status in both formats, then
+// stops it as a signal would.
+func TestRunAndStatus(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		root := NewRoot(&syncBuffer{}, &logs)
+		root.SetArgs([]string{"run", "--state-dir", dir, "--server", "nats://127.0.0.1:1", "--name", "pc-7", "--site", "P01", "--log-level", "debug"})
+		done <- root.ExecuteContext(ctx)
+	}()
+
+	var out string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		out, _, err = execute(context.Background(), "status", "--state-dir", dir, "-o", "json")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never answered: %v\nlogs:\n%s", err, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var st contracts.AgentStatus
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, out)
+	}
+	if st.State != "enrolling" || st.Name != "pc-7" || st.Site != "P01" || st.Connected || st.AgentVersion != Version {
+		t.Fatalf("got %+v, want an enrolling agent named pc-7 of site P01", st)
+	}
+
+	table, _, err := execute(context.Background(), "status", "--state-dir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"State:", "enrolling", "pc-7", "P01", fmt.Sprintf("capability %d", contracts.CapabilityVersion)} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not stop")
+	}
+	if !strings.Contains(logs.String(), "component=agent") {
+		t.Errorf("logs lack component=agent:\n%s", logs.String())
+	}
+	if _, err := control.Status(context.Background(), control.SocketPath(dir)); err == nil {
+		t.Fatal("the control socket still answers after run returned")
+	}
+}

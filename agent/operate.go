@@ -1,0 +1,100 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stewardhq/steward/agent/state"
+	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/telemetry"
+)
+
+// operate keeps the enrolled agent connected as client id.ClientID, sends
+// a heartbeat on every (re)connect and then every heartbeat interval (the
+// policy may change it while it runs), drains the outbox, fetches the
+// policy on every (re)connect, and serves the down subjects, until ctx ends.
+func (a *Agent) operate(ctx context.Context, id state.Identity) error {
+	inbox, err := contracts.Inbox(id.ClientID)
+	if err != nil {
+		return fmt.Errorf("client id: %w", err)
+	}
+	subject, err := contracts.AgentUp(id.Site, id.ClientID, contracts.KindHeartbeat)
+	if err != nil {
+		return fmt.Errorf("heartbeat subject: %w", err)
+	}
+	up := make(chan struct{}, 1)
+	nc, err := a.dial(inbox, up, true)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := a.subscribeDown(ctx, nc, id); err != nil {
+		return err
+	}
+	sendCtx, stopSend := context.WithCancel(ctx)
+	defer stopSend()
+	go a.sendOutbox(sendCtx, nc, id)
+	go a.runInventory(sendCtx)
+	go a.runPolicy(sendCtx, nc, id)
+
+	tick := time.NewTicker(a.heartbeatInterval())
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if nc.IsConnected() {
+				_ = nc.FlushTimeout(time.Second) // deliver what is buffered
+			}
+			return nil
+		case <-up:
+			tick.Reset(a.heartbeatInterval())
+			a.wakeOutbox()     // deliver what waited while the site was away
+			signal(a.pol.wake) // and catch up with the policy
+		case <-a.pol.heartbeatChanged:
+			tick.Reset(a.heartbeatInterval())
+			continue
+		case <-tick.C:
+		}
+		if !nc.IsConnected() {
+			continue
+		}
+		if err := a.heartbeat(ctx, nc, subject); err != nil {
+			a.log.Warn("heartbeat not sent", "err", err)
+		}
+	}
+}
+
+// heartbeat publishes one heartbeat with the trace context in its headers.
+func (a *Agent) heartbeat(ctx context.Context, nc *nats.Conn, subject string) error {
+	ctx, span := telemetry.Tracer(tracerName).Start(ctx, "agent.heartbeat")
+	defer span.End()
+	hb := contracts.Heartbeat{
+		Header:       contracts.NewHeader(contracts.TypeHeartbeat),
+		Name:         a.cfg.Name,
+		Hostname:     a.hostname,
+		OS:           runtime.GOOS,
+		Arch:         runtime.GOARCH,
+		AgentVersion: a.cfg.Version,
+		Capability:   contracts.CapabilityVersion,
+		Interval:     contracts.Duration(a.heartbeatInterval()),
+		Started:      a.started,
+	}
+	data, err := json.Marshal(hb)
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	telemetry.Inject(ctx, msg.Header)
+	if err := nc.PublishMsg(msg); err != nil {
+		span.RecordError(err)
+		return err
+	}
+	a.update(func(st *status) { st.lastHeartbeat = hb.Time })
+	a.log.Debug("heartbeat sent", "subject", subject)
+	return nil
+}

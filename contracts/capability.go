@@ -1,0 +1,26 @@
+package contracts
+
+// CapabilityVersion is the agent protocol capability this build speaks.
+// Agents send it at enrollment and in every heartbeat; the site uses it to
+// know what a client can do. Bump it, with a dated line in
+// CapabilityHistory, whenever the agent learns a new message or behaviour.
+//
+//   - 1: 2026-11-21: enrollment with pinned site key, heartbeats, local
+//     control socket (status).
+//   - 2: 2026-11-21: signed client policy (push, fetch, acknowledgements
+//     through the outbox), intervals set by policy, local settings (reset,
+//     the user's own Remote Assistance values).
+const CapabilityVersion = 2
+
+// Capability is one step of the capability history.
+type Capability struct {
+	Version int    `json:"version"`
+	Date    string `json:"date"` // YYYY-MM-DD
+	What    string `json:"what"`
+}
+
+// CapabilityHistory is every capability version, oldest first.
+var CapabilityHistory = []Capability{
+	{1, "2026-11-21", "enrollment with pinned site key, heartbeats, local control socket (status)"},
+	{2, "2026-11-21", "signed client policy (push, fetch, acknowledgements), intervals set by policy, local settings (reset, user values)"},
+}

@@ -1,0 +1,52 @@
+package contracts
+
+import "time"
+
+// Message type strings of the site and of the agent's local control socket.
+const (
+	TypeServiceListRequest  = "steward.v1.service_list_request"
+	TypeServiceListResponse = "steward.v1.service_list_response"
+	TypeAgentStatus         = "steward.v1.agent_status"
+)
+
+// ServiceListRequest asks which service instances are running.
+type ServiceListRequest struct {
+	Header
+}
+
+// ServiceInstance is one running service instance, as $SRV INFO tells it.
+type ServiceInstance struct {
+	Name      string    `json:"name"`
+	ID        string    `json:"id"`
+	Version   string    `json:"version"`
+	Endpoints []string  `json:"endpoints"`
+	Requests  int       `json:"requests"`
+	Errors    int       `json:"errors"`
+	Started   time.Time `json:"started"`
+}
+
+// ServiceListResponse lists instances sorted by name then ID.
+type ServiceListResponse struct {
+	Header
+	Services []ServiceInstance `json:"services"`
+}
+
+// AgentStatus is what `steward-agent status` shows, served by the agent's
+// local control socket.
+type AgentStatus struct {
+	Header
+	ClientID      string    `json:"clientId,omitempty"`
+	Name          string    `json:"name"`
+	Site          string    `json:"site,omitempty"`
+	SiteKey       string    `json:"siteKey,omitempty"`
+	Server        string    `json:"server"`
+	State         string    `json:"state"` // enrolling | pending | connected | disconnected | refused
+	Connected     bool      `json:"connected"`
+	LastHeartbeat time.Time `json:"lastHeartbeat,omitzero"`
+	Started       time.Time `json:"started"`
+	AgentVersion  string    `json:"agentVersion"`
+	Capability    int       `json:"capability"`
+	Message       string    `json:"message,omitempty"`
+	// Policy is the policy the agent holds: nil before it applied one.
+	Policy *AgentPolicyStatus `json:"policy,omitempty"`
+}

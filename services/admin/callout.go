@@ -1,0 +1,178 @@
+package admin
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nkeys"
+	"github.com/stewardhq/steward/contracts"
+)
+
+// Grant is what one connection may do: the subjects it may publish and
+// subscribe, and a name tag the server reports in its events.
+type Grant struct {
+	Name      string
+	Pub       []string
+	Sub       []string
+	Responses bool      // may answer requests it received (once each)
+	Expires   time.Time // zero: no expiry
+}
+
+// decide returns the grant for a connecting key whose identity lookup gave
+// id and err. It is the whole authorization policy, free of NATS, so a table
+// test covers every case. Any doubt is a refusal.
+func decide(site, key string, id Identity, lookupErr error, now time.Time) (Grant, error) {
+	switch {
+	case errors.Is(lookupErr, errNoIdentity):
+		return enrollOnly(key), nil
+	case lookupErr != nil:
+		return Grant{}, fmt.Errorf("cannot decide for %s: %w", key, lookupErr)
+	}
+	switch id.Kind {
+	case KindAgent:
+		switch id.Status {
+		case contracts.ClientPending:
+			return enrollOnly(key), nil
+		case contracts.ClientApproved:
+			up, err1 := contracts.AgentSpace(site, id.ClientID, "up")
+			down, err2 := contracts.AgentSpace(site, id.ClientID, "down")
+			inbox, err3 := contracts.Inbox(id.ClientID)
+			if err := errors.Join(err1, err2, err3); err != nil {
+				return Grant{}, fmt.Errorf("client %s: %w", id.ClientID, err)
+			}
+			return Grant{Name: "agent:" + id.ClientID, Pub: []string{up}, Sub: []string{down, inbox + ".>"}, Responses: true}, nil
+		case contracts.ClientBlocked:
+			return Grant{}, fmt.Errorf("client %s (%s) is blocked", id.Name, id.ClientID)
+		}
+		return Grant{}, fmt.Errorf("client %s has unknown status %q", id.ClientID, id.Status)
+	case KindOperator:
+		if id.Revoked {
+			return Grant{}, fmt.Errorf("operator %s is revoked", id.Name)
+		}
+		if !id.Expires.IsZero() && !now.Before(id.Expires) {
+			return Grant{}, fmt.Errorf("operator %s expired at %s", id.Name, id.Expires.Format(time.RFC3339))
+		}
+		up, err1 := contracts.OpSpace(site, id.Name, "up")
+		down, err2 := contracts.OpSpace(site, id.Name, "down")
+		inbox, err3 := contracts.Inbox(id.Name)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return Grant{}, fmt.Errorf("operator %s: %w", id.Name, err)
+		}
+		return Grant{Name: "op:" + id.Name, Pub: []string{up}, Sub: []string{down, inbox + ".>"}, Expires: id.Expires}, nil
+	}
+	return Grant{}, fmt.Errorf("identity %s has unknown kind %q", key, id.Kind)
+}
+
+// enrollOnly lets an unknown or pending key ask any site on this server to
+// enroll it, as itself, and hear the answer.
+func enrollOnly(key string) Grant {
+	return Grant{
+		Name: "enroll:" + key,
+		Pub:  []string{contracts.Root + ".*.enroll." + key},
+		Sub:  []string{"_INBOX." + key + ".>"},
+	}
+}
+
+// verifyNonce checks that the connecting client holds the key it claims:
+// the server's nonce signed by the key.
+func verifyNonce(key, nonce, sig string) error {
+	if key == "" {
+		return errors.New("no nkey presented (steward clients authenticate with an NKey)")
+	}
+	if !nkeys.IsValidPublicUserKey(key) {
+		return fmt.Errorf("%q is not a user NKey", key)
+	}
+	if nonce == "" || sig == "" {
+		return errors.New("no signed nonce")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil {
+		if raw, err = base64.StdEncoding.DecodeString(sig); err != nil {
+			return errors.New("nonce signature is not base64")
+		}
+	}
+	pk, err := nkeys.FromPublicKey(key)
+	if err != nil {
+		return err
+	}
+	if err := pk.Verify([]byte(nonce), raw); err != nil {
+		return errors.New("nonce signature does not verify")
+	}
+	return nil
+}
+
+// authWorkers bounds the auth callout requests decided at once. A micro
+// handler runs serially on its subscription; a reconnect storm of
+// thousands of agents needs the identity look-ups overlapped, or the
+// server's clients time out waiting and retry, feeding the storm.
+const authWorkers = 32
+
+// authConcurrently hands each callout request to a bounded pool.
+func (s *Service) authConcurrently(r micro.Request) {
+	s.authSlots <- struct{}{}
+	go func() {
+		defer func() { <-s.authSlots }()
+		s.handleAuth(r)
+	}()
+}
+
+// handleAuth answers the server's auth callout request.
+func (s *Service) handleAuth(r micro.Request) {
+	log := s.cfg.Log
+	req, err := jwt.DecodeAuthorizationRequestClaims(string(r.Data()))
+	if err != nil {
+		log.Warn("auth callout: undecodable request", "err", err)
+		return // no answer: the server refuses after its timeout
+	}
+	respond := func(userJWT, denial string) {
+		rc := jwt.NewAuthorizationResponseClaims(req.UserNkey)
+		rc.Audience = req.Server.ID
+		rc.Jwt = userJWT
+		rc.Error = denial
+		token, err := rc.Encode(s.cfg.Issuer)
+		if err != nil {
+			log.Error("auth callout: sign response", "err", err)
+			return
+		}
+		_ = r.Respond([]byte(token))
+	}
+	key := req.ConnectOptions.Nkey
+	if err := verifyNonce(key, req.ClientInformation.Nonce, req.ConnectOptions.SignedNonce); err != nil {
+		log.Warn("auth denied", "key", key, "host", req.ClientInformation.Host, "reason", err)
+		respond("", err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	id, _, lookupErr := s.ids.get(ctx, key)
+	grant, err := decide(s.cfg.Site, key, id, lookupErr, time.Now())
+	if err != nil {
+		log.Warn("auth denied", "key", key, "host", req.ClientInformation.Host, "reason", err)
+		respond("", err.Error())
+		return
+	}
+	uc := jwt.NewUserClaims(req.UserNkey)
+	uc.Audience = Account
+	uc.Name = grant.Name
+	uc.Pub.Allow.Add(grant.Pub...)
+	uc.Sub.Allow.Add(grant.Sub...)
+	if grant.Responses {
+		uc.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
+	}
+	if !grant.Expires.IsZero() {
+		uc.Expires = grant.Expires.Unix()
+	}
+	userJWT, err := uc.Encode(s.cfg.Issuer)
+	if err != nil {
+		log.Error("auth callout: sign user", "err", err)
+		respond("", "internal error")
+		return
+	}
+	log.Debug("auth granted", "key", key, "as", grant.Name)
+	respond(userJWT, "")
+}

@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/stewardhq/steward/services/site"
+)
+
+func newServeCmd(g *globals) *cobra.Command {
+	var cfg site.Config
+	var services, tlsHosts, logLevel, logFormat string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the site: embedded NATS server with JetStream, and the services",
+		Long: `Run a Steward site in this process.
+
+By default everything runs here: an embedded NATS server with JetStream on
+disk under --data, the auth callout, and every service. The first start
+initialises the site: its code (--site), its signing key, and the bootstrap
+Full Administrator identity <data>/admin.nk (mode 0600), which the CLI uses
+by default. Later starts reuse the same data directory.
+
+The first start also creates the site's certificate authority (<data>/tls).
+The embedded server listens in plain text on loopback; on any other address
+it requires TLS with a certificate the site CA signs (naming --tls-hosts,
+the listen address, localhost and this machine). Enrollment tokens carry the
+CA's fingerprint and agents pin it.
+
+With --server, only the --services given run, against that external NATS
+server or cluster (several URLs, comma-separated), reading the keys of a
+data directory prepared by steward site init (it may be read-only); they
+wait for the server and its JetStream. --replicas 3 on a cluster.
+
+Stop it with Ctrl-C (SIGINT) or SIGTERM: services stop, then the server.`,
+		Example: `  steward serve
+  steward serve --data /var/lib/steward --listen 0.0.0.0:4222 --site HQ1
+  steward serve --services discovery --server nats://nats:4222   # scale out: only these services, external NATS
+  steward serve --services admin --server nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222 --replicas 3 --data /data`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(g.stderr, logLevel, logFormat)
+			if err != nil {
+				return err
+			}
+			cfg.Log = log
+			cfg.SiteSet = cmd.Flags().Changed("site")
+			if f := cmd.Flag("server"); f != nil && f.Changed {
+				cfg.Server = g.server // scale-out: services only, against that server
+			}
+			if services != "" {
+				cfg.Services = strings.Split(services, ",")
+			}
+			cfg.TLSHosts = splitList(tlsHosts)
+			s, err := site.New(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stderr, "steward: site %s serving on %s (data %s)\nsteward: administrator identity: %s\n",
+				s.Info.Site, s.URL(), cfg.DataDir, s.AdminIdentity())
+			return s.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data", DefaultDataDir, "data directory: keys, JetStream store, admin identity")
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "address of the embedded NATS server")
+	f.StringVar(&cfg.Site, "site", "LAB", "site code, fixed at the first start")
+	f.IntVar(&cfg.Replicas, "replicas", 1, "replicas of every stream, bucket and object store the services make (3 on a cluster)")
+	f.StringVar(&tlsHosts, "tls-hosts", "", "comma-separated names and addresses the embedded server's certificate names (besides loopback, this host and --listen)")
+	f.StringVar(&services, "services", "", "comma-separated services to run (default: all: "+strings.Join(site.AllServices, ",")+")")
+	f.StringVar(&logLevel, "log-level", envOr("STEWARD_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	return cmd
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: must be text or json", format)
+}

@@ -1,0 +1,125 @@
+package discovery
+
+import (
+	"context"
+
+	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/rbac"
+)
+
+// authz returns the model to decide with (see rbac.Current).
+func (s *Service) authz() (*rbac.Model, error) {
+	return rbac.Current(s.cfg.Authz, s.cfg.NoAuthz, "discovery")
+}
+
+// memberOf answers whether client is in a collection, for rbac scopes.
+func (s *Service) memberOf(client string) func(collectionID string) bool {
+	return func(collectionID string) bool {
+		if collectionID == contracts.AllSystemsID {
+			r, ok := s.view.get(client)
+			return ok && r.Status == contracts.ClientApproved
+		}
+		s.model.mu.RLock()
+		defer s.model.mu.RUnlock()
+		return s.model.eng != nil && s.model.eng.IsMember(collectionID, client)
+	}
+}
+
+// visible filters clients to those the operator may see.
+func (s *Service) visible(op string, cs []contracts.Client) ([]contracts.Client, error) {
+	m, err := s.authz()
+	if err != nil || m == nil {
+		return cs, err
+	}
+	sc, err := m.Scoped(op, rbac.CollectionRead)
+	if err != nil {
+		return nil, err
+	}
+	out := cs[:0:0]
+	for _, c := range cs {
+		if sc.Covers(s.memberOf(c.ID)) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// onClient checks p on the client ref names. A client the operator may not
+// read is answered as not found, exactly like a missing one.
+func (s *Service) onClient(op string, p rbac.Permission, ref string) error {
+	m, err := s.authz()
+	if err != nil || m == nil {
+		return err
+	}
+	c, err := findClient(s.view.all(), ref)
+	if err != nil {
+		return nil // the handler answers not found or ambiguous itself
+	}
+	if !m.ClientVisible(op, s.memberOf(c.ID)) {
+		return contracts.Errorf(contracts.CodeNotFound, "no client named or with id %q", ref)
+	}
+	return m.Allowed(op, p, rbac.OnClient(c.Name, s.memberOf(c.ID)))
+}
+
+// onCollection checks p on the collection ref names ("" means All
+// Systems, the default limit).
+func (s *Service) onCollection(op string, p rbac.Permission, ref string) error {
+	m, err := s.authz()
+	if err != nil || m == nil {
+		return err
+	}
+	named := rbac.AllSystems
+	if ref != "" {
+		id, err := s.model.findCollection(ref)
+		if err != nil {
+			return nil // the handler answers not found or ambiguous itself
+		}
+		named = contracts.Named{ID: id, Name: s.collectionName(id)}
+	}
+	return m.Allowed(op, p, rbac.OnCollection(named))
+}
+
+// guard runs check before fn.
+func guard[Req, Resp any](fn func(context.Context, contracts.SubjectInfo, *Req) (*Resp, error), check func(op string, req *Req) error) func(context.Context, contracts.SubjectInfo, *Req) (*Resp, error) {
+	return func(ctx context.Context, from contracts.SubjectInfo, req *Req) (*Resp, error) {
+		if err := check(from.Principal, req); err != nil {
+			return nil, err
+		}
+		return fn(ctx, from, req)
+	}
+}
+
+// Checks of each operator endpoint.
+func (s *Service) canInventory(op string, r *contracts.InventoryRequest) error {
+	return s.onClient(op, rbac.CollectionViewInventory, r.Ref)
+}
+
+func (s *Service) canCreate(op string, r *contracts.CollectionCreateRequest) error {
+	return s.onCollection(op, rbac.CollectionCreate, r.Limit)
+}
+
+func (s *Service) canUpdate(op string, r *contracts.CollectionUpdateRequest) error {
+	if err := s.onCollection(op, rbac.CollectionModify, r.Ref); err != nil {
+		return err
+	}
+	if r.Limit != "" {
+		return s.onCollection(op, rbac.CollectionRead, r.Limit)
+	}
+	return nil
+}
+
+func (s *Service) canDelete(op string, r *contracts.CollectionRequest) error {
+	return s.onCollection(op, rbac.CollectionDelete, r.Ref)
+}
+
+func (s *Service) canRead(op string, r *contracts.CollectionRequest) error {
+	return s.onCollection(op, rbac.CollectionRead, r.Ref)
+}
+
+func (s *Service) canMembers(op string, r *contracts.CollectionMembersRequest) error {
+	return s.onCollection(op, rbac.CollectionRead, r.Ref)
+}
+
+func (s *Service) canPreview(op string, r *contracts.CollectionPreviewRequest) error {
+	return s.onCollection(op, rbac.CollectionRead, r.Limit)
+}

@@ -1,0 +1,115 @@
+// Package rpc is the thin layer between NATS micro endpoints and Steward's
+// domain functions: decode a contracts request, take the caller from the
+// subject, call the domain, encode the answer or a coded error.
+package rpc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/telemetry"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Func is a domain function behind an endpoint. from is what the subject
+// says about the caller; the payload never says who the caller is.
+type Func[Req, Resp any] func(ctx context.Context, from contracts.SubjectInfo, req *Req) (*Resp, error)
+
+// Handler adapts fn to a micro.Handler for requests of type string typ.
+// Errors with a contracts code are answered with that code; others are
+// logged and answered as CodeInternal without their text.
+func Handler[Req, Resp any](log *slog.Logger, typ string, fn Func[Req, Resp]) micro.Handler {
+	return micro.HandlerFunc(func(r micro.Request) {
+		ctx := telemetry.Extract(context.Background(), map[string][]string(r.Headers()))
+		ctx, span := telemetry.Tracer("steward/rpc").Start(ctx, typ,
+			trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("messaging.destination.name", r.Subject())))
+		defer span.End()
+
+		from, err := contracts.ParseSubject(r.Subject())
+		if err != nil {
+			respondError(log, r, span, contracts.Errorf(contracts.CodeBadRequest, "%v", err))
+			return
+		}
+		var req Req
+		if err := contracts.Decode(r.Data(), typ, &req); err != nil {
+			respondError(log, r, span, err)
+			return
+		}
+		resp, err := fn(ctx, from, &req)
+		if err != nil {
+			respondError(log, r, span, err)
+			return
+		}
+		if r.Reply() == "" {
+			return
+		}
+		if err := r.RespondJSON(resp); err != nil {
+			log.Warn("respond failed", "subject", r.Subject(), "err", err)
+		}
+	})
+}
+
+func respondError(log *slog.Logger, r micro.Request, span trace.Span, err error) {
+	var ce *contracts.Error
+	if !errors.As(err, &ce) {
+		log.Error("request failed", "subject", r.Subject(), "err", err)
+		ce = contracts.Errorf(contracts.CodeInternal, "internal error (see the site log)")
+	}
+	span.SetStatus(codes.Error, ce.Message)
+	if r.Reply() == "" {
+		log.Warn("dropped message", "subject", r.Subject(), "code", ce.Code.String(), "err", ce.Message)
+		return
+	}
+	data, _ := json.Marshal(ce)
+	if rerr := r.Error(strconv.Itoa(int(ce.Code)), ce.Message, data); rerr != nil {
+		log.Warn("respond failed", "subject", r.Subject(), "err", rerr)
+	}
+}
+
+// Call sends req to subject and decodes the answer into resp. A coded
+// failure comes back as *contracts.Error; no responder as CodeUnavailable.
+func Call(ctx context.Context, nc *nats.Conn, subject string, req any, resp any) error {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	ctx, span := telemetry.Tracer("steward/rpc").Start(ctx, subject, trace.WithSpanKind(trace.SpanKindClient))
+	defer span.End()
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	telemetry.Inject(ctx, map[string][]string(msg.Header))
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	reply, err := nc.RequestMsgWithContext(ctx, msg)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return contracts.Errorf(contracts.CodeUnavailable, "no service answers %s (is the site running?)", subject)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		return contracts.Errorf(contracts.CodeUnavailable, "no answer on %s in time", subject)
+	case err != nil:
+		return err
+	}
+	if code := reply.Header.Get(micro.ErrorCodeHeader); code != "" {
+		return &contracts.Error{Code: contracts.ParseCode(code), Message: reply.Header.Get(micro.ErrorHeader)}
+	}
+	if err := json.Unmarshal(reply.Data, resp); err != nil {
+		return contracts.Errorf(contracts.CodeInternal, "malformed answer from %s: %v", subject, err)
+	}
+	return nil
+}
+
+// DefaultTimeout bounds a Call whose context has no deadline.
+const DefaultTimeout = 10 * time.Second

@@ -1,0 +1,150 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+
+	"github.com/stewardhq/steward/contracts"
+)
+
+// fetch answers an agent's policy.fetch: its record is resolved again
+// (which also heals a membership event this instance never saw applied),
+// and the current revision is signed now. An agent that reports a revision
+// above the site's (the site's records were restored from an older
+// backup) gets a revision above its own, so it never refuses the site's
+// policy as old.
+func (s *Service) fetch(ctx context.Context, from contracts.SubjectInfo, req *contracts.PolicyFetchRequest) (*contracts.PolicyFetchResponse, error) {
+	applied := req.AppliedRevision
+	w := &fetchWait{id: from.Principal, applied: applied, done: make(chan outcome, 1)}
+	select {
+	case s.fetches <- w:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	var o outcome
+	select {
+	case o = <-w.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if o.err != nil {
+		return nil, contracts.Errorf(contracts.CodeUnavailable, "the policy of this client cannot be made now: %v", o.err)
+	}
+	resp := &contracts.PolicyFetchResponse{Header: contracts.NewHeader(contracts.TypePolicyFetchResponse), Revision: o.rec.Revision}
+	if applied == o.rec.Revision {
+		resp.Current = true
+		return resp, nil
+	}
+	sp, err := s.sign(&o, s.cfg.Now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	resp.Policy = sp
+	return resp, nil
+}
+
+// ack stores one report from an agent's outbox: the revision it applied,
+// or the one it rejected and why. The client is the subject's. A
+// rejection is also a status message (3002) for the operators.
+func (s *Service) ack(ctx context.Context, from contracts.SubjectInfo, item contracts.OutboxItem) (func(context.Context) error, error) {
+	if item.Type != contracts.TypePolicyAck {
+		return nil, contracts.Errorf(contracts.CodeBadRequest, "item type %q, want %q", item.Type, contracts.TypePolicyAck)
+	}
+	var a contracts.PolicyAck
+	if err := contracts.Decode(item.Data, contracts.TypePolicyAck, &a); err != nil {
+		return nil, err
+	}
+	id := from.Principal
+	rec, _ := s.model.report(id)
+	rec.Reported = s.cfg.Now().UTC()
+	rec.AppliedRevision = a.AppliedRevision
+	if a.Applied {
+		rec.AppliedRevision, rec.AppliedAt = max(a.Revision, a.AppliedRevision), a.AppliedAt
+	} else {
+		rec.RejectedRevision, rec.Code, rec.Reason, rec.RejectedAt = a.Revision, a.Code, a.Reason, a.Time
+	}
+	data, _ := json.Marshal(rec)
+	res := make(chan result, 1)
+	go func() { res <- s.reports.Write(ctx, []kvWrite{{key: id, value: data}})[0] }()
+	return func(ctx context.Context) error {
+		var r result
+		select {
+		case r = <-res:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if r.err != nil {
+			return r.err
+		}
+		s.model.setReport(id, &rec, r.rev)
+		if !a.Applied {
+			s.log.Warn("a client rejected a policy", "client", id, "revision", a.Revision, "code", a.Code, "reason", a.Reason)
+			s.emit(ctx, contracts.StatusPolicyRejected, map[string]string{
+				"client": id, "revision": strconv.FormatUint(a.Revision, 10), "reason": a.Code + ": " + a.Reason,
+			})
+		}
+		return nil
+	}, nil
+}
+
+// fetchWait is one agent's fetch, waiting for its record.
+type fetchWait struct {
+	id      string
+	applied uint64
+	done    chan outcome
+}
+
+// maxFetchBatch bounds the fetches resolved in one update.
+const maxFetchBatch = 1000
+
+// serveFetches resolves the fetches waiting, together: during a reconnect
+// storm, or while a fan-out holds the update, the fetches that piled up
+// share one update and its batched writes.
+func (s *Service) serveFetches(ctx context.Context) {
+	for {
+		var batch []*fetchWait
+		select {
+		case <-ctx.Done():
+			return
+		case w := <-s.fetches:
+			batch = append(batch, w)
+		}
+	more:
+		for len(batch) < maxFetchBatch {
+			select {
+			case w := <-s.fetches:
+				batch = append(batch, w)
+			default:
+				break more
+			}
+		}
+		applied := make(map[string]uint64, len(batch))
+		ids := make([]string, 0, len(batch))
+		for _, w := range batch {
+			if _, dup := applied[w.id]; !dup {
+				ids = append(ids, w.id)
+			}
+			applied[w.id] = max(applied[w.id], w.applied)
+		}
+		out, _ := s.update(ctx, ids, func(rec *clientRecord) (bool, bool) {
+			if a := applied[rec.ID]; a > rec.Revision {
+				rec.Revision = a
+				return true, true
+			}
+			return false, false
+		}, false)
+		byID := make(map[string]outcome, len(out))
+		for _, o := range out {
+			byID[o.id] = o
+		}
+		for _, w := range batch {
+			o, ok := byID[w.id]
+			if !ok {
+				o = outcome{id: w.id, err: errors.New("not resolved")}
+			}
+			w.done <- o
+		}
+	}
+}

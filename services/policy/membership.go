@@ -1,0 +1,145 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/follow"
+)
+
+// Membership event delivery. MaxAckPending 1 keeps events in order across
+// instances: they are statements ("X is now a member"), so a later one
+// must never be applied before an earlier one.
+const (
+	eventMaxDeliver = 10
+	eventAckWait    = time.Minute
+)
+
+// consumeMembership keeps the durable consumer of discovery's membership
+// events running until ctx ends, waiting (with backoff) for discovery to
+// create its stream.
+func (s *Service) consumeMembership(ctx context.Context) {
+	subj, err := contracts.MembershipSubject(s.cfg.Site)
+	if err != nil {
+		s.log.Error("membership subject", "err", err)
+		return
+	}
+	ccfg := jetstream.ConsumerConfig{
+		Durable:       MembershipConsumer,
+		Description:   "policy follows the members of collections with settings deployed",
+		FilterSubject: subj,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       eventAckWait,
+		MaxDeliver:    eventMaxDeliver,
+		MaxAckPending: 1,
+	}
+	follow.Durable(ctx, s.log, s.js, DiscoveryEventsStream, ccfg, func(m jetstream.Msg) { s.onMembership(ctx, m) })
+}
+
+// onMembership applies one membership event: for a collection with
+// settings deployed (All Systems included, when settings are deployed to
+// it), the clients added and removed get the collection in or out of
+// their record, and a new policy when that changes theirs. A new client
+// enters this way (All Systems), and gets its first policy pushed.
+func (s *Service) onMembership(ctx context.Context, m jetstream.Msg) {
+	var ev contracts.MembershipChanged
+	if err := contracts.Decode(m.Data(), contracts.TypeMembershipChanged, &ev); err != nil {
+		s.log.Error("membership event dropped (dead letter)", "err", err)
+		_ = m.TermWithReason(err.Error())
+		return
+	}
+	cat, _ := s.model.current()
+	var added []string
+	if cat.Tracked(ev.Collection.ID) {
+		added = ev.Added
+	} else if ev.Collection.ID == contracts.AllSystemsID {
+		// A client new to the site gets a record (and its first policy
+		// pushed) even while nothing is deployed to All Systems.
+		for _, id := range ev.Added {
+			if _, ok := s.model.client(id); !ok {
+				added = append(added, id)
+			}
+		}
+	}
+	var errs []error
+	if len(added) > 0 {
+		mut := withCollection(ev.Collection.ID, true)
+		if !cat.Tracked(ev.Collection.ID) {
+			mut = noChange
+		}
+		_, err := s.update(ctx, added, mut, true)
+		errs = append(errs, err)
+	}
+	if cat.Tracked(ev.Collection.ID) && len(ev.Removed) > 0 {
+		_, err := s.update(ctx, ev.Removed, withCollection(ev.Collection.ID, false), true)
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		n := uint64(1)
+		if md, merr := m.Metadata(); merr == nil {
+			n = md.NumDelivered
+		}
+		if n >= eventMaxDeliver {
+			s.log.Error("membership event dropped after retries (the next resync repairs it)", "collection", ev.Collection.ID, "err", err)
+			_ = m.TermWithReason(err.Error())
+			return
+		}
+		s.log.Warn("membership event not applied; will retry", "collection", ev.Collection.ID, "delivery", n, "err", err)
+		_ = m.NakWithDelay(min(time.Duration(n)*time.Second, 30*time.Second))
+		return
+	}
+	s.log.Debug("membership applied", "collection", ev.Collection.Name, "added", len(ev.Added), "removed", len(ev.Removed), "cause", ev.Cause)
+	if err := m.Ack(); err != nil {
+		s.log.Warn("ack membership event", "err", err)
+	}
+}
+
+// resyncLoop reads the members of every collection with settings deployed
+// again from discovery, at start and every ResyncEvery: discovery does not
+// guarantee every membership event (an instance that crashes between a
+// write and its event loses the event).
+func (s *Service) resyncLoop(ctx context.Context) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.resync(ctx)
+		t.Reset(s.cfg.ResyncEvery)
+	}
+}
+
+// resync reconciles each deployed collection with its members, asked on
+// behalf of the operator who made the deployment.
+func (s *Service) resync(ctx context.Context) {
+	cat, _ := s.model.current()
+	done := map[string]bool{}
+	for _, d := range cat.Deployments() {
+		c := d.Deployment.Collection
+		if done[c.ID] {
+			continue
+		}
+		done[c.ID] = true
+		members, err := s.cfg.Directory.Members(ctx, d.Deployment.By, c.ID)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("resync: members not read", "collection", c.Name, "as", d.Deployment.By, "err", err)
+			}
+			continue
+		}
+		n, err := s.reconcile(ctx, c.ID, members)
+		if err != nil {
+			s.log.Warn("resync incomplete", "collection", c.Name, "err", err)
+		}
+		if n > 0 {
+			s.log.Info("resync changed policies", "collection", c.Name, "clients", n)
+		}
+	}
+}

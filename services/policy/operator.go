@@ -1,0 +1,434 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/rbac"
+)
+
+// catalogAttempts bounds the compare-and-set retries of one catalog change.
+const catalogAttempts = 20
+
+// changeCatalog applies change to the stored catalog with compare-and-set,
+// retrying when another instance wrote first, and returns the new catalog
+// and its revision once this instance's model holds it (so the next
+// request, to any endpoint, sees it). change returns the catalog as it was
+// (the same pointer) to change nothing, and the IDs of the settings
+// objects it changed, whose revision is stamped.
+func (s *Service) changeCatalog(ctx context.Context, change func(cur *Catalog) (*Catalog, []string, error)) (*Catalog, uint64, error) {
+	for range catalogAttempts {
+		e, err := s.settingsKV.Get(ctx, CatalogKey)
+		if err != nil {
+			return nil, 0, fmt.Errorf("read the settings catalog: %w", err)
+		}
+		cur, err := DecodeCatalog(e.Value())
+		if err != nil {
+			return nil, 0, err
+		}
+		next, touched, err := change(cur)
+		if err != nil {
+			return nil, 0, err
+		}
+		if next == cur {
+			return cur, e.Revision(), nil
+		}
+		// The bucket holds only the catalog, so a write that wins the
+		// compare-and-set gets the next revision.
+		for i := range next.Settings {
+			if slices.Contains(touched, next.Settings[i].ID) {
+				next.Settings[i].Revision = e.Revision() + 1
+			}
+		}
+		rev, err := s.settingsKV.Update(ctx, CatalogKey, next.Encode(), e.Revision())
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			continue
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("write the settings catalog: %w", err)
+		}
+		if err := s.model.waitCatalog(ctx, rev); err != nil {
+			return nil, 0, err
+		}
+		return next, rev, nil
+	}
+	return nil, 0, contracts.Errorf(contracts.CodeConflict, "the settings catalog kept changing; try again")
+}
+
+// affected lists the clients whose records put them in any of the
+// deployments' collections.
+func (s *Service) affected(info contracts.SettingsInfo) []string {
+	if info.BuiltIn {
+		return s.model.allClients()
+	}
+	set := map[string]bool{}
+	for _, d := range info.Deployments {
+		for _, id := range s.model.membersOf(d.Collection.ID) {
+			set[id] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for id := range set {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// prune drops from a record the collections nothing is deployed to any
+// more: their membership no longer matters.
+func prune(cat *Catalog) mutation {
+	return func(rec *clientRecord) (bool, bool) {
+		kept := slices.DeleteFunc(slices.Clone(rec.Collections), func(c string) bool { return !cat.Tracked(c) })
+		if len(kept) == len(rec.Collections) {
+			return false, false
+		}
+		rec.Collections = kept
+		return true, false
+	}
+}
+
+// apply answers settings.apply.
+func (s *Service) apply(ctx context.Context, from contracts.SubjectInfo, req *contracts.SettingsApplyRequest) (*contracts.SettingsApplyResponse, error) {
+	op := from.Principal
+	cur, _ := s.model.current()
+	perm := rbac.ClientSettingsCreate
+	if _, err := cur.Find(req.Settings.Name); err == nil {
+		perm = rbac.ClientSettingsModify
+	}
+	if err := s.allowed(op, perm); err != nil {
+		return nil, err
+	}
+	var (
+		info   contracts.SettingsInfo
+		result string
+	)
+	next, _, err := s.changeCatalog(ctx, func(c *Catalog) (*Catalog, []string, error) {
+		n, i, r, err := c.Apply(req.Settings, op, s.cfg.Now().UTC())
+		info, result = i, r
+		return n, []string{i.ID}, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp := &contracts.SettingsApplyResponse{Header: contracts.NewHeader(contracts.TypeSettingsApplyResponse), Result: result}
+	if got, err := next.Find(info.ID); err == nil {
+		info = *got
+	}
+	resp.Settings = info
+	if result == contracts.ApplyUnchanged {
+		return resp, nil
+	}
+	s.emit(ctx, contracts.StatusSettingsChanged, map[string]string{"settings": info.Name, "by": op, "change": result + " (priority " + strconv.Itoa(info.Priority) + ")"})
+	s.log.Info("settings "+result, "settings", info.Name, "id", info.ID, "by", op)
+	out, err := s.update(ctx, s.affected(info), noChange, true)
+	resp.Clients = changedCount(out)
+	if err != nil {
+		s.log.Warn("settings stored; some clients get them at their next fetch", "settings", info.Name, "err", err)
+	}
+	return resp, nil
+}
+
+// list answers settings.list.
+func (s *Service) list(_ context.Context, from contracts.SubjectInfo, _ *contracts.SettingsListRequest) (*contracts.SettingsListResponse, error) {
+	if err := s.allowed(from.Principal, rbac.ClientSettingsRead); err != nil {
+		return nil, err
+	}
+	cat, _ := s.model.current()
+	return &contracts.SettingsListResponse{Header: contracts.NewHeader(contracts.TypeSettingsListResponse), Settings: cat.Sorted()}, nil
+}
+
+// show answers settings.show.
+func (s *Service) show(_ context.Context, from contracts.SubjectInfo, req *contracts.SettingsRequest) (*contracts.SettingsResponse, error) {
+	if err := s.allowed(from.Principal, rbac.ClientSettingsRead); err != nil {
+		return nil, err
+	}
+	cat, _ := s.model.current()
+	info, err := cat.Find(req.Ref)
+	if err != nil {
+		return nil, err
+	}
+	return &contracts.SettingsResponse{Header: contracts.NewHeader(contracts.TypeSettingsResponse), Settings: *info}, nil
+}
+
+// delete answers settings.delete.
+func (s *Service) delete(ctx context.Context, from contracts.SubjectInfo, req *contracts.SettingsRequest) (*contracts.SettingsResponse, error) {
+	op := from.Principal
+	if err := s.allowed(op, rbac.ClientSettingsDelete); err != nil {
+		return nil, err
+	}
+	var gone contracts.SettingsInfo
+	next, _, err := s.changeCatalog(ctx, func(c *Catalog) (*Catalog, []string, error) {
+		n, g, err := c.Delete(req.Ref, req.Force)
+		gone = g
+		return n, nil, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.emit(ctx, contracts.StatusSettingsChanged, map[string]string{"settings": gone.Name, "by": op, "change": "deleted"})
+	s.log.Info("settings deleted", "settings", gone.Name, "id", gone.ID, "by", op, "deployments", len(gone.Deployments))
+	out, err := s.update(ctx, s.affected(gone), prune(next), true)
+	if err != nil {
+		s.log.Warn("settings deleted; some clients get the change at their next fetch", "settings", gone.Name, "err", err)
+	}
+	return &contracts.SettingsResponse{Header: contracts.NewHeader(contracts.TypeSettingsResponse), Settings: gone, Clients: changedCount(out)}, nil
+}
+
+// deploy answers settings.deploy: the collection is resolved by discovery
+// on the operator's behalf (an unknown collection is refused), the
+// deployment is stored, and then the collection's members, as discovery
+// lists them now, get their policy.
+func (s *Service) deploy(ctx context.Context, from contracts.SubjectInfo, req *contracts.SettingsDeployRequest) (*contracts.SettingsDeployResponse, error) {
+	op := from.Principal
+	if err := s.allowed(op, rbac.ClientSettingsRead); err != nil {
+		return nil, err
+	}
+	cur, _ := s.model.current()
+	if _, err := cur.Find(req.Ref); err != nil {
+		return nil, err
+	}
+	coll, err := s.cfg.Directory.Collection(ctx, op, req.Collection)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.allowedOn(op, rbac.CollectionDeploySettings, coll); err != nil {
+		return nil, err
+	}
+	var (
+		info    contracts.SettingsInfo
+		changed bool
+	)
+	_, _, err = s.changeCatalog(ctx, func(c *Catalog) (*Catalog, []string, error) {
+		n, i, ch, err := c.Deploy(req.Ref, coll, op, s.cfg.Now().UTC())
+		info, changed = i, ch
+		return n, []string{i.ID}, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp := &contracts.SettingsDeployResponse{Header: contracts.NewHeader(contracts.TypeSettingsDeployResponse), Result: contracts.DeployUnchanged, Collection: coll}
+	if changed {
+		resp.Result = contracts.DeployDeployed
+		s.emit(ctx, contracts.StatusSettingsChanged, map[string]string{"settings": info.Name, "by": op, "change": fmt.Sprintf("deployed to collection %q", coll.Name)})
+		s.log.Info("settings deployed", "settings", info.Name, "collection", coll.Name, "by", op)
+	}
+	members, err := s.cfg.Directory.Members(ctx, op, coll.ID)
+	if err != nil {
+		return nil, fmt.Errorf("settings deployed, but the members of %q could not be read (they get the settings at their next fetch): %w", coll.Name, err)
+	}
+	n, err := s.reconcile(ctx, coll.ID, members)
+	if err != nil {
+		s.log.Warn("settings deployed; some clients get them at their next fetch", "settings", info.Name, "err", err)
+	}
+	cat, _ := s.model.current()
+	if got, err := cat.Find(info.ID); err == nil {
+		info = *got
+	}
+	resp.Settings, resp.Members, resp.Clients = info, len(members), n
+	return resp, nil
+}
+
+// undeploy answers settings.undeploy.
+func (s *Service) undeploy(ctx context.Context, from contracts.SubjectInfo, req *contracts.SettingsDeployRequest) (*contracts.SettingsDeployResponse, error) {
+	op := from.Principal
+	cur, _ := s.model.current()
+	info, err := cur.Find(req.Ref)
+	if err != nil {
+		return nil, err
+	}
+	// The deployment names its collection, which may be gone from
+	// discovery by now; a live one is resolved there (rename, ID).
+	coll := contracts.Named{}
+	for _, d := range info.Deployments {
+		if d.Collection.ID == req.Collection || strings.EqualFold(d.Collection.Name, req.Collection) {
+			coll = d.Collection
+		}
+	}
+	if coll.ID == "" {
+		c, err := s.cfg.Directory.Collection(ctx, op, req.Collection)
+		if err != nil {
+			return nil, err
+		}
+		coll = c
+	}
+	if err := s.allowed(op, rbac.ClientSettingsRead); err != nil {
+		return nil, err
+	}
+	if err := s.allowedOn(op, rbac.CollectionDeploySettings, coll); err != nil {
+		return nil, err
+	}
+	var changed bool
+	var after contracts.SettingsInfo
+	next, _, err := s.changeCatalog(ctx, func(c *Catalog) (*Catalog, []string, error) {
+		n, i, _, ch, err := c.Undeploy(req.Ref, coll.ID, op, s.cfg.Now().UTC())
+		after, changed = i, ch
+		return n, []string{i.ID}, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp := &contracts.SettingsDeployResponse{Header: contracts.NewHeader(contracts.TypeSettingsDeployResponse), Result: contracts.DeployUnchanged, Collection: coll, Settings: after}
+	if !changed {
+		return resp, nil
+	}
+	resp.Result = contracts.DeployUndeployed
+	s.emit(ctx, contracts.StatusSettingsChanged, map[string]string{"settings": after.Name, "by": op, "change": fmt.Sprintf("undeployed from collection %q", coll.Name)})
+	s.log.Info("settings undeployed", "settings", after.Name, "collection", coll.Name, "by", op)
+	members := s.model.membersOf(coll.ID)
+	out, err := s.update(ctx, members, prune(next), true)
+	if err != nil {
+		s.log.Warn("settings undeployed; some clients get the change at their next fetch", "settings", after.Name, "err", err)
+	}
+	resp.Members, resp.Clients = len(members), changedCount(out)
+	return resp, nil
+}
+
+// reconcile makes the records agree with members, the collection's
+// members as discovery lists them now: members get the collection, the
+// records that have it and are not members lose it. It returns how many
+// clients got a new revision.
+func (s *Service) reconcile(ctx context.Context, collection string, members []contracts.Named) (int, error) {
+	in := make(map[string]bool, len(members))
+	ids := make([]string, 0, len(members))
+	for _, m := range members {
+		in[m.ID] = true
+		ids = append(ids, m.ID)
+	}
+	var gone []string
+	for _, id := range s.model.membersOf(collection) {
+		if !in[id] {
+			gone = append(gone, id)
+		}
+	}
+	added, err1 := s.update(ctx, ids, withCollection(collection, true), true)
+	removed, err2 := s.update(ctx, gone, withCollection(collection, false), true)
+	return changedCount(added) + changedCount(removed), errors.Join(err1, err2)
+}
+
+// withCollection puts a client in (in) or out of collection.
+func withCollection(collection string, in bool) mutation {
+	return func(rec *clientRecord) (bool, bool) {
+		i, found := slices.BinarySearch(rec.Collections, collection)
+		switch {
+		case in && !found:
+			rec.Collections = slices.Insert(rec.Collections, i, collection)
+			return true, false
+		case !in && found:
+			rec.Collections = slices.Delete(rec.Collections, i, i+1)
+			return true, false
+		}
+		return false, false
+	}
+}
+
+// compliance answers settings.compliance: every client the settings apply
+// to, as discovery lists the members of its collections for the operator
+// (for the Default Client Settings, All Systems), with its state.
+func (s *Service) compliance(ctx context.Context, from contracts.SubjectInfo, req *contracts.SettingsComplianceRequest) (*contracts.SettingsComplianceResponse, error) {
+	op := from.Principal
+	if err := s.allowed(op, rbac.ClientSettingsRead); err != nil {
+		return nil, err
+	}
+	cat, _ := s.model.current()
+	info, err := cat.Find(req.Ref)
+	if err != nil {
+		return nil, err
+	}
+	colls := []string{contracts.AllSystemsID}
+	if !info.BuiltIn {
+		colls = colls[:0]
+		for _, d := range info.Deployments {
+			colls = append(colls, d.Collection.ID)
+		}
+	}
+	targets := map[string]contracts.Named{}
+	for _, c := range colls {
+		members, err := s.cfg.Directory.Members(ctx, op, c)
+		if contracts.CodeOf(err) == contracts.CodeNotFound {
+			continue // the collection was deleted; its deployment stays until undeployed
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range members {
+			targets[m.ID] = m
+		}
+	}
+	resp := &contracts.SettingsComplianceResponse{
+		Header:   contracts.NewHeader(contracts.TypeSettingsComplianceResponse),
+		Settings: contracts.Named{ID: info.ID, Name: info.Name},
+		Clients:  []contracts.ClientCompliance{},
+	}
+	for _, c := range targets {
+		cc := s.clientCompliance(c)
+		resp.Summary.Add(cc.State)
+		if !req.SummaryOnly {
+			resp.Clients = append(resp.Clients, cc)
+		}
+	}
+	slices.SortFunc(resp.Clients, func(a, b contracts.ClientCompliance) int {
+		if d := strings.Compare(a.Client.Name, b.Client.Name); d != 0 {
+			return d
+		}
+		return strings.Compare(a.Client.ID, b.Client.ID)
+	})
+	return resp, nil
+}
+
+// clientCompliance is where client c stands.
+func (s *Service) clientCompliance(c contracts.Named) contracts.ClientCompliance {
+	e, _ := s.model.client(c.ID)
+	cc := contracts.ClientCompliance{Client: c, Revision: e.rec.Revision}
+	var rp *complianceRecord
+	if r, ok := s.model.report(c.ID); ok {
+		rp = &r
+		cc.AppliedRevision, cc.Applied, cc.Reported, cc.Rejected = r.AppliedRevision, r.AppliedAt, r.Reported, r.RejectedRevision
+	}
+	cc.State, cc.Reason = complianceState(e.rec.Revision, rp)
+	return cc
+}
+
+// clientPolicy answers clients.policy: the client is resolved by discovery
+// on the operator's behalf (one it may not see is not found).
+func (s *Service) clientPolicy(ctx context.Context, from contracts.SubjectInfo, req *contracts.ClientPolicyRequest) (*contracts.ClientPolicyResponse, error) {
+	op := from.Principal
+	if err := s.allowed(op, rbac.ClientSettingsRead); err != nil {
+		return nil, err
+	}
+	c, err := s.cfg.Directory.Client(ctx, op, req.Ref)
+	if err != nil {
+		return nil, err
+	}
+	cat, _ := s.model.current()
+	e, _ := s.model.client(c.ID)
+	res := cat.Resolve(e.rec.Collections)
+	cc := s.clientCompliance(contracts.Named{ID: c.ID, Name: c.Name})
+	resp := &contracts.ClientPolicyResponse{
+		Header:          contracts.NewHeader(contracts.TypeClientPolicyResponse),
+		Client:          cc.Client,
+		Revision:        e.rec.Revision,
+		AppliedRevision: cc.AppliedRevision,
+		State:           cc.State,
+		Issued:          e.rec.Issued,
+		Reason:          cc.Reason,
+		Collections:     []contracts.Named{},
+		Settings:        res.Values(),
+	}
+	names := map[string]string{}
+	for _, d := range cat.Deployments() {
+		names[d.Deployment.Collection.ID] = d.Deployment.Collection.Name
+	}
+	for _, id := range e.rec.Collections {
+		if n, ok := names[id]; ok {
+			resp.Collections = append(resp.Collections, contracts.Named{ID: id, Name: n})
+		}
+	}
+	return resp, nil
+}

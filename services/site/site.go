@@ -1,0 +1,278 @@
+// Package site composes Steward's services into one process: it initialises
+// the data directory, runs the embedded nats-server with JetStream on disk
+// and the auth callout wired to the admin service, connects each service with
+// its own connection, and shuts everything down cleanly.
+package site
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/admin"
+	"github.com/stewardhq/steward/services/discovery"
+	"github.com/stewardhq/steward/services/policy"
+	"github.com/stewardhq/steward/services/rbac"
+	"github.com/stewardhq/steward/services/status"
+)
+
+// AllServices are the services `steward serve` runs by default, in start order.
+var AllServices = []string{"admin", "status", "discovery", "policy"}
+
+// Config of a site process.
+type Config struct {
+	DataDir  string   // default ./steward-data
+	Listen   string   // embedded server listen address, default 127.0.0.1:4222
+	Site     string   // site code, default LAB
+	SiteSet  bool     // Site was given explicitly (must match the data dir)
+	Services []string // default AllServices
+	Server   string   // external NATS URL(s), comma-separated; empty runs the embedded server
+	// Replicas of every stream, bucket and object store the services make:
+	// 1 (default) on one server, 3 on a cluster.
+	Replicas int
+	// TLSHosts are names and addresses the servers' certificate must carry
+	// besides loopback, this machine's name and the listen address.
+	TLSHosts []string
+	Log      *slog.Logger
+}
+
+// CheckAndSetDefaults validates the config and fills defaults.
+func (c *Config) CheckAndSetDefaults() error {
+	if c.DataDir == "" {
+		c.DataDir = "./steward-data"
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:4222"
+	}
+	if c.Site == "" {
+		c.Site = "LAB"
+	}
+	if err := contracts.ValidName(c.Site); err != nil {
+		return fmt.Errorf("site code: %w", err)
+	}
+	if len(c.Services) == 0 {
+		c.Services = AllServices
+	}
+	for _, s := range c.Services {
+		if !slices.Contains(AllServices, s) {
+			return fmt.Errorf("unknown service %q (known: %s)", s, strings.Join(AllServices, ", "))
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("--listen %q: %w", c.Listen, err)
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		return fmt.Errorf("replicas %d: must be 1 to 5", c.Replicas)
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return err
+	}
+	c.DataDir = abs
+	return nil
+}
+
+// Site is a running site process.
+type Site struct {
+	cfg         Config
+	Info        Info
+	keys        Keys
+	ns          *server.Server
+	url         string
+	tls         *tls.Config // the services' TLS; nil: plain (loopback)
+	tlsRequired bool
+	stopAttempt context.CancelFunc // ends the context the services were made with (external mode)
+	conns       []*nats.Conn
+	runs        []func(context.Context) error
+}
+
+// New starts a site process. With the embedded server it initialises the
+// data directory (Init) and starts the server; against an external server
+// (Config.Server) it reads the site initialised by `steward site init`
+// (Load, read-only) and waits for the server. Then it starts the services.
+// Call Run to serve.
+func New(ctx context.Context, cfg Config) (*Site, error) {
+	if err := cfg.CheckAndSetDefaults(); err != nil {
+		return nil, err
+	}
+	var info Info
+	var keys Keys
+	var err error
+	if cfg.Server == "" {
+		hosts := cfg.TLSHosts
+		if host, _, _ := net.SplitHostPort(cfg.Listen); host != "" && !net.ParseIP(host).IsUnspecified() {
+			hosts = append(slices.Clip(hosts), host)
+		}
+		info, keys, err = Init(cfg.DataDir, cfg.Site, cfg.SiteSet, hosts...)
+	} else {
+		info, keys, err = Load(cfg.DataDir)
+		if err == nil && cfg.SiteSet && cfg.Site != info.Site {
+			err = fmt.Errorf("data dir %s belongs to site %s, not %s", cfg.DataDir, info.Site, cfg.Site)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := &Site{cfg: cfg, Info: info, keys: keys, url: cfg.Server}
+	if cfg.Server == "" {
+		if err := s.startServer(); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.siteTLS(); err != nil {
+		s.close()
+		return nil, err
+	}
+	if cfg.Server != "" {
+		if err := s.waitServer(ctx); err != nil {
+			return nil, err
+		}
+		if err := s.startExternal(ctx); err != nil {
+			s.close()
+			return nil, err
+		}
+		return s, nil
+	}
+	if err := s.startServices(ctx); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// URL is the client URL of the site's NATS server.
+func (s *Site) URL() string { return s.url }
+
+// AdminIdentity is the path of the bootstrap administrator's identity file.
+func (s *Site) AdminIdentity() string { return filepath.Join(s.cfg.DataDir, "admin.nk") }
+
+func (s *Site) startServices(ctx context.Context) error {
+	log := s.cfg.Log
+	sys, err := s.connect("steward-system", true)
+	if err != nil {
+		return err
+	}
+	// One watcher of the RBAC model serves every service of this process.
+	// Until admin has written the model it is empty, and the services refuse
+	// operator requests (fail closed).
+	svcConn, err := s.connect("steward-rbac", false)
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(svcConn)
+	if err != nil {
+		return err
+	}
+	authz, err := rbac.Watch(ctx, js)
+	if err != nil {
+		return err
+	}
+	for _, name := range AllServices {
+		if !slices.Contains(s.cfg.Services, name) {
+			continue
+		}
+		nc, err := s.connect("steward-"+name, false)
+		if err != nil {
+			return err
+		}
+		switch name {
+		case "admin":
+			svc, err := admin.New(ctx, admin.Config{
+				NC: nc, Sys: sys, Site: s.Info.Site, SiteKey: s.keys.Site, Issuer: s.keys.Callout,
+				Bootstrap: s.Info.BootstrapAdmin, SealKey: s.keys.Seal, Log: log,
+				CAFingerprint: s.Info.CAFingerprint, Replicas: s.cfg.Replicas,
+			})
+			if err != nil {
+				return err
+			}
+			s.runs = append(s.runs, svc.Run)
+		case "status":
+			svc, err := status.New(ctx, status.Config{NC: nc, Site: s.Info.Site, Log: log, Authz: authz, Replicas: s.cfg.Replicas})
+			if err != nil {
+				return err
+			}
+			s.runs = append(s.runs, svc.Run)
+		case "discovery":
+			svc, err := discovery.New(ctx, discovery.Config{NC: nc, Sys: sys, Site: s.Info.Site, Log: log, Authz: authz, Replicas: s.cfg.Replicas})
+			if err != nil {
+				return err
+			}
+			s.runs = append(s.runs, svc.Run)
+		case "policy":
+			emit, err := status.NewEmitter(status.EmitterConfig{NC: nc, Site: s.Info.Site, Component: contracts.ComponentPolicy, Instance: policy.ServiceName, Log: log})
+			if err != nil {
+				return err
+			}
+			svc, err := policy.New(ctx, policy.Config{NC: nc, Site: s.Info.Site, SiteKey: s.keys.Site, Log: log, Authz: authz, Emitter: emit, Replicas: s.cfg.Replicas})
+			if err != nil {
+				return err
+			}
+			s.runs = append(s.runs, func(ctx context.Context) error {
+				defer func() {
+					cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					_ = emit.Close(cctx)
+				}()
+				return svc.Run(ctx)
+			})
+		}
+		log.Info("service started", "component", "site", "service", name)
+	}
+	return nil
+}
+
+// Run serves until ctx ends, then stops the services, closes their
+// connections and shuts the embedded server down.
+func (s *Site) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(s.runs))
+	for _, run := range s.runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	s.close()
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+func (s *Site) close() {
+	if s.stopAttempt != nil {
+		s.stopAttempt()
+	}
+	for _, nc := range s.conns {
+		nc.Close()
+	}
+	if s.ns != nil {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+		s.cfg.Log.Info("embedded NATS server stopped", "component", "site")
+	}
+}

@@ -1,0 +1,216 @@
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stewardhq/steward/contracts"
+)
+
+// Delivery limits of the rules consumer. Each message is acked on its own
+// (AckExplicit): with several instances sharing the consumer, an AckAll
+// from one would also ack what another has not done yet.
+const (
+	rulesAckWait    = 30 * time.Second
+	rulesMaxDeliver = 20
+	retryBase       = 100 * time.Millisecond
+	retryMax        = 5 * time.Second
+)
+
+// job is one rule action waiting to run: the rule's name (the rule as it
+// is when the job runs is used; a deleted rule's jobs are dropped) and the
+// message, carried whole because a later discard may delete it from Stream.
+type job struct {
+	Rule    string                  `json:"rule"`
+	Message contracts.StatusMessage `json:"message"`
+}
+
+func (s *Service) rulesConsumerConfig() jetstream.ConsumerConfig {
+	all, _ := contracts.StatusSubjectAll(s.cfg.Site)
+	return jetstream.ConsumerConfig{
+		Durable:       RulesConsumer,
+		Description:   "status filter rules: decide store or discard, queue actions, keep client summaries",
+		FilterSubject: all,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       rulesAckWait,
+		MaxDeliver:    rulesMaxDeliver,
+		MaxAckPending: 1024,
+	}
+}
+
+// process runs the rules over every stored message, once site-wide (the
+// instances share the durable consumer), until ctx ends.
+func (s *Service) process(ctx context.Context) {
+	s.consume(ctx, Stream, RulesConsumer, s.rulesConsumerConfig(), func(m jetstream.Msg) { s.onMessage(ctx, m) })
+}
+
+// consume keeps a durable consumer running until ctx ends, recreating it
+// if it is deleted under it.
+func (s *Service) consume(ctx context.Context, stream, name string, ccfg jetstream.ConsumerConfig, handler jetstream.MessageHandler) {
+	wait := retryBase
+	for ctx.Err() == nil {
+		cons, err := s.js.CreateOrUpdateConsumer(ctx, stream, ccfg)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("create consumer", "stream", stream, "consumer", name, "err", err, "retry_in", wait)
+			sleep(ctx, wait)
+			wait = min(wait*2, retryMax)
+			continue
+		}
+		wait = retryBase
+		lost := make(chan struct{}, 1)
+		cc, err := cons.Consume(handler, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				select {
+				case lost <- struct{}{}:
+				default:
+				}
+			}
+		}))
+		if err != nil {
+			s.log.Warn("consume", "consumer", name, "err", err, "retry_in", wait)
+			sleep(ctx, wait)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			cc.Drain()
+			<-cc.Closed()
+			return
+		case <-lost:
+			s.log.Warn("consumer was deleted; recreating it", "consumer", name)
+			cc.Stop()
+			<-cc.Closed()
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// onMessage runs the rules over one stored message: it queues the matching
+// actions as jobs, deletes the message if a discard rule matched, notes it
+// in the summaries otherwise, and acks. A failure naks it for a later try,
+// with backoff; after rulesMaxDeliver tries it is given up and reported.
+// Nothing here waits on an action itself.
+func (s *Service) onMessage(ctx context.Context, m jetstream.Msg) {
+	md, err := m.Metadata()
+	if err != nil {
+		s.log.Error("status message without metadata; skipped by the rules", "err", err)
+		_ = m.Term()
+		return
+	}
+	var sm contracts.StatusMessage
+	if err := json.Unmarshal(m.Data(), &sm); err != nil {
+		s.log.Error("stored status message unreadable; skipped by the rules", "seq", md.Sequence.Stream, "err", err)
+		_ = m.TermWithReason("unreadable")
+		return
+	}
+	d := s.rules.current().evaluate(&sm)
+	for _, err := range d.errs {
+		s.log.Debug("rule match failed at run time (no match)", "uuid", sm.ID, "err", err)
+	}
+	if err := s.apply(ctx, md.Sequence.Stream, &sm, d); err != nil {
+		if ctx.Err() != nil {
+			_ = m.Nak()
+			return
+		}
+		if md.NumDelivered >= rulesMaxDeliver {
+			s.log.Error("rules not applied to a status message; giving up", "uuid", sm.ID, "seq", md.Sequence.Stream, "attempts", md.NumDelivered, "err", err)
+			s.emit.Emit(ctx, contracts.StatusServiceFailed, map[string]string{
+				"service": ServiceName, "operation": "apply the status filter rules to message " + sm.ID, "error": truncate(err.Error(), 512),
+			})
+			_ = m.TermWithReason("gave up")
+			return
+		}
+		s.log.Warn("rules not applied to a status message; will retry", "uuid", sm.ID, "attempt", md.NumDelivered, "err", err)
+		_ = m.NakWithDelay(nakDelay(md.NumDelivered))
+		return
+	}
+	if err := m.Ack(); err != nil {
+		s.log.Warn("ack status message", "uuid", sm.ID, "err", err)
+	}
+}
+
+// apply carries out decision d for the stored message seq. Queuing jobs is
+// idempotent (deduplicated by uuid and rule) and so is deleting, so apply
+// may run again after a failure.
+func (s *Service) apply(ctx context.Context, seq uint64, sm *contracts.StatusMessage, d decision) error {
+	if err := s.queueJobs(ctx, sm, d.actions); err != nil {
+		return fmt.Errorf("queue rule actions: %w", err)
+	}
+	if !d.keep {
+		dctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+		defer cancel()
+		if err := s.stream.DeleteMsg(dctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("discard (rule %s): %w", d.stopped, err)
+		}
+		return nil
+	}
+	s.comps.note(sm, s.cfg.Now())
+	if sm.Client != "" {
+		s.clients.note(sm)
+	}
+	return nil
+}
+
+// queueJobs stores one job per action in ActionStream, deduplicated by
+// message uuid and rule, so a redelivered message never queues twice.
+func (s *Service) queueJobs(ctx context.Context, sm *contracts.StatusMessage, actions []*rule) error {
+	if len(actions) == 0 {
+		return nil
+	}
+	subj, err := contracts.Event(s.cfg.Site, "status", "action")
+	if err != nil {
+		return err
+	}
+	futs := make([]jetstream.PubAckFuture, 0, len(actions))
+	for _, r := range actions {
+		data, _ := json.Marshal(job{Rule: r.def.Name, Message: *sm})
+		msg := nats.NewMsg(subj)
+		msg.Data = data
+		msg.Header.Set(jetstream.MsgIDHeader, sm.ID+":"+r.def.Name)
+		f, err := s.js.PublishMsgAsync(msg)
+		if err != nil {
+			return fmt.Errorf("rule %s: %w", r.def.Name, err)
+		}
+		futs = append(futs, f)
+	}
+	t := time.NewTimer(s.cfg.StoreTimeout)
+	defer t.Stop()
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-t.C:
+			return errors.New("no acknowledgement from the action queue in time")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// nakDelay is the backoff before delivery n+1.
+func nakDelay(n uint64) time.Duration {
+	d := retryBase
+	for i := uint64(1); i < n && d < retryMax; i++ {
+		d *= 2
+	}
+	return min(d, retryMax)
+}
