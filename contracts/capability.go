@@ -10,7 +10,9 @@ package contracts
 //   - 2: 2026-11-21: signed client policy (push, fetch, acknowledgements
 //     through the outbox), intervals set by policy, local settings (reset,
 //     the user's own Remote Assistance values).
-const CapabilityVersion = 2
+//   - 3: 2026-11-21: remote sessions (signed grants, consent prompts, shell,
+//     tunnel, assistance, flow-controlled frames).
+const CapabilityVersion = 3
 
 // Capability is one step of the capability history.
 type Capability struct {
@@ -23,4 +25,5 @@ type Capability struct {
 var CapabilityHistory = []Capability{
 	{1, "2026-11-21", "enrollment with pinned site key, heartbeats, local control socket (status)"},
 	{2, "2026-11-21", "signed client policy (push, fetch, acknowledgements), intervals set by policy, local settings (reset, user values)"},
+	{3, "2026-11-21", "remote sessions: signed grants, consent prompts, shell, tunnel, assistance, flow-controlled frames"},
 }

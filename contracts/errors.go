@@ -29,24 +29,35 @@ const (
 	CodeTokenRevoked     Code = 2004
 	CodeTokenForeignSite Code = 2005 // the token was issued by another site
 	CodeBlocked          Code = 2006 // the client is blocked
+
+	CodePolicyDenied       Code = 3001 // the client's remote tools policy does not allow the session
+	CodeNotPermittedViewer Code = 3002 // neither a permitted viewer nor a local administrator of the client
+	CodeConsentRefused     Code = 3003 // the logged-on user refused, or did not answer in time
+	CodeClientOffline      Code = 3004 // the client is not connected
+	CodeClientRefused      Code = 3005 // the agent's own check refused the session
 )
 
 var codeNames = map[Code]string{
-	CodeInternal:         "internal",
-	CodeBadRequest:       "bad_request",
-	CodeTooLarge:         "too_large",
-	CodeUnauthenticated:  "unauthenticated",
-	CodePermissionDenied: "permission_denied",
-	CodeNotFound:         "not_found",
-	CodeAmbiguous:        "ambiguous",
-	CodeConflict:         "conflict",
-	CodeUnavailable:      "unavailable",
-	CodeTokenInvalid:     "token_invalid",
-	CodeTokenExpired:     "token_expired",
-	CodeTokenSpent:       "token_spent",
-	CodeTokenRevoked:     "token_revoked",
-	CodeTokenForeignSite: "token_foreign_site",
-	CodeBlocked:          "blocked",
+	CodeInternal:           "internal",
+	CodeBadRequest:         "bad_request",
+	CodeTooLarge:           "too_large",
+	CodeUnauthenticated:    "unauthenticated",
+	CodePermissionDenied:   "permission_denied",
+	CodeNotFound:           "not_found",
+	CodeAmbiguous:          "ambiguous",
+	CodeConflict:           "conflict",
+	CodeUnavailable:        "unavailable",
+	CodeTokenInvalid:       "token_invalid",
+	CodeTokenExpired:       "token_expired",
+	CodeTokenSpent:         "token_spent",
+	CodeTokenRevoked:       "token_revoked",
+	CodeTokenForeignSite:   "token_foreign_site",
+	CodeBlocked:            "blocked",
+	CodePolicyDenied:       "policy_denied",
+	CodeNotPermittedViewer: "not_permitted_viewer",
+	CodeConsentRefused:     "consent_refused",
+	CodeClientOffline:      "client_offline",
+	CodeClientRefused:      "client_refused",
 }
 
 // Codes lists the table, for documentation and tests.

@@ -35,6 +35,11 @@ func TestCodeTable(t *testing.T) {
 		{CodeTokenRevoked, 2004, "token_revoked"},
 		{CodeTokenForeignSite, 2005, "token_foreign_site"},
 		{CodeBlocked, 2006, "blocked"},
+		{CodePolicyDenied, 3001, "policy_denied"},
+		{CodeNotPermittedViewer, 3002, "not_permitted_viewer"},
+		{CodeConsentRefused, 3003, "consent_refused"},
+		{CodeClientOffline, 3004, "client_offline"},
+		{CodeClientRefused, 3005, "client_refused"},
 	}
 	for _, tt := range tests {
 		if int(tt.code) != tt.num {

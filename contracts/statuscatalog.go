@@ -134,6 +134,10 @@ const (
 	StatusSessionDenied    = 5002
 	StatusSessionStarted   = 5003
 	StatusSessionEnded     = 5004
+	StatusSessionConsent   = 5005
+	StatusSessionJoined    = 5006
+	StatusSessionAbnormal  = 5007
+	StatusAssistRequested  = 5010
 
 	// despooler.
 	StatusPackageQuarantined = 6001
@@ -185,10 +189,14 @@ var catalog = []StatusDef{
 	{StatusRuleAdded, SeverityInfo, ComponentStatus, "Status filter rule {rule} ({action} when {match}) was added by {by}.", true},
 	{StatusRuleDeleted, SeverityInfo, ComponentStatus, "Status filter rule {rule} was deleted by {by}.", true},
 
-	{StatusSessionRequested, SeverityInfo, ComponentSessions, "Administrative user {operator} requested a {access} remote session {session} to client {client} ({name}).", true},
-	{StatusSessionDenied, SeverityWarning, ComponentSessions, "Remote session {session} of {operator} to client {client} ({name}) was denied: {reason}", true},
-	{StatusSessionStarted, SeverityInfo, ComponentSessions, "Remote session {session} of {operator} to client {client} ({name}) started with {access} access.", true},
-	{StatusSessionEnded, SeverityInfo, ComponentSessions, "Remote session {session} of {operator} to client {client} ({name}) ended after {duration}: {reason}", true},
+	{StatusSessionRequested, SeverityInfo, ComponentSessions, "Administrative user {operator} requested a {kind} session {session} with {access} access to client {client} ({name}).", true},
+	{StatusSessionDenied, SeverityWarning, ComponentSessions, "The {kind} session {session} of {operator} to client {client} ({name}) was denied ({reason}): {detail}", true},
+	{StatusSessionStarted, SeverityInfo, ComponentSessions, "The {kind} session {session} of {operator} to client {client} ({name}) started with {access} access (consent: {consent}).", true},
+	{StatusSessionEnded, SeverityInfo, ComponentSessions, "The {kind} session {session} of {operator} to client {client} ({name}) ended after {duration}: {reason}", true},
+	{StatusSessionConsent, SeverityInfo, ComponentSessions, "The user of client {client} ({name}) answered the {kind} session {session} of {operator}: consent {consent}.", true},
+	{StatusSessionJoined, SeverityInfo, ComponentSessions, "Administrative user {operator} joined the {kind} session {session} to client {client} ({name}) with {access} access.", true},
+	{StatusSessionAbnormal, SeverityWarning, ComponentSessions, "The {kind} session {session} of {operator} to client {client} ({name}) ended abnormally after {duration}: {reason}", true},
+	{StatusAssistRequested, SeverityInfo, ComponentSessions, "User {user} of client {client} ({name}) asked for assistance (request {request}).", true},
 
 	{StatusPackageQuarantined, SeverityError, ComponentDespooler, "Package {package} from site {from} failed verification and was quarantined: {reason}", false},
 	{StatusPackageStored, SeverityInfo, ComponentDespooler, "Package {package} version {version} from site {from} was verified and stored.", false},
