@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
@@ -97,7 +98,10 @@ func prune(cat *Catalog) mutation {
 // apply answers settings.apply.
 func (s *Service) apply(ctx context.Context, from contracts.SubjectInfo, req *contracts.SettingsApplyRequest) (*contracts.SettingsApplyResponse, error) {
 	op := from.Principal
-	cur, _ := s.model.current()
+	cur, err := s.freshCatalog(ctx)
+	if err != nil {
+		return nil, err
+	}
 	perm := rbac.ClientSettingsCreate
 	if _, err := cur.Find(req.Settings.Name); err == nil {
 		perm = rbac.ClientSettingsModify
@@ -136,20 +140,26 @@ func (s *Service) apply(ctx context.Context, from contracts.SubjectInfo, req *co
 }
 
 // list answers settings.list.
-func (s *Service) list(_ context.Context, from contracts.SubjectInfo, _ *contracts.SettingsListRequest) (*contracts.SettingsListResponse, error) {
+func (s *Service) list(ctx context.Context, from contracts.SubjectInfo, _ *contracts.SettingsListRequest) (*contracts.SettingsListResponse, error) {
 	if err := s.allowed(from.Principal, rbac.ClientSettingsRead); err != nil {
 		return nil, err
 	}
-	cat, _ := s.model.current()
+	cat, err := s.freshCatalog(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return &contracts.SettingsListResponse{Header: contracts.NewHeader(contracts.TypeSettingsListResponse), Settings: cat.Sorted()}, nil
 }
 
 // show answers settings.show.
-func (s *Service) show(_ context.Context, from contracts.SubjectInfo, req *contracts.SettingsRequest) (*contracts.SettingsResponse, error) {
+func (s *Service) show(ctx context.Context, from contracts.SubjectInfo, req *contracts.SettingsRequest) (*contracts.SettingsResponse, error) {
 	if err := s.allowed(from.Principal, rbac.ClientSettingsRead); err != nil {
 		return nil, err
 	}
-	cat, _ := s.model.current()
+	cat, err := s.freshCatalog(ctx)
+	if err != nil {
+		return nil, err
+	}
 	info, err := cat.Find(req.Ref)
 	if err != nil {
 		return nil, err
@@ -190,7 +200,10 @@ func (s *Service) deploy(ctx context.Context, from contracts.SubjectInfo, req *c
 	if err := s.allowed(op, rbac.ClientSettingsRead); err != nil {
 		return nil, err
 	}
-	cur, _ := s.model.current()
+	cur, err := s.freshCatalog(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := cur.Find(req.Ref); err != nil {
 		return nil, err
 	}
@@ -227,7 +240,10 @@ func (s *Service) deploy(ctx context.Context, from contracts.SubjectInfo, req *c
 	if err != nil {
 		s.log.Warn("settings deployed; some clients get them at their next fetch", "settings", info.Name, "err", err)
 	}
-	cat, _ := s.model.current()
+	cat, err := s.freshCatalog(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if got, err := cat.Find(info.ID); err == nil {
 		info = *got
 	}
@@ -238,7 +254,10 @@ func (s *Service) deploy(ctx context.Context, from contracts.SubjectInfo, req *c
 // undeploy answers settings.undeploy.
 func (s *Service) undeploy(ctx context.Context, from contracts.SubjectInfo, req *contracts.SettingsDeployRequest) (*contracts.SettingsDeployResponse, error) {
 	op := from.Principal
-	cur, _ := s.model.current()
+	cur, err := s.freshCatalog(ctx)
+	if err != nil {
+		return nil, err
+	}
 	info, err := cur.Find(req.Ref)
 	if err != nil {
 		return nil, err
@@ -336,7 +355,10 @@ func (s *Service) compliance(ctx context.Context, from contracts.SubjectInfo, re
 	if err := s.allowed(op, rbac.ClientSettingsRead); err != nil {
 		return nil, err
 	}
-	cat, _ := s.model.current()
+	cat, err := s.freshCatalog(ctx)
+	if err != nil {
+		return nil, err
+	}
 	info, err := cat.Find(req.Ref)
 	if err != nil {
 		return nil, err
@@ -406,7 +428,10 @@ func (s *Service) clientPolicy(ctx context.Context, from contracts.SubjectInfo, 
 	if err != nil {
 		return nil, err
 	}
-	cat, _ := s.model.current()
+	cat, err := s.freshCatalog(ctx)
+	if err != nil {
+		return nil, err
+	}
 	e, _ := s.model.client(c.ID)
 	res := cat.Resolve(e.rec.Collections)
 	cc := s.clientCompliance(contracts.Named{ID: c.ID, Name: c.Name})
@@ -431,4 +456,22 @@ func (s *Service) clientPolicy(ctx context.Context, from contracts.SubjectInfo, 
 		}
 	}
 	return resp, nil
+}
+
+// freshCatalog is the catalog as the bucket holds it now: it waits until
+// this instance's model has caught up with the latest write, which may have
+// been another instance's (an operator's apply answered by one instance,
+// then its deploy by the other, must find the settings).
+func (s *Service) freshCatalog(ctx context.Context) (*Catalog, error) {
+	e, err := s.settingsKV.Get(ctx, CatalogKey)
+	if err != nil {
+		return nil, contracts.Errorf(contracts.CodeUnavailable, "read the settings catalog: %v", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.model.waitCatalog(wctx, e.Revision()); err != nil {
+		return nil, contracts.Errorf(contracts.CodeUnavailable, "%v", err)
+	}
+	cat, _ := s.model.current()
+	return cat, nil
 }
