@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,6 +91,15 @@ type Config struct {
 	// DefaultInventoryInterval); negative turns scheduled reports off (the
 	// site can still ask for one, and policy cannot turn them on).
 	InventoryInterval time.Duration
+	// LoggedOnUsers lists the users logged on to the machine, whom a
+	// remote session's consent prompt asks (nobody logged on:
+	// remoteTools.allowWhenNoUser decides). Nil: the users the Inventory
+	// collector reports, collected when a prompt is needed; a collector
+	// that cannot read them refuses the session.
+	LoggedOnUsers func() []string
+	// SessionShell is the login shell of shell sessions that name no
+	// command (default $SHELL, else /bin/sh); it runs with -l.
+	SessionShell string
 	// PolicyRefresh is how often the agent fetches its policy besides at
 	// every connect (default DefaultPolicyRefresh).
 	//
@@ -166,6 +176,11 @@ func (c *Config) CheckAndSetDefaults() error {
 	if c.Heartbeat < 0 || c.EnrollRetry < 0 || c.RetryMax < 0 || c.PolicyRefresh < 0 {
 		return errors.New("heartbeat, enroll retry, retry max and policy refresh must be positive")
 	}
+	if c.SessionShell == "" {
+		if c.SessionShell = os.Getenv("SHELL"); c.SessionShell == "" {
+			c.SessionShell = "/bin/sh"
+		}
+	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -195,6 +210,7 @@ type Agent struct {
 	reportMu   sync.Mutex    // one inventory report at a time
 	down       map[string]DownHandler
 	pol        *policyRuntime
+	sess       *sessionManager // remote sessions and consent prompts (session.go)
 	running    atomic.Bool
 	caPin      atomic.Pointer[string] // pinned site CA fingerprint (conn.go); nil: none yet
 	closeOnce  sync.Once
@@ -234,9 +250,10 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}
 	a := &Agent{cfg: cfg, log: log, store: store, started: time.Now().UTC(), enrolled: make(chan struct{}),
-		outboxWake: make(chan struct{}, 1), down: map[string]DownHandler{}, pol: newPolicyRuntime(cfg)}
+		outboxWake: make(chan struct{}, 1), down: map[string]DownHandler{}, pol: newPolicyRuntime(cfg), sess: newSessionManager()}
 	a.down[contracts.KindInventoryRefresh] = a.refreshInventory
 	a.down[contracts.KindPolicy] = a.onPolicyPush
+	a.down[contracts.KindSessionGrant] = a.onSessionGrant
 	if err := a.init(explicitName); err != nil {
 		if a.kp != nil {
 			a.kp.Wipe()
@@ -327,11 +344,13 @@ func (a *Agent) init(explicitName bool) error {
 	if a.cfg.Store != nil {
 		return nil // embedded (simulator): no state dir, no socket
 	}
-	a.ctl, err = control.Listen(control.SocketPath(a.cfg.StateDir), control.Handlers{
+	handlers := control.Handlers{
 		control.VerbStatus:        func(context.Context, []string) (any, error) { return a.Status(), nil },
 		control.VerbSettingsReset: func(context.Context, []string) (any, error) { return a.ResetSettings() },
 		control.VerbSettingsUser:  func(_ context.Context, args []string) (any, error) { return a.SetUserSettings(args) },
-	}, a.log)
+	}
+	maps.Copy(handlers, a.sessionHandlers())
+	a.ctl, err = control.Listen(control.SocketPath(a.cfg.StateDir), handlers, a.log)
 	if err != nil {
 		return err
 	}
@@ -372,6 +391,7 @@ func (a *Agent) run(ctx context.Context) error {
 // after Run has returned.
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
+		a.sess.close() // sessions end (abnormally) before the state closes
 		var cerr error
 		if a.ctl != nil {
 			a.ctl.Close()
@@ -385,6 +405,7 @@ func (a *Agent) Close() error {
 
 // Status reports what the agent is doing, as `steward-agent status` shows it.
 func (a *Agent) Status() contracts.AgentStatus {
+	sessions := a.Sessions()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := contracts.AgentStatus{
@@ -398,6 +419,9 @@ func (a *Agent) Status() contracts.AgentStatus {
 		AgentVersion:  a.cfg.Version,
 		Capability:    contracts.CapabilityVersion,
 		Message:       a.st.message,
+	}
+	if len(sessions) > 0 {
+		st.Sessions = sessions
 	}
 	if ps := a.pol.status.Load(); ps != nil && ps.Revision > 0 {
 		p := a.PolicyStatus()

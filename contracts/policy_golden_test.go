@@ -85,8 +85,8 @@ var examplePolicyStatus = AgentPolicyStatus{
 }
 
 func init() {
-	// AgentStatus grew a policy: the example here replaces the one in
-	// golden_test.go so that it sets every field.
+	// AgentStatus grew a policy and sessions: the example here replaces
+	// the one in golden_test.go so that it sets every field.
 	goldenExamples[TypeAgentStatus] = &AgentStatus{
 		Header:        hdr(TypeAgentStatus),
 		ClientID:      exampleClientID,
@@ -102,6 +102,7 @@ func init() {
 		Capability:    1,
 		Message:       "connected since 14:30",
 		Policy:        &examplePolicyStatus,
+		Sessions:      []SessionInfo{exampleSessionInfo},
 	}
 	goldenExamples[TypeSettingsApplyRequest] = &SettingsApplyRequest{
 		Header:   hdr(TypeSettingsApplyRequest),

@@ -240,8 +240,8 @@ type SessionGrantAnswer struct {
 type SessionOpenRequest struct {
 	Header
 	Session string   `json:"session"`
-	Ref     string   `json:"ref"`            // client name or ID
-	Kind    string   `json:"kind"`           // shell | tunnel | assist (an offer)
+	Ref     string   `json:"ref"`  // client name or ID
+	Kind    string   `json:"kind"` // shell | tunnel | assist (an offer)
 	Command []string `json:"command,omitempty"`
 	Port    int      `json:"port,omitempty"` // tunnel
 	Cols    uint16   `json:"cols,omitempty"`
@@ -309,8 +309,8 @@ type SessionInfo struct {
 	Abnormal     bool                 `json:"abnormal,omitempty"`
 	ExitCode     *int                 `json:"exitCode,omitempty"`
 	Participants []SessionParticipant `json:"participants"`
-	BytesIn      int64                `json:"bytesIn"`  // to the client
-	BytesOut     int64                `json:"bytesOut"` // from the client
+	BytesIn      int64                `json:"bytesIn"`             // to the client
+	BytesOut     int64                `json:"bytesOut"`            // from the client
 	Recording    string               `json:"recording,omitempty"` // object name; terminals only
 	Instance     string               `json:"instance,omitempty"`  // the broker instance relaying it
 }
@@ -415,4 +415,51 @@ const (
 	TypeSessionAssistListRequest  = "steward.v1.session_assist_list_request"
 	TypeSessionAssistListResponse = "steward.v1.session_assist_list_response"
 	TypeSessionAssistAccept       = "steward.v1.session_assist_accept_request"
+)
+
+// Service-to-service questions the broker asks (only services may publish
+// on svc subjects).
+const (
+	SvcClientFacts     = "client-facts"     // discovery: ClientFactsRequest -> ClientFactsResponse
+	SvcEffectivePolicy = "effective-policy" // policy: EffectivePolicyRequest -> EffectivePolicyResponse
+)
+
+// ClientFactsRequest asks discovery what a session decision needs to know
+// of a client.
+type ClientFactsRequest struct {
+	Header
+	Ref string `json:"ref"` // name or ID
+}
+
+// ClientFactsResponse is a client, the collections holding it, and the
+// principals its inventory reports.
+type ClientFactsResponse struct {
+	Header
+	Client      Client   `json:"client"`
+	Collections []string `json:"collections"` // IDs, All Systems included
+	Admins      []string `json:"admins"`      // local administrators
+	Users       []string `json:"users"`       // logged-on users
+}
+
+// EffectivePolicyRequest asks the policy service for a client's resultant
+// settings.
+type EffectivePolicyRequest struct {
+	Header
+	ClientID string `json:"clientId"`
+}
+
+// EffectivePolicyResponse is a client's resultant settings as the policy
+// service resolves them now.
+type EffectivePolicyResponse struct {
+	Header
+	ClientID string           `json:"clientId"`
+	Revision uint64           `json:"revision"`
+	Settings SettingsSections `json:"settings"`
+}
+
+const (
+	TypeClientFactsRequest      = "steward.v1.client_facts_request"
+	TypeClientFactsResponse     = "steward.v1.client_facts_response"
+	TypeEffectivePolicyRequest  = "steward.v1.effective_policy_request"
+	TypeEffectivePolicyResponse = "steward.v1.effective_policy_response"
 )

@@ -67,3 +67,13 @@ func init() {
 	goldenExamples[TypeSessionAssistListResponse] = &SessionAssistListResponse{Header: hdr(TypeSessionAssistListResponse), Requests: []AssistInfo{exampleAssist}}
 	goldenExamples[TypeSessionAssistAccept] = &SessionAssistAcceptRequest{Header: hdr(TypeSessionAssistAccept), Request: exampleAssistID, Session: exampleSessionID}
 }
+
+func init() {
+	goldenExamples[TypeClientFactsRequest] = &ClientFactsRequest{Header: hdr(TypeClientFactsRequest), Ref: "web-01"}
+	goldenExamples[TypeClientFactsResponse] = &ClientFactsResponse{
+		Header: hdr(TypeClientFactsResponse), Client: exampleClient, Collections: []string{AllSystemsID, exampleCollectionID},
+		Admins: []string{"root", "dave"}, Users: []string{"dave"},
+	}
+	goldenExamples[TypeEffectivePolicyRequest] = &EffectivePolicyRequest{Header: hdr(TypeEffectivePolicyRequest), ClientID: exampleClientID}
+	goldenExamples[TypeEffectivePolicyResponse] = &EffectivePolicyResponse{Header: hdr(TypeEffectivePolicyResponse), ClientID: exampleClientID, Revision: 7, Settings: exampleSections}
+}

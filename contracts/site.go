@@ -49,4 +49,8 @@ type AgentStatus struct {
 	Message       string    `json:"message,omitempty"`
 	// Policy is the policy the agent holds: nil before it applied one.
 	Policy *AgentPolicyStatus `json:"policy,omitempty"`
+	// Sessions are the remote sessions running on the client (state
+	// active), as the agent sees them: BytesIn went to the client, BytesOut
+	// came from it.
+	Sessions []SessionInfo `json:"sessions,omitempty"`
 }

@@ -111,6 +111,7 @@ remoteTools:
   accessLevel: full
   promptUser: false
   allowWhenNoUser: true
+  permittedViewers: [admin]
 YAML
   op settings deploy "Lab remote tools" --collection "Lab agents" >/dev/null || return 1
   local i

@@ -54,6 +54,10 @@ Everything it keeps lives in one state dir:
   agent.nk    its NKey seed, the machine's credential (mode 0600; keep it secret)
   agent.sock  the local control socket that "steward-agent status" talks to
 
+Remote sessions the site brokers run through the agent, which checks each
+against its own policy and asks the logged-on user when it says so:
+"steward-agent consent" answers, "steward-agent sessions" lists and ends.
+
 Get started (on the site: steward tokens create --uses 10 --ttl 24h):
   steward-agent run --state-dir /var/lib/steward-agent --token STW1-...
   steward-agent status --state-dir /var/lib/steward-agent`,
@@ -62,7 +66,8 @@ Get started (on the site: steward tokens create --uses 10 --ttl 24h):
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(stderr), newStatusCmd(stdout), newSettingsCmd(stdout), newVersionCmd(stdout))
+	root.AddCommand(newRunCmd(stderr), newStatusCmd(stdout), newSettingsCmd(stdout), newSessionsCmd(stdout), newConsentCmd(stdout),
+		newVersionCmd(stdout))
 	return root
 }
 
@@ -235,6 +240,26 @@ func printStatus(w io.Writer, st contracts.AgentStatus, now time.Time) error {
 		printRemoteAssistance(tw, *p)
 	} else {
 		row("Policy", "none applied yet (the agent runs on its command line's settings)")
+	}
+	if len(st.Sessions) == 0 {
+		row("Remote sessions", "none")
+	}
+	for i, s := range st.Sessions {
+		k := "Remote sessions"
+		if i > 0 {
+			k = ""
+		}
+		line := fmt.Sprintf("%s session %s of %s, %s access, since %s", kindOf(s, false), s.ID, s.Operator, s.Access, ago(s.Started, now))
+		for _, p := range s.Participants {
+			if p.Operator != s.Operator {
+				line += fmt.Sprintf("; %s joined (%s)", p.Operator, p.Access)
+			}
+		}
+		if k == "" {
+			fmt.Fprintf(tw, "\t%s\n", line)
+		} else {
+			row(k, line)
+		}
 	}
 	return tw.Flush()
 }

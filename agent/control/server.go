@@ -23,6 +23,14 @@ type Handler func(ctx context.Context, args []string) (any, error)
 // Handlers maps each verb to its handler.
 type Handlers map[string]Handler
 
+// StreamHandler serves a streaming verb: after the request line the
+// connection is the handler's, without the request deadline, until it
+// returns (the server then closes it; it also closes it when the server
+// stops). The handler writes the first answer line; the client sends
+// nothing more before it has read that line (Stream does so), so nothing
+// the client sent is left in the server's buffer.
+type StreamHandler func(ctx context.Context, args []string, conn net.Conn)
+
 // requestTimeout bounds how long a client may take to send a request and
 // read its answer.
 const requestTimeout = 10 * time.Second
@@ -32,6 +40,7 @@ type Server struct {
 	path     string
 	ln       net.Listener
 	handlers Handlers
+	streams  map[string]StreamHandler
 	log      *slog.Logger
 
 	wg        sync.WaitGroup
@@ -61,8 +70,11 @@ func Listen(path string, handlers Handlers, log *slog.Logger) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	return &Server{path: path, ln: ln, handlers: handlers, log: log, done: make(chan struct{})}, nil
+	return &Server{path: path, ln: ln, handlers: handlers, streams: map[string]StreamHandler{}, log: log, done: make(chan struct{})}, nil
 }
+
+// HandleStream registers a streaming verb. Call it before Serve.
+func (s *Server) HandleStream(verb string, h StreamHandler) { s.streams[verb] = h }
 
 func removeStale(path string) error {
 	fi, err := os.Lstat(path)
@@ -150,6 +162,11 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 			}
 			return
 		}
+		if fields := strings.Fields(r.Text()); len(fields) > 0 && s.streams[fields[0]] != nil {
+			_ = c.SetDeadline(time.Time{})
+			s.stream(ctx, fields[0], fields[1:], c)
+			return
+		}
 		answer := s.dispatch(ctx, r.Text())
 		if err := s.write(w, answer); err != nil {
 			s.log.Debug("control answer not delivered", "err", err)
@@ -183,9 +200,22 @@ func (s *Server) dispatch(ctx context.Context, line string) (answer any) {
 	return v
 }
 
+// stream runs a streaming verb's handler on c.
+func (s *Server) stream(ctx context.Context, verb string, args []string, c net.Conn) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("control stream handler panicked", "verb", verb, "panic", r)
+		}
+	}()
+	s.streams[verb](ctx, args, c)
+}
+
 func (s *Server) verbs() []string {
-	out := make([]string, 0, len(s.handlers))
+	out := make([]string, 0, len(s.handlers)+len(s.streams))
 	for v := range s.handlers {
+		out = append(out, v)
+	}
+	for v := range s.streams {
 		out = append(out, v)
 	}
 	slices.Sort(out)

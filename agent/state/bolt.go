@@ -41,6 +41,10 @@ import (
 //	|--> user         -> JSON: the user's own Remote Assistance values
 //	|--> rcu          -> JSON RemoteControlUsers (absent: none)
 //	|--> rejected     -> JSON: the last policy rejected (absent: none)
+//	grants/           (schema 4) see sessions.go
+//	|--> <grant id>   -> RFC 3339 time until which the ID is remembered
+//	sessionlog/       (schema 4)
+//	|--> <seq>        -> JSON SessionRecord; seq is 8-byte big-endian from NextSequence
 //
 // A later schema adds sibling buckets (content cache, ...) in an upgrade step.
 var (

@@ -1,6 +1,9 @@
 package state
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // MemStore is a Store that keeps everything in memory, for tests.
 type MemStore struct {
@@ -11,6 +14,10 @@ type MemStore struct {
 	policy   PolicyState
 	seq      uint64
 	closed   bool
+
+	grants     map[string]time.Time
+	sessionLog []SessionRecord
+	logSeq     uint64
 }
 
 var _ Store = (*MemStore)(nil)

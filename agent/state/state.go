@@ -10,8 +10,10 @@
 // reports, policy acknowledgements) from before they are sent until the
 // site acknowledges them. The policy bucket (schema 3) holds the applied
 // policy, the local configuration layer and the Remote Control Users
-// record. Later the store grows a content cache index, in its own top-level
-// bucket, added by a schema upgrade step (see upgrade.go).
+// record. The grants and session log buckets (schema 4) hold the session
+// grants taken (against replays) and the log of remote sessions. Later the
+// store grows a content cache index, in its own top-level bucket, added by
+// a schema upgrade step (see upgrade.go).
 package state
 
 import (
@@ -132,6 +134,20 @@ type Store interface {
 	// and enqueues the entries fn returns (refusing with ErrOutboxFull past
 	// max), all in one transaction.
 	UpdatePolicy(max int, fn func(p *PolicyState) ([]Entry, error)) error
+
+	// UseGrant records a session grant's ID as taken, remembered until
+	// until, in one transaction; fresh is false when the ID was taken
+	// before (a replay). IDs remembered until before now are forgotten.
+	UseGrant(id string, until, now time.Time) (fresh bool, err error)
+
+	// LogSession writes rec to the session log: a new record when rec.Seq
+	// is 0, else it replaces record rec.Seq. It returns the record's
+	// sequence number. The log keeps the last SessionLogMax records.
+	LogSession(rec SessionRecord) (uint64, error)
+
+	// SessionLog returns up to limit records of the session log, newest
+	// first (all when limit <= 0).
+	SessionLog(limit int) ([]SessionRecord, error)
 
 	// Close releases the store; later calls return ErrClosed.
 	Close() error

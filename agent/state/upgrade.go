@@ -14,7 +14,9 @@ import (
 //     (the last inventory reported, base of the next delta).
 //   - 3: policy/ (the applied policy, the local configuration layer, the
 //     user's own values, the Remote Control Users record).
-const SchemaVersion = 3
+//   - 4: grants/ (the session grants taken, against replays) and
+//     sessionlog/ (the remote sessions that ran, and the grants refused).
+const SchemaVersion = 4
 
 // upgrades[v] brings a database at schema version v to v+1, inside the one
 // write transaction that also records the new version. Version 0 is a new,
@@ -24,6 +26,17 @@ var upgrades = []func(tx *bolt.Tx) error{
 	0: upgradeV0ToV1,
 	1: upgradeV1ToV2,
 	2: upgradeV2ToV3,
+	3: upgradeV3ToV4,
+}
+
+// upgradeV3ToV4 adds the grants and session log buckets, empty.
+func upgradeV3ToV4(tx *bolt.Tx) error {
+	for _, name := range [][]byte{grantsBucket, sessionLogBucket} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %q: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // upgradeV2ToV3 adds the policy bucket, empty: the agent has applied no

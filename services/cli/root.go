@@ -40,6 +40,7 @@ type globals struct {
 	timeout  time.Duration
 	otlp     string
 	stdout   io.Writer
+	stdin    io.Reader // nil: os.Stdin (tests set it)
 	stderr   io.Writer
 }
 
@@ -49,11 +50,11 @@ func Execute() int {
 	defer stop()
 	root := NewRoot(os.Stdout, os.Stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
 		var ee exitError
 		if errors.As(err, &ee) {
-			return int(ee)
+			return int(ee) // the command said what it had to (a remote command's own status)
 		}
+		fmt.Fprintln(os.Stderr, "error:", err)
 		return 1
 	}
 	return 0
@@ -118,6 +119,8 @@ Full Administrator identity, which the CLI uses by default):
 		newAdminsCmd(g),
 		newRolesCmd(g),
 		newAccountsCmd(g),
+		newSessionCmd(g),
+		newAssistCmd(g),
 	)
 	return root
 }

@@ -456,6 +456,7 @@ func (s *Service) addService() (micro.Service, error) {
 		rpc.Route("collections-show", rpc.OpUp(contracts.KindCollectionsShow), rpc.Handler(s.log, contracts.TypeCollectionRequest, guard(s.collectionShow, s.canRead))),
 		rpc.Route("collections-members", rpc.OpUp(contracts.KindCollectionsMembers), rpc.Handler(s.log, contracts.TypeCollectionMembersRequest, guard(s.collectionMembers, s.canMembers))),
 		rpc.Route("collections-preview", rpc.OpUp(contracts.KindCollectionsPreview), rpc.Handler(s.log, contracts.TypeCollectionPreviewRequest, guard(s.collectionPreview, s.canPreview))),
+		rpc.Route("client-facts", rpc.Svc(ServiceName, contracts.SvcClientFacts), rpc.Handler(s.log, contracts.TypeClientFactsRequest, s.clientFacts)),
 	}
 	return rpc.AddService(s.cfg.NC, s.cfg.Site, ServiceName, ServiceVersion, "Steward discovery: client records, inventory and collections", table)
 }

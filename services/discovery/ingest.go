@@ -298,3 +298,37 @@ func (s *Service) forgetInventory(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// clientFacts answers the session broker (svc subject: services only): the
+// client, the collections holding it and the principals its inventory
+// reports, for the broker's own authorization of a remote session.
+func (s *Service) clientFacts(ctx context.Context, _ contracts.SubjectInfo, req *contracts.ClientFactsRequest) (*contracts.ClientFactsResponse, error) {
+	c, err := findClient(s.view.all(), req.Ref)
+	if err != nil {
+		return nil, err
+	}
+	resp := &contracts.ClientFactsResponse{Header: contracts.NewHeader(contracts.TypeClientFactsResponse), Client: c,
+		Collections: []string{}, Admins: []string{}, Users: []string{}}
+	in := s.memberOf(c.ID)
+	if in(contracts.AllSystemsID) {
+		resp.Collections = append(resp.Collections, contracts.AllSystemsID)
+	}
+	s.model.mu.RLock()
+	if s.model.eng != nil {
+		for _, id := range s.model.eng.Collections() {
+			if id != contracts.AllSystemsID && s.model.eng.IsMember(id, c.ID) {
+				resp.Collections = append(resp.Collections, id)
+			}
+		}
+	}
+	s.model.mu.RUnlock()
+	inv, _, err := s.getInventory(ctx, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	if inv != nil {
+		resp.Admins = append(resp.Admins, inv.Inventory.Admins...)
+		resp.Users = append(resp.Users, inv.Inventory.Users...)
+	}
+	return resp, nil
+}

@@ -475,3 +475,24 @@ func (s *Service) freshCatalog(ctx context.Context) (*Catalog, error) {
 	cat, _ := s.model.current()
 	return cat, nil
 }
+
+// effectivePolicy answers the session broker (svc subject: services only):
+// a client's resultant settings as resolved now. A client the service has
+// no record of gets what applies to every client (the Default Client
+// Settings and anything deployed to All Systems).
+func (s *Service) effectivePolicy(ctx context.Context, _ contracts.SubjectInfo, req *contracts.EffectivePolicyRequest) (*contracts.EffectivePolicyResponse, error) {
+	if req.ClientID == "" {
+		return nil, contracts.Errorf(contracts.CodeBadRequest, "name the client")
+	}
+	cat, err := s.freshCatalog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e, ok := s.model.client(req.ClientID)
+	collections := []string{contracts.AllSystemsID}
+	if ok {
+		collections = e.rec.Collections
+	}
+	return &contracts.EffectivePolicyResponse{Header: contracts.NewHeader(contracts.TypeEffectivePolicyResponse),
+		ClientID: req.ClientID, Revision: e.rec.Revision, Settings: cat.Resolve(collections).Settings}, nil
+}

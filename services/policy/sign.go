@@ -1,46 +1,29 @@
 package policy
 
 import (
-	"crypto/ed25519"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/nats-io/nkeys"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/sign"
 )
 
 // Signer signs policies with the site signing key, the NKey agents pinned
-// at enrollment. It keeps the expanded ed25519 key: an NKey key pair
-// expands its seed again for every signature, which would be a third of
-// the cost of a fan-out.
-type Signer struct {
-	key ed25519.PrivateKey
-	pub string
-}
+// at enrollment.
+type Signer struct{ key *sign.Key }
 
 // NewSigner wraps the site key.
 func NewSigner(kp nkeys.KeyPair) (*Signer, error) {
-	if kp == nil {
-		return nil, errors.New("policy: the site signing key is required")
-	}
-	pub, err := kp.PublicKey()
+	k, err := sign.New(kp)
 	if err != nil {
-		return nil, fmt.Errorf("policy: site key: %w", err)
+		return nil, fmt.Errorf("policy: %w", err)
 	}
-	seed, err := kp.Seed()
-	if err != nil {
-		return nil, fmt.Errorf("policy: the site key has no seed: %w", err)
-	}
-	_, raw, err := nkeys.DecodeSeed(seed)
-	if err != nil {
-		return nil, fmt.Errorf("policy: site key seed: %w", err)
-	}
-	return &Signer{key: ed25519.NewKeyFromSeed(raw), pub: pub}, nil
+	return &Signer{key: k}, nil
 }
 
 // PublicKey is the site key's public key.
-func (s *Signer) PublicKey() string { return s.pub }
+func (s *Signer) PublicKey() string { return s.key.PublicKey() }
 
 // Sign encodes p once and signs exactly those bytes: the envelope carries
 // them as they are, so verifying never depends on re-encoding JSON.
@@ -54,6 +37,6 @@ func (s *Signer) Sign(p *contracts.Policy) (*contracts.SignedPolicy, error) {
 
 // SignBody signs body, the JSON of a contracts.Policy.
 func (s *Signer) SignBody(body []byte) (*contracts.SignedPolicy, error) {
-	sig := ed25519.Sign(s.key, contracts.PolicySigningInput(body))
-	return &contracts.SignedPolicy{Header: contracts.NewHeader(contracts.TypeSignedPolicy), Policy: body, Signature: sig, Key: s.pub}, nil
+	sig := s.key.Sign(contracts.PolicySigningInput(body))
+	return &contracts.SignedPolicy{Header: contracts.NewHeader(contracts.TypeSignedPolicy), Policy: body, Signature: sig, Key: s.key.PublicKey()}, nil
 }

@@ -46,7 +46,7 @@ func allExcept(drop ...string) []string {
 		{"SecurityRole", "Read Create Modify Delete"},
 		{"EnrollmentToken", "Read Create Delete"},
 		{"Account", "Read Create Modify Delete"},
-		{"Session", "Read Join ViewRecording"},
+		{"Session", "Read Join ViewRecording End"},
 	} {
 		for _, a := range strings.Fields(o.actions) {
 			if p := o.obj + ":" + a; !slices.Contains(drop, p) {

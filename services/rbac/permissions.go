@@ -100,6 +100,7 @@ const (
 	SessionRead          Permission = "Session:Read" // list sessions and their audit
 	SessionJoin          Permission = "Session:Join" // join a running session
 	SessionViewRecording Permission = "Session:ViewRecording"
+	SessionEnd           Permission = "Session:End" // end another operator's session
 )
 
 // catalog is every object type with its actions, in display order.
@@ -116,7 +117,7 @@ var catalog = []struct {
 	{ObjSecurityRole, []string{"Read", "Create", "Modify", "Delete"}},
 	{ObjEnrollmentToken, []string{"Read", "Create", "Delete"}},
 	{ObjAccount, []string{"Read", "Create", "Modify", "Delete"}},
-	{ObjSession, []string{"Read", "Join", "ViewRecording"}},
+	{ObjSession, []string{"Read", "Join", "ViewRecording", "End"}},
 }
 
 // Objects lists the object types in display order.

@@ -25,11 +25,12 @@ import (
 	"github.com/stewardhq/steward/services/discovery"
 	"github.com/stewardhq/steward/services/policy"
 	"github.com/stewardhq/steward/services/rbac"
+	"github.com/stewardhq/steward/services/sessions"
 	"github.com/stewardhq/steward/services/status"
 )
 
 // AllServices are the services `steward serve` runs by default, in start order.
-var AllServices = []string{"admin", "status", "discovery", "policy"}
+var AllServices = []string{"admin", "status", "discovery", "policy", "sessions"}
 
 // Config of a site process.
 type Config struct {
@@ -222,6 +223,23 @@ func (s *Site) startServices(ctx context.Context) error {
 				return err
 			}
 			svc, err := policy.New(ctx, policy.Config{NC: nc, Site: s.Info.Site, SiteKey: s.keys.Site, Log: log, Authz: authz, Emitter: emit, Replicas: s.cfg.Replicas})
+			if err != nil {
+				return err
+			}
+			s.runs = append(s.runs, func(ctx context.Context) error {
+				defer func() {
+					cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					_ = emit.Close(cctx)
+				}()
+				return svc.Run(ctx)
+			})
+		case "sessions":
+			emit, err := status.NewEmitter(status.EmitterConfig{NC: nc, Site: s.Info.Site, Component: contracts.ComponentSessions, Instance: sessions.ServiceName, Log: log})
+			if err != nil {
+				return err
+			}
+			svc, err := sessions.New(ctx, sessions.Config{NC: nc, Site: s.Info.Site, SiteKey: s.keys.Site, Log: log, Authz: authz, Emitter: emit, Replicas: s.cfg.Replicas})
 			if err != nil {
 				return err
 			}

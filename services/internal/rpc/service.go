@@ -26,6 +26,13 @@ func OpUp(kind string) func(string) (string, error) {
 	return func(site string) (string, error) { return contracts.OpUpAll(site, kind) }
 }
 
+// Svc is the service-to-service subject of service's verb: only services
+// may publish on it, so its handlers answer other services, never
+// operators or agents.
+func Svc(service, verb string) func(string) (string, error) {
+	return func(site string) (string, error) { return contracts.Svc(site, service, verb) }
+}
+
 // AddService registers the micro service name with every endpoint of
 // table. The queue group is the service's own name, so instances share the
 // work while another service subscribed to the same subject (heartbeats,

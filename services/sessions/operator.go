@@ -1,0 +1,450 @@
+package sessions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/rbac"
+)
+
+// open answers session.open: authorise, ask the agent, relay.
+func (s *Service) open(ctx context.Context, from contracts.SubjectInfo, req *contracts.SessionOpenRequest) (*contracts.SessionOpenResponse, error) {
+	w := want{operator: from.Principal, kind: req.Kind, port: req.Port}
+	if req.Kind == contracts.SessionAssist {
+		return nil, contracts.Errorf(contracts.CodeBadRequest, "offer assistance with steward assist offer")
+	}
+	return s.start(ctx, w, req)
+}
+
+// start authorises and runs a new session for w (a shell, a tunnel, an
+// assistance offer or accepted request).
+func (s *Service) start(ctx context.Context, w want, req *contracts.SessionOpenRequest) (*contracts.SessionOpenResponse, error) {
+	s.mu.Lock()
+	_, dup := s.sessions[req.Session]
+	stopping := s.stopping
+	s.mu.Unlock()
+	if stopping {
+		return nil, contracts.Errorf(contracts.CodeUnavailable, "the session broker is stopping; try again")
+	}
+	if dup {
+		return nil, contracts.Errorf(contracts.CodeConflict, "session %s exists already: pick a new ID", req.Session)
+	}
+	d, err := s.authorize(ctx, w, req.Ref)
+	info := contracts.SessionInfo{ID: req.Session, Client: contracts.Named{ID: d.client.ID, Name: d.client.Name},
+		Operator: w.operator, Kind: w.kind, Access: d.access, Port: req.Port, Command: req.Command,
+		State: contracts.SessionRequested, Requested: s.cfg.Now().UTC(), Participants: []contracts.SessionParticipant{}, Instance: s.instance}
+	var dn *denial
+	if err != nil && !errors.As(err, &dn) {
+		return nil, err
+	}
+	if info.Access == "" {
+		info.Access = contracts.NeedsAccess(w.kind)
+	}
+	s.emit(ctx, contracts.StatusSessionRequested, auditProps(info))
+	if dn != nil {
+		s.denied(ctx, info, dn)
+		return nil, dn.err
+	}
+	ss := &session{svc: s, collections: d.collections, info: info, parts: map[string]*participant{}}
+	ss.touch()
+	if err := s.createRecord(ctx, record{Info: info, Collections: d.collections}); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.sessions[info.ID] = ss
+	s.mu.Unlock()
+	fail := func(err error) (*contracts.SessionOpenResponse, error) {
+		ss.mu.Lock()
+		ss.over = true
+		if ss.agentSub != nil {
+			_ = ss.agentSub.Unsubscribe()
+		}
+		for _, p := range ss.parts {
+			_ = p.sub.Unsubscribe()
+		}
+		rec := ss.rec
+		ss.info.State, ss.info.Ended = contracts.SessionEnded, s.cfg.Now().UTC()
+		ss.info.EndReason = err.Error()
+		info := ss.info
+		ss.mu.Unlock()
+		if rec != nil {
+			rec.abort()
+		}
+		s.mu.Lock()
+		delete(s.sessions, info.ID)
+		s.mu.Unlock()
+		_ = s.putRecord(context.Background(), record{Info: info, Collections: d.collections})
+		return nil, err
+	}
+	if err := ss.attach(); err != nil {
+		return fail(err)
+	}
+	if err := ss.addParticipant(w.operator, d.access); err != nil {
+		return fail(err)
+	}
+	if w.kind != contracts.SessionTunnel {
+		ss.info.Recording = recordingName(info.ID)
+		ss.rec = s.startRecorder(info, req.Cols, req.Rows, req.Term)
+	}
+	grant := contracts.SessionGrant{Header: contracts.NewHeader(contracts.TypeSessionGrant), Session: info.ID, Site: s.cfg.Site,
+		ClientID: d.client.ID, Operator: w.operator, Kind: w.kind, Access: d.access, Consent: d.consent, Port: req.Port,
+		Command: req.Command, Cols: req.Cols, Rows: req.Rows, Term: req.Term, Assist: w.assist}
+	ans, err := s.sendGrant(ctx, grant, d)
+	if err != nil {
+		var dn *denial
+		if errors.As(err, &dn) {
+			s.denied(ctx, info, dn)
+			return fail(dn.err)
+		}
+		return fail(err)
+	}
+	ss.mu.Lock()
+	ss.info.State = contracts.SessionActive
+	ss.info.Access = ans.Access
+	ss.info.Consent = ans.Consent
+	ss.info.Started = s.cfg.Now().UTC()
+	for i := range ss.info.Participants {
+		if ss.info.Participants[i].Operator == w.operator {
+			ss.info.Participants[i].Access = ans.Access
+		}
+	}
+	if p := ss.parts[w.operator]; p != nil {
+		p.access = ans.Access
+	}
+	info = ss.info
+	ss.mu.Unlock()
+	if err := s.putRecord(ctx, record{Info: info, Collections: d.collections}); err != nil {
+		s.log.Warn("session record not written", "session", info.ID, "err", err)
+	}
+	s.emit(ctx, contracts.StatusSessionStarted, auditProps(info))
+	return &contracts.SessionOpenResponse{Header: contracts.NewHeader(contracts.TypeSessionOpenResponse), Session: info}, nil
+}
+
+// denied audits a refusal.
+func (s *Service) denied(ctx context.Context, info contracts.SessionInfo, dn *denial) {
+	props := auditProps(info)
+	props["reason"] = dn.reason
+	props["detail"] = dn.err.Message
+	s.emit(ctx, contracts.StatusSessionDenied, props)
+}
+
+// sendGrant signs the grant and asks the agent, waiting for the user's
+// consent when the grant asks for it. A refusal is a *denial.
+func (s *Service) sendGrant(ctx context.Context, g contracts.SessionGrant, d decision) (contracts.SessionGrantAnswer, error) {
+	var ans contracts.SessionGrantAnswer
+	now := s.cfg.Now().UTC()
+	g.Issued, g.Expires = now, now.Add(contracts.GrantValidity)
+	body, err := json.Marshal(g)
+	if err != nil {
+		return ans, err
+	}
+	signed := contracts.SignedGrant{Header: contracts.NewHeader(contracts.TypeSignedGrant), Grant: body,
+		Signature: s.key.Sign(contracts.GrantSigningInput(body)), Key: s.key.PublicKey()}
+	data, err := json.Marshal(signed)
+	if err != nil {
+		return ans, err
+	}
+	subj, err := contracts.AgentDown(s.cfg.Site, g.ClientID, contracts.KindSessionGrant)
+	if err != nil {
+		return ans, err
+	}
+	wait := 15 * time.Second
+	if d.consent {
+		wait += d.promptTimeout
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	reply, err := s.cfg.NC.RequestWithContext(rctx, subj, data)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return ans, deny(contracts.DenyOffline, contracts.CodeClientOffline, "client %s is not connected", d.client.Name)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		return ans, deny(contracts.DenyOffline, contracts.CodeClientOffline, "client %s did not answer within %s", d.client.Name, wait)
+	case err != nil:
+		return ans, err
+	}
+	if err := json.Unmarshal(reply.Data, &ans); err != nil || ans.Session != g.Session {
+		return ans, deny(contracts.DenyClient, contracts.CodeClientRefused, "client %s answered the grant with something else", d.client.Name)
+	}
+	if ans.Consent != "" && ans.Consent != contracts.ConsentNotRequired {
+		props := auditProps(contracts.SessionInfo{ID: g.Session, Operator: g.Operator, Client: contracts.Named{ID: d.client.ID, Name: d.client.Name}, Kind: g.Kind, Access: g.Access})
+		props["consent"] = ans.Consent
+		props["user"] = ans.User
+		s.emit(ctx, contracts.StatusSessionConsent, props)
+	}
+	if !ans.Accepted {
+		code := contracts.CodeClientRefused
+		switch ans.Deny {
+		case contracts.DenyConsent:
+			code = contracts.CodeConsentRefused
+		case contracts.DenyPolicy:
+			code = contracts.CodePolicyDenied
+		}
+		reason := ans.Deny
+		if reason == "" {
+			reason = contracts.DenyClient
+		}
+		return ans, deny(reason, code, "client %s refused: %s", d.client.Name, ans.Reason)
+	}
+	if !contracts.AccessAllows(ans.Access, contracts.AccessView) {
+		return ans, deny(contracts.DenyClient, contracts.CodeClientRefused, "client %s accepted with access %q", d.client.Name, ans.Access)
+	}
+	return ans, nil
+}
+
+// join answers session.join: another operator joins a running session,
+// or watches it (observe). The three conditions apply to the joiner too,
+// and the agent gets a grant for the joiner.
+func (s *Service) join(ctx context.Context, from contracts.SubjectInfo, req *contracts.SessionJoinRequest) (*contracts.SessionOpenResponse, error) {
+	op := from.Principal
+	s.mu.Lock()
+	ss := s.sessions[req.Session]
+	s.mu.Unlock()
+	if ss == nil {
+		return nil, contracts.Errorf(contracts.CodeNotFound, "no active session %q on this broker (steward session list shows them)", req.Session)
+	}
+	ss.mu.Lock()
+	info := ss.info
+	_, already := ss.parts[op]
+	ss.mu.Unlock()
+	if info.State != contracts.SessionActive {
+		return nil, contracts.Errorf(contracts.CodeConflict, "session %s is %s", info.ID, info.State)
+	}
+	if already {
+		return nil, contracts.Errorf(contracts.CodeConflict, "%s is in session %s already", op, info.ID)
+	}
+	kind := info.Kind
+	if req.Observe {
+		kind = contracts.SessionObserve
+	}
+	if info.Kind == contracts.SessionTunnel {
+		return nil, contracts.Errorf(contracts.CodeBadRequest, "a tunnel cannot be joined")
+	}
+	if info.Kind == contracts.SessionAssist && !req.Observe {
+		return nil, contracts.Errorf(contracts.CodeBadRequest, "an assistance session is the user's and its helper's: watch it with --observe")
+	}
+	w := want{operator: op, kind: kind, join: true}
+	d, err := s.authorize(ctx, w, info.Client.ID)
+	jinfo := info
+	jinfo.Operator, jinfo.Kind = op, kind
+	var dn *denial
+	if errors.As(err, &dn) {
+		s.denied(ctx, jinfo, dn)
+		return nil, dn.err
+	}
+	if err != nil {
+		return nil, err
+	}
+	access := contracts.MinAccess(d.access, info.Access)
+	if req.Observe {
+		access = contracts.AccessView
+	}
+	g := contracts.SessionGrant{Header: contracts.NewHeader(contracts.TypeSessionGrant), Session: info.ID, Site: s.cfg.Site,
+		ClientID: info.Client.ID, Operator: op, Kind: kind, Access: access, Join: true}
+	d.consent = false
+	ans, err := s.sendGrant(ctx, g, d)
+	if errors.As(err, &dn) {
+		s.denied(ctx, jinfo, dn)
+		return nil, dn.err
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := ss.addParticipant(op, ans.Access); err != nil {
+		return nil, err
+	}
+	ss.mu.Lock()
+	info = ss.info
+	ss.mu.Unlock()
+	jinfo.Access = ans.Access
+	s.emit(ctx, contracts.StatusSessionJoined, auditProps(jinfo))
+	if err := s.putRecord(ctx, record{Info: info, Collections: ss.collections}); err != nil {
+		s.log.Warn("session record not written", "session", info.ID, "err", err)
+	}
+	return &contracts.SessionOpenResponse{Header: contracts.NewHeader(contracts.TypeSessionOpenResponse), Session: info}, nil
+}
+
+// endByOperator answers session.end: the session's operator ends it, or
+// an administrator with Session:End on the client.
+func (s *Service) endByOperator(ctx context.Context, from contracts.SubjectInfo, req *contracts.SessionEndRequest) (*contracts.SessionOpenResponse, error) {
+	op := from.Principal
+	s.mu.Lock()
+	ss := s.sessions[req.Session]
+	s.mu.Unlock()
+	if ss == nil {
+		r, err := s.getRecord(ctx, req.Session)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.mayRead(op, rbac.SessionRead, r); err != nil {
+			return nil, err
+		}
+		if r.Info.State == contracts.SessionEnded {
+			return nil, contracts.Errorf(contracts.CodeConflict, "session %s ended already (%s)", r.Info.ID, r.Info.EndReason)
+		}
+		return nil, contracts.Errorf(contracts.CodeUnavailable, "session %s is relayed by another broker instance (%s); try again", r.Info.ID, r.Info.Instance)
+	}
+	ss.mu.Lock()
+	info := ss.info
+	ss.mu.Unlock()
+	rec := record{Info: info, Collections: ss.collections}
+	if info.Operator != op {
+		if err := s.mayRead(op, rbac.SessionRead, rec); err != nil {
+			return nil, err
+		}
+		if err := s.mayRead(op, rbac.SessionEnd, rec); err != nil {
+			return nil, err
+		}
+	}
+	reason := "ended by " + op
+	if req.Reason != "" {
+		reason += ": " + req.Reason
+	}
+	s.end(ss, contracts.SessionEnd{Reason: reason, By: op})
+	ss.mu.Lock()
+	info = ss.info
+	ss.mu.Unlock()
+	return &contracts.SessionOpenResponse{Header: contracts.NewHeader(contracts.TypeSessionOpenResponse), Session: info}, nil
+}
+
+// endByUser answers the client's session.end: the logged-on user ended a
+// session of this client.
+func (s *Service) endByUser(_ context.Context, from contracts.SubjectInfo, req *contracts.SessionEndRequest) (*contracts.SessionOpenResponse, error) {
+	s.mu.Lock()
+	ss := s.sessions[req.Session]
+	s.mu.Unlock()
+	if ss == nil || ss.info.Client.ID != from.Principal {
+		return nil, contracts.Errorf(contracts.CodeNotFound, "no active session %q of this client", req.Session)
+	}
+	s.end(ss, contracts.SessionEnd{Reason: "ended by the user on the client", By: "user"})
+	ss.mu.Lock()
+	info := ss.info
+	ss.mu.Unlock()
+	return &contracts.SessionOpenResponse{Header: contracts.NewHeader(contracts.TypeSessionOpenResponse), Session: info}, nil
+}
+
+// mayRead checks p on the session's client.
+func (s *Service) mayRead(op string, p rbac.Permission, r record) error {
+	m, err := s.authz()
+	if err != nil || m == nil {
+		return err
+	}
+	if !m.ClientVisible(op, r.memberOf) {
+		return contracts.Errorf(contracts.CodeNotFound, "no session %q", r.Info.ID)
+	}
+	return m.Allowed(op, p, rbac.OnClient(r.Info.Client.Name, r.memberOf))
+}
+
+// visibleRecords lists the records op may see with p, newest first.
+func (s *Service) visibleRecords(ctx context.Context, op string, p rbac.Permission, client string, keep func(record) bool) ([]contracts.SessionInfo, error) {
+	m, err := s.authz()
+	if err != nil {
+		return nil, err
+	}
+	if m != nil {
+		if err := m.Allowed(op, p, rbac.Anywhere()); err != nil {
+			return nil, err
+		}
+	}
+	recs, err := s.allRecords(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []contracts.SessionInfo{}
+	for _, r := range recs {
+		if !keep(r) || (client != "" && r.Info.Client.ID != client && r.Info.Client.Name != client) {
+			continue
+		}
+		if m != nil && m.Allowed(op, p, rbac.OnClient(r.Info.Client.Name, r.memberOf)) != nil {
+			continue
+		}
+		out = append(out, r.Info)
+	}
+	slices.SortFunc(out, func(a, b contracts.SessionInfo) int { return b.Requested.Compare(a.Requested) })
+	return out, nil
+}
+
+// list answers session.list: the sessions not ended.
+func (s *Service) list(ctx context.Context, from contracts.SubjectInfo, req *contracts.SessionListRequest) (*contracts.SessionListResponse, error) {
+	out, err := s.visibleRecords(ctx, from.Principal, rbac.SessionRead, req.Client, func(r record) bool { return r.Info.State != contracts.SessionEnded })
+	if err != nil {
+		return nil, err
+	}
+	// This instance's own sessions are current in memory (bytes, joins).
+	s.mu.Lock()
+	for i := range out {
+		if ss := s.sessions[out[i].ID]; ss != nil {
+			ss.mu.Lock()
+			out[i] = ss.info
+			ss.mu.Unlock()
+		}
+	}
+	s.mu.Unlock()
+	return &contracts.SessionListResponse{Header: contracts.NewHeader(contracts.TypeSessionListResponse), Sessions: out}, nil
+}
+
+// recordings answers session.recordings: ended sessions, with their
+// recordings (terminals) or byte counts (tunnels).
+func (s *Service) recordings(ctx context.Context, from contracts.SubjectInfo, req *contracts.SessionListRequest) (*contracts.SessionListResponse, error) {
+	out, err := s.visibleRecords(ctx, from.Principal, rbac.SessionViewRecording, req.Client, func(r record) bool {
+		return r.Info.State == contracts.SessionEnded && !r.Info.Started.IsZero()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &contracts.SessionListResponse{Header: contracts.NewHeader(contracts.TypeSessionListResponse), Sessions: out}, nil
+}
+
+// readRecording answers session.recording: a page of a recording.
+func (s *Service) readRecording(ctx context.Context, from contracts.SubjectInfo, req *contracts.RecordingReadRequest) (*contracts.RecordingReadResponse, error) {
+	r, err := s.getRecord(ctx, req.Session)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.mayRead(from.Principal, rbac.SessionViewRecording, r); err != nil {
+		return nil, err
+	}
+	if r.Info.Recording == "" {
+		if r.Info.Kind == contracts.SessionTunnel {
+			return nil, contracts.Errorf(contracts.CodeNotFound, "session %s is a tunnel: only its byte counts are kept (%d in, %d out)", r.Info.ID, r.Info.BytesIn, r.Info.BytesOut)
+		}
+		return nil, contracts.Errorf(contracts.CodeNotFound, "session %s has no recording (%s)", r.Info.ID, r.Info.EndReason)
+	}
+	if r.Info.State != contracts.SessionEnded {
+		return nil, contracts.Errorf(contracts.CodeConflict, "session %s is still %s: its recording is complete when it ends", r.Info.ID, r.Info.State)
+	}
+	obj, err := s.obs.Get(ctx, r.Info.Recording)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, contracts.Errorf(contracts.CodeNotFound, "the recording of session %s is missing", r.Info.ID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("recording %s: %w", r.Info.Recording, err)
+	}
+	defer obj.Close()
+	oi, err := obj.Info()
+	if err != nil {
+		return nil, err
+	}
+	size := int64(oi.Size)
+	if req.Offset < 0 || req.Offset > size {
+		return nil, contracts.Errorf(contracts.CodeBadRequest, "offset %d is outside the recording (%d bytes)", req.Offset, size)
+	}
+	if _, err := io.CopyN(io.Discard, obj, req.Offset); err != nil {
+		return nil, fmt.Errorf("recording %s: %w", r.Info.Recording, err)
+	}
+	buf := make([]byte, min(int64(contracts.MaxRecordingPage), size-req.Offset))
+	n, err := io.ReadFull(obj, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("recording %s: %w", r.Info.Recording, err)
+	}
+	return &contracts.RecordingReadResponse{Header: contracts.NewHeader(contracts.TypeRecordingReadResponse), Session: r.Info,
+		Data: buf[:n], Size: size, Next: req.Offset + int64(n)}, nil
+}
