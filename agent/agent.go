@@ -261,6 +261,7 @@ func New(cfg Config) (*Agent, error) {
 		store.Close()
 		return nil, err
 	}
+	a.sess.updateIndicator(a) // no session runs yet: an indicator left by a crash goes
 	return a, nil
 }
 
@@ -354,6 +355,7 @@ func (a *Agent) init(explicitName bool) error {
 	if err != nil {
 		return err
 	}
+	a.ctl.HandleStream(control.VerbAssist, a.serveAssist)
 	a.ctlDone = make(chan error, 1)
 	go func() { a.ctlDone <- a.ctl.Serve(context.Background()) }()
 	return nil

@@ -12,6 +12,7 @@ require (
 	github.com/stewardhq/steward/contracts v0.0.0
 	github.com/stewardhq/steward/telemetry v0.0.0
 	go.etcd.io/bbolt v1.5.0
+	golang.org/x/term v0.47.0
 )
 
 require (

@@ -250,11 +250,15 @@ func (a *Agent) takeGrant(ctx context.Context, data []byte) (contracts.SessionGr
 	if d == nil {
 		consent, user, prompted, d = a.consent(ctx, g, access, joined, shared, pol)
 	}
+	if d == nil && joined != nil {
+		select {
+		case <-joined.quit:
+			d = refuse(contracts.DenyClient, "session %s ended while the join waited for consent", g.Session)
+		default:
+		}
+	}
 	if d != nil {
 		ans.Deny, ans.Reason = d.deny, d.reason
-		if d.deny == contracts.DenyConsent && consent == "" {
-			consent = contracts.ConsentRefused
-		}
 		ans.Consent, ans.User = consent, user
 		a.log.Warn("session grant refused", "session", ans.Session, "deny", d.deny, "reason", d.reason)
 		if g != nil {
@@ -265,6 +269,9 @@ func (a *Agent) takeGrant(ctx context.Context, data []byte) (contracts.SessionGr
 	ans.Accepted, ans.Access, ans.Consent, ans.User = true, access, consent, user
 	if joined != nil {
 		joined.addParticipant(g.Operator, access, now)
+		if joined.shared != nil {
+			joined.shared.joined(g.Session, g.Operator, access)
+		}
 		a.log.Info("operator joined the session", "session", g.Session, "operator", g.Operator, "access", access, "consent", consent, "prompted", prompted)
 		a.logGrant(g, access, consent, user, nil, now)
 		a.sess.updateIndicator(a)
@@ -365,6 +372,9 @@ func (a *Agent) newSession(ctx context.Context, g *contracts.SessionGrant, id st
 		a.log.Warn("session log not written", "session", g.Session, "err", err)
 	}
 	a.sess.updateIndicator(a)
+	if s.shared != nil {
+		s.shared.joined(s.info.ID, s.info.Operator, access)
+	}
 	return s, nil
 }
 
@@ -418,7 +428,11 @@ func (s *session) run(ctx context.Context) {
 	select {
 	case end = <-s.be.Done():
 		// Deliver what the shell wrote last (or the tunnel's eof) before
-		// the end frame.
+		// the end frame. A tunnel's output is over (read to its end) or
+		// broken: closing the connection lets a blocked read return.
+		if s.info.Kind == contracts.SessionTunnel {
+			s.be.Stop()
+		}
 		select {
 		case <-outDone:
 		case <-time.After(drainTimeout):
@@ -463,6 +477,9 @@ func (s *session) run(ctx context.Context) {
 	}
 	s.final = info
 	a.sess.remove(s)
+	if s.shared != nil {
+		s.shared.ended(s.info.ID, end)
+	}
 	a.log.Info("remote session ended", "session", s.info.ID, "operator", s.info.Operator, "kind", s.info.Kind, "reason", end.Reason,
 		"by", end.By, "bytes_in", info.BytesIn, "bytes_out", info.BytesOut, "input_dropped", s.dropped.Load())
 	a.sess.updateIndicator(a)

@@ -53,7 +53,7 @@ func startSessionLab(t *testing.T, users []string, cfg func(*agent.Config)) *ses
 	tok := rs.token(t, 1, time.Hour)
 	dir := t.TempDir()
 	c := agent.Config{Server: rs.URL(), Token: tok, StateDir: dir, Name: "web-01", Heartbeat: time.Second, Log: testLog(t),
-		Inventory: fixedInventory{contracts.Inventory{OS: contracts.OSInfo{Name: "Debian", Family: "linux"}, Admins: []string{"root", "bob"}, Users: users}},
+		Inventory:     fixedInventory{contracts.Inventory{OS: contracts.OSInfo{Name: "Debian", Family: "linux"}, Admins: []string{"root", "bob"}, Users: users}},
 		LoggedOnUsers: func() []string { return users }}
 	if cfg != nil {
 		cfg(&c)
@@ -216,7 +216,6 @@ func TestSessionTunnelEcho(t *testing.T) {
 	stop()
 	<-done
 }
-
 
 // auditOf waits for the audit message msgID of session id and returns it.
 func (l *sessionLab) auditOf(t *testing.T, msgID int, session string) contracts.StatusMessage {

@@ -56,7 +56,8 @@ Everything it keeps lives in one state dir:
 
 Remote sessions the site brokers run through the agent, which checks each
 against its own policy and asks the logged-on user when it says so:
-"steward-agent consent" answers, "steward-agent sessions" lists and ends.
+"steward-agent consent" answers, "steward-agent sessions" lists and ends,
+"steward-agent assist" asks for help and shares this terminal with a helper.
 
 Get started (on the site: steward tokens create --uses 10 --ttl 24h):
   steward-agent run --state-dir /var/lib/steward-agent --token STW1-...
@@ -67,7 +68,7 @@ Get started (on the site: steward tokens create --uses 10 --ttl 24h):
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newRunCmd(stderr), newStatusCmd(stdout), newSettingsCmd(stdout), newSessionsCmd(stdout), newConsentCmd(stdout),
-		newVersionCmd(stdout))
+		newAssistCmd(stdout), newVersionCmd(stdout))
 	return root
 }
 

@@ -155,7 +155,7 @@ func TestConsentCommand(t *testing.T) {
 }
 
 func TestSessionHelpTeaches(t *testing.T) {
-	for _, args := range [][]string{{"sessions", "--help"}, {"sessions", "end", "--help"}, {"sessions", "log", "--help"}, {"consent", "--help"}} {
+	for _, args := range [][]string{{"sessions", "--help"}, {"sessions", "end", "--help"}, {"sessions", "log", "--help"}, {"consent", "--help"}, {"assist", "--help"}} {
 		out, _, err := execute(context.Background(), args...)
 		if err != nil {
 			t.Fatal(err)
@@ -163,5 +163,13 @@ func TestSessionHelpTeaches(t *testing.T) {
 		if !strings.Contains(out, "Examples:") || !strings.Contains(out, "--state-dir") {
 			t.Errorf("%v: help lacks examples or --state-dir:\n%s", args, out)
 		}
+	}
+}
+
+func TestAssistWithNoAgent(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := execute(context.Background(), "assist", "--state-dir", dir)
+	if err == nil || !strings.Contains(err.Error(), "no agent is running with state dir") {
+		t.Fatalf("got %v", err)
 	}
 }

@@ -10,7 +10,9 @@ package control
 // most AssistCredits AssistOutput messages unacknowledged, and the agent
 // acknowledges each (AssistOutputAck) once it took it for the helper (or
 // at once while no helper is connected). A helper that lags therefore
-// holds back the shared terminal, never a buffer.
+// holds back the shared terminal, never a buffer. Input is one message at
+// a time: the agent sends the next AssistInput after the command's
+// AssistInputAck, and acknowledges the helper's frame only then.
 const VerbAssist = "assist"
 
 // AssistCredits is how many AssistOutput messages may be unacknowledged.
@@ -28,9 +30,10 @@ const (
 	AssistEnded      = "steward.v1.assist_ended"       // Session, Text: a helper's session ended, and why
 
 	// command -> agent
-	AssistOutput = "steward.v1.assist_output" // Data: what the terminal showed (at most 32 KiB)
-	AssistAnswer = "steward.v1.assist_answer" // Text: a prompt's ID, Accept: the user's answer
-	AssistEnd    = "steward.v1.assist_end"    // end the helpers' sessions now
+	AssistOutput   = "steward.v1.assist_output"    // Data: what the terminal showed (at most 32 KiB)
+	AssistInputAck = "steward.v1.assist_input_ack" // the last AssistInput is written to the terminal
+	AssistAnswer   = "steward.v1.assist_answer"    // Text: a prompt's ID, Accept: the user's answer
+	AssistEnd      = "steward.v1.assist_end"       // end the helpers' sessions now
 )
 
 // AssistMsg is one message of the assist stream.

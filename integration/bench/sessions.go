@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -39,10 +40,11 @@ func (e *Env) sessionSite(ctx context.Context, name string, agents, port int) (*
 		fs.stop()
 		return nil, nil, err
 	}
-	on, full := true, contracts.AccessFull
+	on, off, full := true, false, contracts.AccessFull
 	viewers, ports := []string{op.Operator()}, []int{port}
 	s := contracts.Settings{Name: "Bench sessions", Priority: 10, SettingsSections: contracts.SettingsSections{
-		RemoteTools: &contracts.RemoteToolsSettings{Enabled: &on, AccessLevel: &full, PermittedViewers: &viewers, TunnelPorts: &ports}}}
+		RemoteTools: &contracts.RemoteToolsSettings{Enabled: &on, AccessLevel: &full, PromptUser: &off, AllowWhenNoUser: &on,
+			PermittedViewers: &viewers, TunnelPorts: &ports}}}
 	if _, err := op.SettingsApply(ctx, s); err == nil {
 		_, err = op.SettingsDeploy(ctx, s.Name, contracts.AllSystemsName)
 	}
@@ -57,6 +59,20 @@ func (e *Env) sessionSite(ctx context.Context, name string, agents, port int) (*
 		op.Close()
 		fs.stop()
 		return nil, nil, fmt.Errorf("%s: policy not applied: %w", name, err)
+	}
+	if err := waitFor(ctx, 2*time.Minute, func() bool {
+		cs, err := op.ClientsList(ctx, contracts.ClientApproved)
+		online := 0
+		for _, c := range cs {
+			if c.Online {
+				online++
+			}
+		}
+		return err == nil && online == agents
+	}); err != nil {
+		op.Close()
+		fs.stop()
+		return nil, nil, fmt.Errorf("%s: clients not online: %w", name, err)
 	}
 	return fs, op, nil
 }
@@ -111,6 +127,9 @@ func (e *Env) sessionRelay(ctx context.Context) (Result, error) {
 	}
 
 	// Raw: request/reply between two plain connections on the same server.
+	if err := os.MkdirAll(fs.site.Dir+"-raw", 0o755); err != nil {
+		return Result{}, err
+	}
 	url, _, stop, err := e.rawServer(ctx, fs.site.Dir+"-raw")
 	if err != nil {
 		return Result{}, err
@@ -264,6 +283,9 @@ func (e *Env) tunnel(ctx context.Context) (Result, error) {
 		return Result{}, fmt.Errorf("tunnel tcp: %w", err)
 	}
 
+	if err := os.MkdirAll(fs.site.Dir+"-raw", 0o755); err != nil {
+		return Result{}, err
+	}
 	url, _, stop, err := e.rawServer(ctx, fs.site.Dir+"-raw")
 	if err != nil {
 		return Result{}, err
