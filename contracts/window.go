@@ -61,7 +61,7 @@ func (w *Window) Next(ctx context.Context) (uint64, error) {
 func (w *Window) Ack(seq uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if seq <= w.acked || seq > w.sent {
+	if w.closed || seq <= w.acked || seq > w.sent {
 		return
 	}
 	w.acked = seq

@@ -73,8 +73,8 @@ func (s *Service) start(ctx context.Context, w want, req *contracts.SessionOpenR
 		rec := ss.rec
 		ss.info.State, ss.info.Ended = contracts.SessionEnded, s.cfg.Now().UTC()
 		ss.info.EndReason = err.Error()
-		info := ss.info
 		ss.mu.Unlock()
+		info := ss.snapshot()
 		if rec != nil {
 			rec.abort()
 		}
@@ -119,8 +119,8 @@ func (s *Service) start(ctx context.Context, w want, req *contracts.SessionOpenR
 	if p := ss.parts[w.operator]; p != nil {
 		p.access = ans.Access
 	}
-	info = ss.info
 	ss.mu.Unlock()
+	info = ss.snapshot()
 	if err := s.putRecord(ctx, record{Info: info, Collections: d.collections}); err != nil {
 		s.log.Warn("session record not written", "session", info.ID, "err", err)
 	}
@@ -211,8 +211,8 @@ func (s *Service) join(ctx context.Context, from contracts.SubjectInfo, req *con
 	if ss == nil {
 		return nil, contracts.Errorf(contracts.CodeNotFound, "no active session %q on this broker (steward session list shows them)", req.Session)
 	}
+	info := ss.snapshot()
 	ss.mu.Lock()
-	info := ss.info
 	_, already := ss.parts[op]
 	ss.mu.Unlock()
 	if info.State != contracts.SessionActive {
@@ -261,9 +261,7 @@ func (s *Service) join(ctx context.Context, from contracts.SubjectInfo, req *con
 	if err := ss.addParticipant(op, ans.Access); err != nil {
 		return nil, err
 	}
-	ss.mu.Lock()
-	info = ss.info
-	ss.mu.Unlock()
+	info = ss.snapshot()
 	jinfo.Access = ans.Access
 	s.emit(ctx, contracts.StatusSessionJoined, auditProps(jinfo))
 	if err := s.putRecord(ctx, record{Info: info, Collections: ss.collections}); err != nil {
@@ -292,9 +290,7 @@ func (s *Service) endByOperator(ctx context.Context, from contracts.SubjectInfo,
 		}
 		return nil, contracts.Errorf(contracts.CodeUnavailable, "session %s is relayed by another broker instance (%s); try again", r.Info.ID, r.Info.Instance)
 	}
-	ss.mu.Lock()
-	info := ss.info
-	ss.mu.Unlock()
+	info := ss.snapshot()
 	rec := record{Info: info, Collections: ss.collections}
 	if info.Operator != op {
 		if err := s.mayRead(op, rbac.SessionRead, rec); err != nil {
@@ -309,9 +305,7 @@ func (s *Service) endByOperator(ctx context.Context, from contracts.SubjectInfo,
 		reason += ": " + req.Reason
 	}
 	s.end(ss, contracts.SessionEnd{Reason: reason, By: op})
-	ss.mu.Lock()
-	info = ss.info
-	ss.mu.Unlock()
+	info = ss.snapshot()
 	return &contracts.SessionOpenResponse{Header: contracts.NewHeader(contracts.TypeSessionOpenResponse), Session: info}, nil
 }
 
@@ -325,9 +319,7 @@ func (s *Service) endByUser(_ context.Context, from contracts.SubjectInfo, req *
 		return nil, contracts.Errorf(contracts.CodeNotFound, "no active session %q of this client", req.Session)
 	}
 	s.end(ss, contracts.SessionEnd{Reason: "ended by the user on the client", By: "user"})
-	ss.mu.Lock()
-	info := ss.info
-	ss.mu.Unlock()
+	info := ss.snapshot()
 	return &contracts.SessionOpenResponse{Header: contracts.NewHeader(contracts.TypeSessionOpenResponse), Session: info}, nil
 }
 
@@ -382,9 +374,7 @@ func (s *Service) list(ctx context.Context, from contracts.SubjectInfo, req *con
 	s.mu.Lock()
 	for i := range out {
 		if ss := s.sessions[out[i].ID]; ss != nil {
-			ss.mu.Lock()
-			out[i] = ss.info
-			ss.mu.Unlock()
+			out[i] = ss.snapshot()
 		}
 	}
 	s.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -344,9 +345,7 @@ func (s *Service) finish(ss *session, e contracts.SessionEnd, _ bool) {
 			ss.mu.Unlock()
 		}
 	}
-	ss.mu.Lock()
-	info := ss.info
-	ss.mu.Unlock()
+	info := ss.snapshot()
 	if err := s.putRecord(ctx, record{Info: info, Collections: ss.collections}); err != nil {
 		s.log.Warn("session record not written", "session", info.ID, "err", err)
 	}
@@ -394,4 +393,15 @@ func auditProps(info contracts.SessionInfo) map[string]string {
 		"access":   info.Access,
 		"consent":  info.Consent,
 	}
+}
+
+// snapshot copies the session's info, slices included, for answers and
+// records that are encoded while the session goes on.
+func (ss *session) snapshot() contracts.SessionInfo {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	i := ss.info
+	i.Participants = slices.Clone(i.Participants)
+	i.Command = slices.Clone(i.Command)
+	return i
 }
