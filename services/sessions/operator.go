@@ -91,8 +91,11 @@ func (s *Service) start(ctx context.Context, w want, req *contracts.SessionOpenR
 		return fail(err)
 	}
 	if w.kind != contracts.SessionTunnel {
+		rec := s.startRecorder(info, req.Cols, req.Rows, req.Term)
+		ss.mu.Lock()
 		ss.info.Recording = recordingName(info.ID)
-		ss.rec = s.startRecorder(info, req.Cols, req.Rows, req.Term)
+		ss.rec = rec
+		ss.mu.Unlock()
 	}
 	grant := contracts.SessionGrant{Header: contracts.NewHeader(contracts.TypeSessionGrant), Session: info.ID, Site: s.cfg.Site,
 		ClientID: d.client.ID, Operator: w.operator, Kind: w.kind, Access: d.access, Consent: d.consent, Port: req.Port,
