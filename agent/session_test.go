@@ -284,11 +284,12 @@ func TestShellInputResizeAndEnd(t *testing.T) {
 	}
 }
 
-// bashOrSkip is bash's path (the view tests use read -t).
-func bashOrSkip(t *testing.T) string {
+// bashPath is bash's path (the view tests use read -t). .ci/run installs
+// bash where it is missing, so its absence is a failure, not a skip.
+func bashPath(t *testing.T) string {
 	p, err := exec.LookPath("bash")
 	if err != nil {
-		t.Skip("bash is not installed")
+		t.Fatalf("bash is required by the view-mode tests (apt-get install bash): %v", err)
 	}
 	return p
 }
@@ -298,7 +299,7 @@ func bashOrSkip(t *testing.T) string {
 // reaches the PTY: the process waits for a line, none comes, and it says
 // so; the ack came before that, so the line would have been there.
 func TestViewOnlyDropsInput(t *testing.T) {
-	bash := bashOrSkip(t)
+	bash := bashPath(t)
 	sb := newSessionBench(t, remoteTools("view", nil), nil)
 	marker := filepath.Join(t.TempDir(), "marker")
 	ans, fb := sb.mustOpen(sb.grantFor(contracts.SessionShell, func(g *contracts.SessionGrant) {
