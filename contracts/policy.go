@@ -692,8 +692,11 @@ type SignedPolicy struct {
 // PolicySigningInput is what the site signs for a policy body: a context
 // prefix, so that a policy signature can never pass for another message the
 // site key signs (an enrollment answer), then the body.
-func PolicySigningInput(body []byte) []byte {
-	const prefix = "steward-policy-v1\n"
+func PolicySigningInput(body []byte) []byte { return signingInput("steward-policy-v1\n", body) }
+
+// signingInput is a context prefix and then a body: what the site signs for
+// a body of one kind, so that its signature never passes for another kind's.
+func signingInput(prefix string, body []byte) []byte {
 	out := make([]byte, 0, len(prefix)+len(body))
 	return append(append(out, prefix...), body...)
 }

@@ -216,11 +216,7 @@ type SignedGrant struct {
 
 // GrantSigningInput is what the site signs for a grant body: a context
 // prefix, so that a grant signature never passes for a policy's.
-func GrantSigningInput(body []byte) []byte {
-	const prefix = "steward-session-grant-v1\n"
-	out := make([]byte, 0, len(prefix)+len(body))
-	return append(append(out, prefix...), body...)
-}
+func GrantSigningInput(body []byte) []byte { return signingInput("steward-session-grant-v1\n", body) }
 
 // SessionGrantAnswer is the agent's answer to a grant.
 type SessionGrantAnswer struct {

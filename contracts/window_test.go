@@ -56,3 +56,13 @@ func TestAccessLevels(t *testing.T) {
 		t.Error("MinAccess")
 	}
 }
+
+// TestSigningInputsDiffer: a grant's signature never verifies a policy with
+// the same bytes, nor the other way round.
+func TestSigningInputsDiffer(t *testing.T) {
+	body := []byte(`{"a":1}`)
+	p, g := string(PolicySigningInput(body)), string(GrantSigningInput(body))
+	if p != "steward-policy-v1\n"+string(body) || g != "steward-session-grant-v1\n"+string(body) || p == g {
+		t.Fatalf("signing inputs: policy %q, grant %q", p, g)
+	}
+}
