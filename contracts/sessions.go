@@ -20,7 +20,6 @@ import (
 //	op.<operator>.up.session.recordings  SessionListRequest -> SessionListResponse (ended sessions)
 //	op.<operator>.up.session.recording   RecordingReadRequest -> RecordingReadResponse
 //	agent.<client>.down.session.grant    SignedGrant -> SessionGrantAnswer (the agent answers)
-//	agent.<client>.up.session.end        SessionEndRequest (the user ended it) -> SessionOpenResponse
 //
 // Data are frames on a per-session kind, SessionDataKind(id):
 //
@@ -28,6 +27,9 @@ import (
 //	op.<operator>.down.session.data.<id>  broker -> operator (output, acks, end)
 //	agent.<client>.up.session.data.<id>   agent -> broker   (output, acks, end)
 //	agent.<client>.down.session.data.<id> broker -> agent   (input, acks, resize, end)
+//
+// The client's user ends a session with an end frame on the client's up
+// data subject (SessionEnd{By: "user"}).
 //
 // A frame is a NATS message whose header HdrFrame says what it is and whose
 // body is raw bytes (data) or JSON (resize, end). The broker relays frames

@@ -312,20 +312,6 @@ func (s *Service) endByOperator(ctx context.Context, from contracts.SubjectInfo,
 	return &contracts.SessionOpenResponse{Header: contracts.NewHeader(contracts.TypeSessionOpenResponse), Session: info}, nil
 }
 
-// endByUser answers the client's session.end: the logged-on user ended a
-// session of this client.
-func (s *Service) endByUser(_ context.Context, from contracts.SubjectInfo, req *contracts.SessionEndRequest) (*contracts.SessionOpenResponse, error) {
-	s.mu.Lock()
-	ss := s.sessions[req.Session]
-	s.mu.Unlock()
-	if ss == nil || ss.info.Client.ID != from.Principal {
-		return nil, contracts.Errorf(contracts.CodeNotFound, "no active session %q of this client", req.Session)
-	}
-	s.end(ss, contracts.SessionEnd{Reason: "ended by the user on the client", By: "user"})
-	info := ss.snapshot()
-	return &contracts.SessionOpenResponse{Header: contracts.NewHeader(contracts.TypeSessionOpenResponse), Session: info}, nil
-}
-
 // mayRead checks p on the session's client.
 func (s *Service) mayRead(op string, p rbac.Permission, r record) error {
 	m, err := s.authz()
@@ -339,7 +325,7 @@ func (s *Service) mayRead(op string, p rbac.Permission, r record) error {
 }
 
 // visibleRecords lists the records op may see with p, newest first.
-func (s *Service) visibleRecords(ctx context.Context, op string, p rbac.Permission, client string, keep func(record) bool) ([]contracts.SessionInfo, error) {
+func (s *Service) visibleRecords(ctx context.Context, op string, p rbac.Permission, client string, open bool, keep func(record) bool) ([]contracts.SessionInfo, error) {
 	m, err := s.authz()
 	if err != nil {
 		return nil, err
@@ -349,7 +335,7 @@ func (s *Service) visibleRecords(ctx context.Context, op string, p rbac.Permissi
 			return nil, err
 		}
 	}
-	recs, err := s.allRecords(ctx)
+	recs, err := s.allRecords(ctx, open)
 	if err != nil {
 		return nil, err
 	}
@@ -369,7 +355,7 @@ func (s *Service) visibleRecords(ctx context.Context, op string, p rbac.Permissi
 
 // list answers session.list: the sessions not ended.
 func (s *Service) list(ctx context.Context, from contracts.SubjectInfo, req *contracts.SessionListRequest) (*contracts.SessionListResponse, error) {
-	out, err := s.visibleRecords(ctx, from.Principal, rbac.SessionRead, req.Client, func(r record) bool { return r.Info.State != contracts.SessionEnded })
+	out, err := s.visibleRecords(ctx, from.Principal, rbac.SessionRead, req.Client, true, func(r record) bool { return r.Info.State != contracts.SessionEnded })
 	if err != nil {
 		return nil, err
 	}
@@ -387,7 +373,7 @@ func (s *Service) list(ctx context.Context, from contracts.SubjectInfo, req *con
 // recordings answers session.recordings: ended sessions, with their
 // recordings (terminals) or byte counts (tunnels).
 func (s *Service) recordings(ctx context.Context, from contracts.SubjectInfo, req *contracts.SessionListRequest) (*contracts.SessionListResponse, error) {
-	out, err := s.visibleRecords(ctx, from.Principal, rbac.SessionViewRecording, req.Client, func(r record) bool {
+	out, err := s.visibleRecords(ctx, from.Principal, rbac.SessionViewRecording, req.Client, false, func(r record) bool {
 		return r.Info.State == contracts.SessionEnded && !r.Info.Started.IsZero()
 	})
 	if err != nil {

@@ -197,7 +197,7 @@ func (ss *session) fromAgent(m *nats.Msg) {
 		if e.By == "" {
 			e.By = "client"
 		}
-		go ss.svc.finish(ss, e, false)
+		go ss.svc.finish(ss, e)
 	default:
 		ss.svc.log.Debug("unknown frame from the client dropped", "session", ss.info.ID, "frame", m.Header.Get(contracts.HdrFrame))
 	}
@@ -300,13 +300,13 @@ func (s *Service) end(ss *session, e contracts.SessionEnd) {
 	if down != "" {
 		_ = s.cfg.NC.PublishMsg(endFrame(down, e))
 	}
-	s.finish(ss, e, true)
+	s.finish(ss, e)
 }
 
 // finish closes the session once: the recording is stored, the record
 // written, the end audited, and then the operators hear of the end (so a
 // recording can be played as soon as the operator's command returns).
-func (s *Service) finish(ss *session, e contracts.SessionEnd, _ bool) {
+func (s *Service) finish(ss *session, e contracts.SessionEnd) {
 	ss.mu.Lock()
 	if ss.over {
 		ss.mu.Unlock()

@@ -52,6 +52,7 @@ const (
 	ServiceName      = "steward-sessions"
 	ServiceVersion   = "0.1.0"
 	SessionsBucket   = "sessions"           // KV: session ID -> contracts.SessionInfo
+	OpenBucket       = "sessions-open"      // KV: ID of a session not ended -> its broker instance
 	AssistBucket     = "assist-requests"    // KV: request ID -> contracts.AssistInfo
 	RecordingsBucket = "session-recordings" // object store: <session>.cast
 )
@@ -146,6 +147,7 @@ type Service struct {
 	key      *sign.Key
 	js       jetstream.JetStream
 	kv       jetstream.KeyValue
+	openKV   jetstream.KeyValue
 	assistKV jetstream.KeyValue
 	obs      jetstream.ObjectStore
 	svc      micro.Service
@@ -177,6 +179,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		Description: "Steward sessions: every remote session, open and ended", History: 1,
 		Storage: jetstream.FileStorage, Replicas: cfg.Replicas}); err != nil {
 		return nil, fmt.Errorf("sessions: bucket %s: %w", SessionsBucket, err)
+	}
+	if s.openKV, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: OpenBucket,
+		Description: "Steward sessions: the sessions not ended, with their broker instance", History: 1,
+		Storage: jetstream.FileStorage, Replicas: cfg.Replicas}); err != nil {
+		return nil, fmt.Errorf("sessions: bucket %s: %w", OpenBucket, err)
 	}
 	if s.assistKV, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: AssistBucket,
 		Description: "Steward sessions: open requests for assistance", History: 1, TTL: cfg.AssistTTL,
@@ -259,7 +266,6 @@ func (s *Service) addService() (micro.Service, error) {
 		rpc.Route("session-open", rpc.OpUp(contracts.KindSessionOpen), conc(rpc.Handler(s.log, contracts.TypeSessionOpenRequest, s.open))),
 		rpc.Route("session-join", rpc.OpUp(contracts.KindSessionJoin), conc(rpc.Handler(s.log, contracts.TypeSessionJoinRequest, s.join))),
 		rpc.Route("session-end", rpc.OpUp(contracts.KindSessionEnd), rpc.Handler(s.log, contracts.TypeSessionEndRequest, s.endByOperator)),
-		rpc.Route("session-end-user", rpc.AgentUp(contracts.KindSessionEnd), rpc.Handler(s.log, contracts.TypeSessionEndRequest, s.endByUser)),
 		rpc.Route("session-list", rpc.OpUp(contracts.KindSessionList), rpc.Handler(s.log, contracts.TypeSessionListRequest, s.list)),
 		rpc.Route("session-recordings", rpc.OpUp(contracts.KindSessionRecordings), rpc.Handler(s.log, contracts.TypeSessionListRequest, s.recordings)),
 		rpc.Route("session-recording", rpc.OpUp(contracts.KindSessionRecording), conc(rpc.Handler(s.log, contracts.TypeRecordingReadRequest, s.readRecording))),

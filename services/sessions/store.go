@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,21 +21,31 @@ type record struct {
 	Collections []string              `json:"collections"`
 }
 
-func (r record) memberOf(id string) bool {
-	for _, c := range r.Collections {
-		if c == id {
-			return true
-		}
-	}
-	return false
-}
+func (r record) memberOf(id string) bool { return slices.Contains(r.Collections, id) }
 
 func (s *Service) putRecord(ctx context.Context, r record) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	_, err = s.kv.Put(ctx, r.Info.ID, b)
+	if _, err = s.kv.Put(ctx, r.Info.ID, b); err != nil {
+		return err
+	}
+	return s.index(ctx, r.Info)
+}
+
+// index keeps the open-sessions bucket in step with a record: a session
+// not ended is listed there with its broker instance, so that the list of
+// active sessions and the sweep read only open sessions, never the whole
+// history.
+func (s *Service) index(ctx context.Context, info contracts.SessionInfo) error {
+	if info.State == contracts.SessionEnded {
+		if err := s.openKV.Delete(ctx, info.ID); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("unlist session %s: %w", info.ID, err)
+		}
+		return nil
+	}
+	_, err := s.openKV.Put(ctx, info.ID, []byte(info.Instance))
 	return err
 }
 
@@ -48,7 +59,10 @@ func (s *Service) createRecord(ctx context.Context, r record) error {
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return contracts.Errorf(contracts.CodeConflict, "session %s exists already: pick a new ID", r.Info.ID)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return s.index(ctx, r.Info)
 }
 
 func (s *Service) getRecord(ctx context.Context, id string) (record, error) {
@@ -66,9 +80,17 @@ func (s *Service) getRecord(ctx context.Context, id string) (record, error) {
 	return r, nil
 }
 
-// allRecords reads every session record.
-func (s *Service) allRecords(ctx context.Context) ([]record, error) {
-	keys, err := s.kv.ListKeys(ctx)
+// allRecords reads every session record, or with open only those of the
+// sessions not ended.
+func (s *Service) allRecords(ctx context.Context, open bool) ([]record, error) {
+	kv := s.kv
+	if open {
+		kv = s.openKV
+	}
+	keys, err := kv.ListKeys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
@@ -116,7 +138,7 @@ func (s *Service) liveInstances() map[string]bool {
 // (it stopped without ending them, or died): audited as ended abnormally,
 // and the client and the operators are told, in case they still wait.
 func (s *Service) sweep(ctx context.Context) {
-	recs, err := s.allRecords(ctx)
+	recs, err := s.allRecords(ctx, true)
 	if err != nil {
 		s.log.Warn("sweep of open sessions failed", "err", err)
 		return
