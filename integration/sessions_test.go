@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/agent"
 	"github.com/stewardhq/steward/contracts"
 	"github.com/stewardhq/steward/services/cli"
@@ -346,5 +348,77 @@ func TestSessionAuthorizationTable(t *testing.T) {
 			}
 			l.auditOf(t, contracts.StatusSessionRequested, id)
 		})
+	}
+}
+
+// TestSessionBrokerRestartEndsSessionsAbnormally: a session open when the
+// site stops ends at once for its operator and its client, as ended
+// abnormally; a session whose broker instance died without ending it (kill
+// -9: an open record of an instance nobody answers for) is ended by the
+// next broker's sweep. Both are audited as ended abnormally.
+func TestSessionBrokerRestartEndsSessionsAbnormally(t *testing.T) {
+	l := startSessionLab(t, nil, nil)
+	l.setPolicy(t, remoteTools(true, contracts.AccessFull, false, []string{"admin"}, nil))
+	s, err := l.admin.SessionOpen(ctx(t), contracts.SessionOpenRequest{Ref: "web-01", Kind: contracts.SessionShell, Command: []string{"cat"}})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	wait(t, 15*time.Second, "the session at the agent", func() bool { return len(l.agent.Sessions()) == 1 })
+
+	// The record a dead instance left behind.
+	nc := l.rs.serviceConn(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost := contracts.SessionInfo{ID: uuid.Must(uuid.NewV7()).String(), Client: contracts.Named{ID: l.id, Name: "web-01"},
+		Operator: "admin", Kind: contracts.SessionShell, Access: contracts.AccessFull, State: contracts.SessionActive,
+		Requested: time.Now().UTC(), Started: time.Now().UTC(), Instance: "a-dead-instance",
+		Participants: []contracts.SessionParticipant{{Operator: "admin", Access: contracts.AccessFull, Joined: time.Now().UTC()}}}
+	b, _ := json.Marshal(map[string]any{"info": ghost, "collections": []string{contracts.AllSystemsID}})
+	for bucket, v := range map[string][]byte{"sessions": b, "sessions-open": []byte(ghost.Instance)} {
+		kv, err := js.KeyValue(ctx(t), bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(ctx(t), ghost.ID, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc.Close()
+
+	l.rs.stop()
+	select {
+	case <-s.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatal("the operator never heard the session end")
+	}
+	if e := s.Ended(); !e.Abnormal || !strings.Contains(e.Reason, "broker stopped") {
+		t.Errorf("end at the operator: got %+v, want abnormal, the broker stopped", e)
+	}
+	wait(t, 15*time.Second, "the agent to end the session", func() bool { return len(l.agent.Sessions()) == 0 })
+
+	rs := startSite(t, l.rs.dir, l.rs.listen, "LAB")
+	admin := rs.operator(t)
+	l.rs, l.admin = rs, admin
+	wait(t, 15*time.Second, "both sessions recorded as ended abnormally", func() bool {
+		recs, err := admin.SessionRecordings(ctx(t), "")
+		if err != nil || len(recs) != 2 {
+			return false
+		}
+		for _, r := range recs {
+			if !r.Abnormal || r.State != contracts.SessionEnded {
+				return false
+			}
+		}
+		return true
+	})
+	if open, err := admin.SessionList(ctx(t), ""); err != nil || len(open) != 0 {
+		t.Errorf("active sessions after the restart: got %+v, %v; want none", open, err)
+	}
+	for _, id := range []string{s.Info.ID, ghost.ID} {
+		if m := l.auditOf(t, contracts.StatusSessionAbnormal, id); m.Severity != contracts.SeverityWarning || !m.Audit {
+			t.Errorf("abnormal end audit of %s: got %+v", id, m)
+		}
 	}
 }
