@@ -149,6 +149,11 @@ type AgentSettings struct {
 	Inventory     *Duration `json:"inventory,omitempty" yaml:"inventory"` // look for inventory changes this often
 }
 
+// MaxPromptTimeout is the longest a client may wait for its user's consent
+// (remoteTools.promptTimeout); an agent's answer to a grant must still be
+// allowed that long after the grant came.
+const MaxPromptTimeout = 10 * time.Minute
+
 // Bounds of the agent intervals a policy may set.
 const (
 	MinAgentInterval = time.Second
@@ -232,8 +237,8 @@ func (s *SettingsSections) Validate() error {
 		if err := level("remoteTools.accessLevel", rt.AccessLevel); err != nil {
 			return err
 		}
-		if d := rt.PromptTimeout; d != nil && (time.Duration(*d) < time.Second || time.Duration(*d) > 10*time.Minute) {
-			return fieldErr("remoteTools.promptTimeout", "%s: must be 1s to 10m", time.Duration(*d))
+		if d := rt.PromptTimeout; d != nil && (time.Duration(*d) < time.Second || time.Duration(*d) > MaxPromptTimeout) {
+			return fieldErr("remoteTools.promptTimeout", "%s: must be 1s to %s", time.Duration(*d), MaxPromptTimeout)
 		}
 		if v := rt.PermittedViewers; v != nil {
 			if len(*v) > MaxViewers {

@@ -156,17 +156,7 @@ func (s *Service) handleAuth(r micro.Request) {
 		respond("", err.Error())
 		return
 	}
-	uc := jwt.NewUserClaims(req.UserNkey)
-	uc.Audience = Account
-	uc.Name = grant.Name
-	uc.Pub.Allow.Add(grant.Pub...)
-	uc.Sub.Allow.Add(grant.Sub...)
-	if grant.Responses {
-		uc.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
-	}
-	if !grant.Expires.IsZero() {
-		uc.Expires = grant.Expires.Unix()
-	}
+	uc := userClaims(req.UserNkey, grant)
 	userJWT, err := uc.Encode(s.cfg.Issuer)
 	if err != nil {
 		log.Error("auth callout: sign user", "err", err)
@@ -175,4 +165,23 @@ func (s *Service) handleAuth(r micro.Request) {
 	}
 	log.Debug("auth granted", "key", key, "as", grant.Name)
 	respond(userJWT, "")
+}
+
+// userClaims are the user JWT claims of a grant.
+func userClaims(userNkey string, grant Grant) *jwt.UserClaims {
+	uc := jwt.NewUserClaims(userNkey)
+	uc.Audience = Account
+	uc.Name = grant.Name
+	uc.Pub.Allow.Add(grant.Pub...)
+	uc.Sub.Allow.Add(grant.Sub...)
+	if grant.Responses {
+		// Once per request, and for as long as the longest request an
+		// agent answers takes: a session grant waits for the user's
+		// consent up to MaxPromptTimeout.
+		uc.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: contracts.MaxPromptTimeout + time.Minute}
+	}
+	if !grant.Expires.IsZero() {
+		uc.Expires = grant.Expires.Unix()
+	}
+	return uc
 }

@@ -146,3 +146,26 @@ func TestCheckToken(t *testing.T) {
 		t.Error("secrets must be stored as SHA-256 hex")
 	}
 }
+
+// TestAgentClaimsOutlastConsent: an agent may answer a session grant for
+// as long as the broker waits for the user's consent (up to
+// MaxPromptTimeout, plus the broker's own 15 s), once per request; an
+// operator answers no requests.
+func TestAgentClaimsOutlastConsent(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	g, err := decide("LAB", "UKEY", Identity{Key: "UKEY", Kind: KindAgent, ClientID: "c1", Name: "web-01", Status: contracts.ClientApproved}, nil, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc := userClaims("UKEY", g)
+	if uc.Resp == nil || uc.Resp.MaxMsgs != 1 || uc.Resp.Expires < contracts.MaxPromptTimeout+15*time.Second {
+		t.Fatalf("agent response permission: got %+v, want one answer per request for at least %s", uc.Resp, contracts.MaxPromptTimeout+15*time.Second)
+	}
+	g, err = decide("LAB", "UKEY", Identity{Key: "UKEY", Kind: KindOperator, Name: "alice"}, nil, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uc := userClaims("UKEY", g); uc.Resp != nil {
+		t.Fatalf("operator response permission: got %+v, want none", uc.Resp)
+	}
+}
