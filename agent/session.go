@@ -775,7 +775,8 @@ func (a *Agent) sessionHandlers() control.Handlers {
 }
 
 // loggedOnUsers lists who is logged on: Config.LoggedOnUsers, else the
-// users the inventory collector reports. An error (the collector could not
+// collector's own list of them (inventory.UserLister), else the users a
+// whole inventory collection reports. An error (the collector could not
 // read who is logged on) refuses a session that needs consent: nobody
 // logged on must be known, not assumed.
 func (a *Agent) loggedOnUsers(ctx context.Context) ([]string, error) {
@@ -784,6 +785,9 @@ func (a *Agent) loggedOnUsers(ctx context.Context) ([]string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	if ul, ok := a.cfg.Inventory.(inventory.UserLister); ok {
+		return ul.LoggedOnUsers(ctx)
+	}
 	inv, err := a.cfg.Inventory.Collect(ctx)
 	var partial *inventory.PartialError
 	switch {

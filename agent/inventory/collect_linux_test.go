@@ -421,3 +421,15 @@ func TestCollectHost(t *testing.T) {
 }
 
 func runtimeArch() string { return runtime.GOARCH }
+
+// TestLinuxLoggedOnUsers reads utmp alone (what a consent prompt asks),
+// the same users a whole collection reports.
+func TestLinuxLoggedOnUsers(t *testing.T) {
+	root := t.TempDir()
+	writeUtmp(t, filepath.Join(root, "var/run/utmp"), utmp(utmpUserProcess, "dave"), utmp(8, "gone"), utmp(utmpUserProcess, "alice"))
+	var l UserLister = &Linux{Root: root, Run: fakeRun(nil)}
+	got, err := l.LoggedOnUsers(context.Background())
+	if err != nil || !slices.Equal(got, []string{"alice", "dave"}) {
+		t.Fatalf("logged-on users: got %v, %v; want [alice dave]", got, err)
+	}
+}

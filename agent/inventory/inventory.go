@@ -34,6 +34,13 @@ type Collector interface {
 	Collect(ctx context.Context) (contracts.Inventory, error)
 }
 
+// UserLister is a Collector that can read the logged-on users alone,
+// without collecting the rest of the inventory: what a consent prompt needs
+// to know, at once.
+type UserLister interface {
+	LoggedOnUsers(ctx context.Context) ([]string, error)
+}
+
 // ErrNothingCollected is returned, wrapping the section errors, when not a
 // single section holds anything read from the machine.
 var ErrNothingCollected = errors.New("inventory: nothing could be collected")

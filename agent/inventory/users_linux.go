@@ -21,6 +21,9 @@ const (
 	utmpUserProcess = 7 // USER_PROCESS: a logged-on user
 )
 
+// LoggedOnUsers implements UserLister.
+func (l *Linux) LoggedOnUsers(ctx context.Context) ([]string, error) { return l.users(ctx) }
+
 // users lists the logged-on users from utmp, or from `who` when there is
 // no utmp (musl systems do not write one, containers often have none).
 // With neither, nobody is recorded as logged on: that is not an error.
