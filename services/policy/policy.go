@@ -38,6 +38,7 @@ import (
 	"github.com/stewardhq/steward/contracts"
 	"github.com/stewardhq/steward/services/internal/rpc"
 	"github.com/stewardhq/steward/services/rbac"
+	"github.com/stewardhq/steward/services/status"
 )
 
 // Names fixed on the wire and on the server. Never rename a bucket or the
@@ -66,9 +67,7 @@ const (
 )
 
 // Emitter sends the service's status messages (a *status.Emitter does).
-type Emitter interface {
-	Emit(ctx context.Context, id int, props map[string]string) contracts.StatusMessage
-}
+type Emitter = status.Sink
 
 // Config configures the policy service.
 type Config struct {

@@ -45,6 +45,7 @@ import (
 	"github.com/stewardhq/steward/services/internal/rpc"
 	"github.com/stewardhq/steward/services/internal/sign"
 	"github.com/stewardhq/steward/services/rbac"
+	"github.com/stewardhq/steward/services/status"
 )
 
 // Names of the service and what it owns.
@@ -66,9 +67,7 @@ const (
 )
 
 // Emitter sends the service's status messages (a *status.Emitter does).
-type Emitter interface {
-	Emit(ctx context.Context, id int, props map[string]string) contracts.StatusMessage
-}
+type Emitter = status.Sink
 
 // Facts answers what the broker must know of a client and its policy.
 // Default: discovery and the policy service, over their svc subjects.

@@ -110,6 +110,14 @@ func (e *Emitter) stamp(ctx context.Context, m *contracts.StatusMessage) {
 	}
 }
 
+// Sink is what a service sends its status messages to: an *Emitter, or a
+// test's recorder.
+type Sink interface {
+	Emit(ctx context.Context, id int, props map[string]string) contracts.StatusMessage
+}
+
+var _ Sink = (*Emitter)(nil)
+
 // Emit queues the message of catalog entry id and returns it (its ID is the
 // uuid it will be stored under). It never blocks: when the queue is full
 // the message is dropped and logged at error level.
