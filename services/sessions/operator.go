@@ -53,7 +53,10 @@ func (s *Service) start(ctx context.Context, w want, req *contracts.SessionOpenR
 		s.denied(ctx, info, dn)
 		return nil, dn.err
 	}
-	ss := &session{svc: s, collections: d.collections, info: info, parts: map[string]*participant{}}
+	ss := &session{svc: s, collections: d.collections, info: info, parts: map[string]*participant{}, answered: make(chan struct{})}
+	// On every way out (the started session recorded and audited, or the
+	// failure): an end frame from the client may finish the session then.
+	defer ss.markAnswered()
 	ss.touch()
 	if err := s.createRecord(ctx, record{Info: info, Collections: d.collections}); err != nil {
 		return nil, err

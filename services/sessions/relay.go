@@ -48,6 +48,11 @@ type session struct {
 	rec       *recorder
 	over      bool
 
+	// answered is closed once open has recorded the agent's answer to the
+	// grant (or failed).
+	answered     chan struct{}
+	answeredOnce sync.Once
+
 	last    atomic.Int64 // unix nanoseconds of the last data frame
 	dropped atomic.Int64 // input frames refused (view access, over the window)
 }
@@ -197,7 +202,17 @@ func (ss *session) fromAgent(m *nats.Msg) {
 		if e.By == "" {
 			e.By = "client"
 		}
-		go ss.svc.finish(ss, e)
+		// A command may end before the broker has recorded the agent's
+		// answer to the grant (the agent starts it as it answers): the end
+		// waits for that, so the session is recorded as started, then
+		// ended, never the other way round.
+		go func() {
+			select {
+			case <-ss.answered:
+			case <-time.After(time.Minute):
+			}
+			ss.svc.finish(ss, e)
+		}()
 	default:
 		ss.svc.log.Debug("unknown frame from the client dropped", "session", ss.info.ID, "frame", m.Header.Get(contracts.HdrFrame))
 	}
@@ -405,3 +420,5 @@ func (ss *session) snapshot() contracts.SessionInfo {
 	i.Command = slices.Clone(i.Command)
 	return i
 }
+
+func (ss *session) markAnswered() { ss.answeredOnce.Do(func() { close(ss.answered) }) }
