@@ -140,8 +140,8 @@ func validAll(tokens []string) error {
 // SubjectInfo is what a subject says about who sent it.
 type SubjectInfo struct {
 	Site      string
-	Space     string // "agent", "op", "enroll", "svc", "event"
-	Principal string // client ID, operator name, or enrolling nkey
+	Space     string // "agent", "op", "enroll", "svc", "event", "site"
+	Principal string // client ID, operator name, enrolling nkey, service, or sending site
 	Direction string // "up" or "down" for agent and op subjects
 	Kind      string // the tokens after the direction, joined by '.'
 }
@@ -170,6 +170,11 @@ func ParseSubject(subject string) (SubjectInfo, error) {
 			return SubjectInfo{}, fmt.Errorf("subject %q must be steward.<site>.%s.<principal>.up|down.<kind>", subject, si.Space)
 		}
 		si.Principal, si.Direction, si.Kind = t[3], t[4], strings.Join(t[5:], ".")
+	case "site":
+		if len(t) < 5 {
+			return SubjectInfo{}, fmt.Errorf("subject %q must be steward.<site>.site.<from>.<kind>", subject)
+		}
+		si.Principal, si.Kind = t[3], strings.Join(t[4:], ".")
 	case "svc", "event":
 		if len(t) < 5 {
 			return SubjectInfo{}, fmt.Errorf("subject %q must be steward.<site>.%s.<service>.<kind>", subject, si.Space)

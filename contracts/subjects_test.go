@@ -273,3 +273,32 @@ func TestValidName(t *testing.T) {
 		}
 	}
 }
+
+func TestSiteSubjects(t *testing.T) {
+	s, err := SiteSubject("CHD", "PAR", KindReplOffer)
+	if err != nil || s != "steward.CHD.site.PAR.repl.offer" {
+		t.Fatalf("SiteSubject = %q, %v", s, err)
+	}
+	si, err := ParseSubject(s)
+	if err != nil || si.Space != "site" || si.Site != "CHD" || si.Principal != "PAR" || si.Kind != KindReplOffer {
+		t.Fatalf("ParseSubject = %+v, %v", si, err)
+	}
+	if _, err := ParseSubject("steward.CHD.site.PAR"); err == nil {
+		t.Fatal("a site subject without a kind parsed")
+	}
+	if _, err := SiteSubject("CHD", "P.R", KindReplOffer); err == nil {
+		t.Fatal("a sending site with '.' made a subject")
+	}
+	all, err := SiteSubjectAll("CHD", KindReplChunk)
+	if err != nil || all != "steward.CHD.site.*.repl.chunk" {
+		t.Fatalf("SiteSubjectAll = %q, %v", all, err)
+	}
+	sp, err := SiteSpace("PAR", "CHD")
+	if err != nil || sp != "steward.PAR.site.CHD.>" {
+		t.Fatalf("SiteSpace = %q, %v", sp, err)
+	}
+	in, err := SiteInbox("PAR")
+	if err != nil || in != "_INBOX.site-PAR" {
+		t.Fatalf("SiteInbox = %q, %v", in, err)
+	}
+}

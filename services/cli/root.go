@@ -121,6 +121,8 @@ Full Administrator identity, which the CLI uses by default):
 		newAccountsCmd(g),
 		newSessionCmd(g),
 		newAssistCmd(g),
+		newPackagesCmd(g),
+		newRoutesCmd(g),
 	)
 	return root
 }

@@ -59,6 +59,39 @@ func Handler[Req, Resp any](log *slog.Logger, typ string, fn Func[Req, Resp]) mi
 	})
 }
 
+// RawFunc handles a request whose payload is not a JSON message (a
+// chunk's bytes): it answers with data and headers, or a coded error.
+type RawFunc func(ctx context.Context, from contracts.SubjectInfo, r micro.Request) (data []byte, hdr nats.Header, err error)
+
+// RawHandler adapts fn to a micro.Handler as Handler does for JSON
+// requests: the caller from the subject, coded errors answered with their
+// code, others logged and answered as CodeInternal.
+func RawHandler(log *slog.Logger, name string, fn RawFunc) micro.Handler {
+	return micro.HandlerFunc(func(r micro.Request) {
+		ctx := telemetry.Extract(context.Background(), map[string][]string(r.Headers()))
+		ctx, span := telemetry.Tracer("steward/rpc").Start(ctx, name,
+			trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("messaging.destination.name", r.Subject())))
+		defer span.End()
+		from, err := contracts.ParseSubject(r.Subject())
+		if err != nil {
+			respondError(log, r, span, contracts.Errorf(contracts.CodeBadRequest, "%v", err))
+			return
+		}
+		data, hdr, err := fn(ctx, from, r)
+		if err != nil {
+			respondError(log, r, span, err)
+			return
+		}
+		if r.Reply() == "" {
+			return
+		}
+		if err := r.Respond(data, micro.WithHeaders(micro.Headers(hdr))); err != nil {
+			log.Warn("respond failed", "subject", r.Subject(), "err", err)
+		}
+	})
+}
+
 func respondError(log *slog.Logger, r micro.Request, span trace.Span, err error) {
 	var ce *contracts.Error
 	if !errors.As(err, &ce) {
@@ -83,10 +116,28 @@ func Call(ctx context.Context, nc *nats.Conn, subject string, req any, resp any)
 	if err != nil {
 		return err
 	}
-	ctx, span := telemetry.Tracer("steward/rpc").Start(ctx, subject, trace.WithSpanKind(trace.SpanKindClient))
-	defer span.End()
 	msg := nats.NewMsg(subject)
 	msg.Data = data
+	reply, err := CallMsg(ctx, nc, msg)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(reply.Data, resp); err != nil {
+		return contracts.Errorf(contracts.CodeInternal, "malformed answer from %s: %v", subject, err)
+	}
+	return nil
+}
+
+// CallMsg sends msg (raw: a chunk, say) as a request and returns the
+// answer, with Call's errors: a coded failure as *contracts.Error, no
+// responder or no answer in time as CodeUnavailable.
+func CallMsg(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, error) {
+	subject := msg.Subject
+	ctx, span := telemetry.Tracer("steward/rpc").Start(ctx, subject, trace.WithSpanKind(trace.SpanKindClient))
+	defer span.End()
+	if msg.Header == nil {
+		msg.Header = nats.Header{}
+	}
 	telemetry.Inject(ctx, map[string][]string(msg.Header))
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -96,19 +147,16 @@ func Call(ctx context.Context, nc *nats.Conn, subject string, req any, resp any)
 	reply, err := nc.RequestMsgWithContext(ctx, msg)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return contracts.Errorf(contracts.CodeUnavailable, "no service answers %s (is the site running?)", subject)
+		return nil, contracts.Errorf(contracts.CodeUnavailable, "no service answers %s (is the site running?)", subject)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
-		return contracts.Errorf(contracts.CodeUnavailable, "no answer on %s in time", subject)
+		return nil, contracts.Errorf(contracts.CodeUnavailable, "no answer on %s in time", subject)
 	case err != nil:
-		return err
+		return nil, err
 	}
 	if code := reply.Header.Get(micro.ErrorCodeHeader); code != "" {
-		return &contracts.Error{Code: contracts.ParseCode(code), Message: reply.Header.Get(micro.ErrorHeader)}
+		return nil, &contracts.Error{Code: contracts.ParseCode(code), Message: reply.Header.Get(micro.ErrorHeader)}
 	}
-	if err := json.Unmarshal(reply.Data, resp); err != nil {
-		return contracts.Errorf(contracts.CodeInternal, "malformed answer from %s: %v", subject, err)
-	}
-	return nil
+	return reply, nil
 }
 
 // DefaultTimeout bounds a Call whose context has no deadline.

@@ -1,0 +1,232 @@
+package contracts
+
+import (
+	"fmt"
+	"time"
+)
+
+// Operator requests of the content library: packages, their distribution
+// to other sites, their deployment to collections, and the sender's routes.
+
+// Message type strings of packages and routes.
+const (
+	TypePackageChunksRequest     = "steward.v1.package_chunks_request"
+	TypePackageChunksResponse    = "steward.v1.package_chunks_response"
+	TypePackageCreateRequest     = "steward.v1.package_create_request"
+	TypePackageRequest           = "steward.v1.package_request"
+	TypePackageResponse          = "steward.v1.package_response"
+	TypePackageListRequest       = "steward.v1.package_list_request"
+	TypePackageListResponse      = "steward.v1.package_list_response"
+	TypePackageShowResponse      = "steward.v1.package_show_response"
+	TypePackageDistributeRequest = "steward.v1.package_distribute_request"
+	TypePackageStatusResponse    = "steward.v1.package_status_response"
+	TypePackageDeployRequest     = "steward.v1.package_deploy_request"
+	TypePackageDeployResponse    = "steward.v1.package_deploy_response"
+	TypeRouteSetRequest          = "steward.v1.route_set_request"
+	TypeRouteListRequest         = "steward.v1.route_list_request"
+	TypeRouteListResponse        = "steward.v1.route_list_response"
+)
+
+// Operator kinds of packages and routes.
+const (
+	KindPackagesChunks     = "packages.chunks"     // which of these chunks does the site lack
+	KindPackagesChunkPut   = "packages.chunk.put"  // one chunk, raw bytes, HeaderChunk
+	KindPackagesCreate     = "packages.create"     // sign and store a version whose chunks are all stored
+	KindPackagesList       = "packages.list"       // every version
+	KindPackagesShow       = "packages.show"       // one version with its files
+	KindPackagesDelete     = "packages.delete"     // delete a version (or every version)
+	KindPackagesDistribute = "packages.distribute" // send a version to sites
+	KindPackagesStatus     = "packages.status"     // per site and per client state of a version
+	KindPackagesDeploy     = "packages.deploy"     // clients of a collection download a version
+	KindPackagesUndeploy   = "packages.undeploy"
+	KindRoutesSet          = "routes.set"
+	KindRoutesList         = "routes.list"
+)
+
+// MaxChunkQuery bounds the hashes of one PackageChunksRequest.
+const MaxChunkQuery = 512
+
+// PackageChunksRequest asks which of Hashes the site's library lacks.
+type PackageChunksRequest struct {
+	Header
+	Hashes []string `json:"hashes"`
+}
+
+// Validate checks the hashes.
+func (r *PackageChunksRequest) Validate() error {
+	if len(r.Hashes) > MaxChunkQuery {
+		return fmt.Errorf("%d hashes: at most %d per request", len(r.Hashes), MaxChunkQuery)
+	}
+	for _, h := range r.Hashes {
+		if err := ValidHash(h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PackageChunksResponse lists the missing ones, in request order.
+type PackageChunksResponse struct {
+	Header
+	Missing []string `json:"missing"`
+}
+
+// PackageCreateRequest asks the site to make a version of the files (whose
+// chunks it holds) and sign its manifest. Site, ChunkSize, Size and
+// Created are the site's to fill; Files are the operator's.
+type PackageCreateRequest struct {
+	Header
+	Package     string         `json:"package"`
+	Version     string         `json:"version"`
+	Description string         `json:"description,omitempty"`
+	Files       []ManifestFile `json:"files"`
+	Links       []ManifestLink `json:"links,omitempty"`
+}
+
+// PackageInfo describes one package version in the library.
+type PackageInfo struct {
+	Package     string    `json:"package"`
+	Version     string    `json:"version"`
+	Description string    `json:"description,omitempty"`
+	Digest      string    `json:"digest"` // SignedManifest.Digest
+	Site        string    `json:"site"`   // the site that created it
+	From        string    `json:"from"`   // the site it came from ("" when made here)
+	Size        int64     `json:"size"`
+	Files       int       `json:"files"`
+	Chunks      int       `json:"chunks"`
+	Created     time.Time `json:"created"`
+	CreatedBy   string    `json:"createdBy,omitempty"`
+	Installed   time.Time `json:"installed"`
+}
+
+// PackageRequest names a version (Version "" on delete: every version; on
+// show and status: the newest).
+type PackageRequest struct {
+	Header
+	Package string `json:"package"`
+	Version string `json:"version,omitempty"`
+}
+
+// PackageResponse answers create and delete.
+type PackageResponse struct {
+	Header
+	Packages []PackageInfo `json:"packages"`
+}
+
+// PackageListRequest asks for every version (Package set: of that one).
+type PackageListRequest struct {
+	Header
+	Package string `json:"package,omitempty"`
+}
+
+// PackageListResponse lists versions by package then creation.
+type PackageListResponse struct {
+	Header
+	Packages []PackageInfo `json:"packages"`
+}
+
+// PackageShowResponse is one version, whole.
+type PackageShowResponse struct {
+	Header
+	Package     PackageInfo         `json:"package"`
+	Files       []ManifestFile      `json:"files"`
+	Links       []ManifestLink      `json:"links,omitempty"`
+	Deployments []PackageDeployment `json:"deployments"`
+}
+
+// PackageDistributeRequest sends a version to sites.
+type PackageDistributeRequest struct {
+	Header
+	Package string   `json:"package"`
+	Version string   `json:"version,omitempty"` // "": the newest
+	Sites   []string `json:"sites"`
+}
+
+// PackageSiteStatus is where a version stands at one destination site.
+type PackageSiteStatus struct {
+	Site        string    `json:"site"`
+	State       string    `json:"state"` // pending | sending | installed | failed
+	Bytes       int64     `json:"bytes"` // sent so far
+	Total       int64     `json:"total"` // to send (the chunks the site lacked)
+	Chunks      int       `json:"chunks"`
+	ChunksTotal int       `json:"chunksTotal"`
+	Verified    string    `json:"verified,omitempty"` // the digest the destination verified
+	Error       string    `json:"error,omitempty"`
+	Attempts    int       `json:"attempts"`
+	Updated     time.Time `json:"updated"`
+}
+
+// PackageClientStatus is where a version stands on one client.
+type PackageClientStatus struct {
+	Client  Named     `json:"client"`
+	State   string    `json:"state"` // installed | failed | pending | unknown
+	Bytes   int64     `json:"bytes,omitempty"`
+	Error   string    `json:"error,omitempty"`
+	Updated time.Time `json:"updated,omitzero"`
+}
+
+// PackageStatusResponse is a version's state at every site it was sent to
+// and every client it is deployed to.
+type PackageStatusResponse struct {
+	Header
+	Package PackageInfo           `json:"package"`
+	Sites   []PackageSiteStatus   `json:"sites"`
+	Clients []PackageClientStatus `json:"clients"`
+}
+
+// PackageDeployRequest deploys (or undeploys) a version to a collection.
+type PackageDeployRequest struct {
+	Header
+	Package    string `json:"package"`
+	Version    string `json:"version,omitempty"` // "": the newest
+	Collection string `json:"collection"`        // name or ID
+}
+
+// PackageDeployment is one version deployed to one collection.
+type PackageDeployment struct {
+	Package    string    `json:"package"`
+	Version    string    `json:"version"`
+	Collection Named     `json:"collection"`
+	By         string    `json:"by"`
+	Created    time.Time `json:"created"`
+}
+
+// PackageDeployResponse answers deploy and undeploy.
+type PackageDeployResponse struct {
+	Header
+	Deployment PackageDeployment `json:"deployment"`
+	Clients    int               `json:"clients"` // members told to fetch
+}
+
+// RouteInfo is how the sender sends to one site: at most Rate bytes per
+// second (0: unlimited), only within Schedule ("" : always), e.g.
+// "Mon-Fri 18:00-06:00".
+type RouteInfo struct {
+	Site     string    `json:"site"`
+	Rate     int64     `json:"rate"`
+	Schedule string    `json:"schedule,omitempty"`
+	Open     bool      `json:"open"`    // the schedule lets the sender send now
+	Backlog  int64     `json:"backlog"` // bytes queued for the site
+	Updated  time.Time `json:"updated,omitzero"`
+	By       string    `json:"by,omitempty"`
+}
+
+// RouteSetRequest sets a route.
+type RouteSetRequest struct {
+	Header
+	Site     string `json:"site"`
+	Rate     int64  `json:"rate"`
+	Schedule string `json:"schedule,omitempty"`
+}
+
+// RouteListRequest asks for every route.
+type RouteListRequest struct {
+	Header
+}
+
+// RouteListResponse lists routes by site, one for every peer site below
+// this one (defaults where none was set).
+type RouteListResponse struct {
+	Header
+	Routes []RouteInfo `json:"routes"`
+}

@@ -1,0 +1,497 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/client"
+	"golang.org/x/term"
+)
+
+const packagesHelp = `Packages are versioned sets of files that the site stores once, sends to the
+sites below it and lets the clients of chosen collections download.
+
+Content is split into 512 KiB chunks addressed by their SHA-256 and stored
+once however many packages use them: a new version that shares most of its
+files with the last one costs only the chunks that changed, on disk and on
+every link. A version's manifest (paths, modes, sizes, chunks, hashes) is
+signed by the site; a site receiving it verifies the signature with the key
+it pinned when the sites were linked, and every chunk's hash, before the
+version becomes visible. What fails verification is quarantined, never
+installed.
+
+Clients download a deployed version from their own site, verify every hash,
+and keep it under <state-dir>/content/<package>/<version>/. Only clients in
+a collection the version is deployed to may read it.`
+
+// newPackagesCmd is `steward packages`.
+func newPackagesCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "packages",
+		Aliases: []string{"package", "pkg"},
+		Short:   "The content library: create packages, send them to sites, deploy them to clients",
+		Long:    packagesHelp,
+		Example: `  steward packages create tools --version 1.0 --source ./tools
+  steward packages distribute tools --site CHD
+  steward packages status tools
+  steward packages deploy tools --collection Web`,
+	}
+	cmd.AddCommand(
+		newPackagesCreateCmd(g),
+		newPackagesListCmd(g),
+		newPackagesShowCmd(g),
+		newPackagesDeleteCmd(g),
+		newPackagesDistributeCmd(g),
+		newPackagesStatusCmd(g),
+		newPackagesDeployCmd(g, true),
+		newPackagesDeployCmd(g, false),
+	)
+	return cmd
+}
+
+// packageArg requires the one package name argument.
+func packageArg(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 || args[0] == "" {
+		return fmt.Errorf("%s needs one package name, got %d arguments", cmd.CommandPath(), len(args))
+	}
+	return contracts.ValidPackageName(args[0])
+}
+
+// barProgress shows a byte progress bar on a terminal (nothing otherwise).
+type barProgress struct{ bar *progressbar.ProgressBar }
+
+func (p barProgress) Uploaded(n int) { _ = p.bar.Add(n) }
+func (p barProgress) Skipped(n int)  { _ = p.bar.Add(n) }
+
+func newPackagesCreateCmd(g *globals) *cobra.Command {
+	var version, source, description string
+	cmd := &cobra.Command{
+		Use:   "create NAME --version V --source DIR",
+		Short: "Make a package version from a directory",
+		Long: `Read DIR (regular files and symbolic links that stay inside it; anything else
+is refused), split its files into chunks, upload only the chunks the site's
+library lacks, then ask the site to sign and store the version. A progress
+bar shows the bytes on a terminal. The version is visible only once it is
+complete; a version that exists is refused (versions are immutable: make a
+new one).`,
+		Example: `  steward packages create tools --version 1.0 --source ./tools
+  steward packages create tools --version 1.1 --source ./tools --description "adds jq"`,
+		Args: packageArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := contracts.ValidPackageVersion(version); err != nil {
+				return fmt.Errorf("--version: %w", err)
+			}
+			if source == "" {
+				return fmt.Errorf("--source DIR is required")
+			}
+			src, err := client.ScanPackage(source)
+			if err != nil {
+				return err
+			}
+			// Uploading takes as long as it takes: each request has its own
+			// deadline (rpc.DefaultTimeout), the whole command none.
+			c, err := func() (*client.Client, error) {
+				ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
+				defer cancel()
+				return g.connect(ctx)
+			}()
+			if err != nil {
+				return explain(err)
+			}
+			defer c.Close()
+			visible := g.output == "table" && isTerminal(os.Stderr)
+			bar := progressbar.NewOptions64(src.Size,
+				progressbar.OptionSetWriter(g.stderr),
+				progressbar.OptionSetVisibility(visible),
+				progressbar.OptionShowBytes(true),
+				progressbar.OptionSetDescription("uploading "+args[0]),
+				progressbar.OptionThrottle(100*time.Millisecond),
+				progressbar.OptionClearOnFinish(),
+			)
+			uploaded, err := c.PackageUpload(cmd.Context(), src, barProgress{bar})
+			_ = bar.Finish()
+			if err != nil {
+				return explain(err)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
+			defer cancel()
+			info, err := c.PackageCreate(ctx, args[0], version, description, src)
+			if err != nil {
+				return explain(err)
+			}
+			return g.print(info, func(w io.Writer) {
+				fmt.Fprintf(w, "created %s %s: %s in %s, %d of %d chunks uploaded (the site had the rest)\n",
+					info.Package, info.Version, plural(info.Files, "file"), bytesText(info.Size), uploaded, src.Chunks())
+				fmt.Fprintf(w, "digest %s\n", info.Digest)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&version, "version", "", "the version to make, e.g. 1.0 (required)")
+	cmd.Flags().StringVar(&source, "source", "", "the directory to package (required)")
+	cmd.Flags().StringVar(&description, "description", "", "what the package is")
+	return cmd
+}
+
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+
+func newPackagesListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list [NAME]",
+		Short: "List package versions",
+		Long: `List every package version in the site's library (or every version of
+NAME), with where it came from, its size and its digest.`,
+		Example: `  steward packages list
+  steward packages list tools -o json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			}
+			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				list, err := c.PackageList(ctx, name)
+				if err != nil {
+					return err
+				}
+				return g.print(list, func(w io.Writer) {
+					fmt.Fprintln(w, "PACKAGE\tVERSION\tSIZE\tFILES\tSITE\tFROM\tCREATED\tDIGEST")
+					for _, p := range list {
+						from := p.From
+						if from == "" {
+							from = "-"
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", p.Package, p.Version, bytesText(p.Size), p.Files, p.Site, from, ago(p.Created), short(p.Digest))
+					}
+				})
+			})
+		},
+	}
+}
+
+func newPackagesShowCmd(g *globals) *cobra.Command {
+	var version string
+	cmd := &cobra.Command{
+		Use:   "show NAME [--version V]",
+		Short: "Show a package version: its files and deployments",
+		Long:  `Show one version (the newest without --version): its files with modes, sizes and hashes, its links, and the collections it is deployed to.`,
+		Example: `  steward packages show tools
+  steward packages show tools --version 1.0 -o json`,
+		Args: packageArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.PackageShow(ctx, args[0], version)
+				if err != nil {
+					return err
+				}
+				return g.print(resp, func(w io.Writer) {
+					p := resp.Package
+					fmt.Fprintf(w, "Package:\t%s %s\n", p.Package, p.Version)
+					if p.Description != "" {
+						fmt.Fprintf(w, "Description:\t%s\n", p.Description)
+					}
+					fmt.Fprintf(w, "Created:\t%s by %s at site %s\n", p.Created.Local().Format(time.RFC3339), p.CreatedBy, p.Site)
+					fmt.Fprintf(w, "Size:\t%s in %s, %d chunks\n", bytesText(p.Size), plural(p.Files, "file"), p.Chunks)
+					fmt.Fprintf(w, "Digest:\t%s\n", p.Digest)
+					for _, d := range resp.Deployments {
+						fmt.Fprintf(w, "Deployed to:\t%s (by %s, %s)\n", d.Collection.Name, d.By, ago(d.Created))
+					}
+					fmt.Fprintln(w, "\nMODE\tSIZE\tPATH\tSHA256")
+					for _, f := range resp.Files {
+						fmt.Fprintf(w, "%04o\t%d\t%s\t%s\n", f.Mode, f.Size, f.Path, f.SHA256)
+					}
+					for _, l := range resp.Links {
+						fmt.Fprintf(w, "link\t-\t%s -> %s\t\n", l.Path, l.Target)
+					}
+				})
+			})
+		},
+	}
+	cmd.Flags().StringVar(&version, "version", "", "the version (default: the newest)")
+	return cmd
+}
+
+func newPackagesDeleteCmd(g *globals) *cobra.Command {
+	var version string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "delete NAME (--version V | --all)",
+		Short: "Delete a package version, or every version",
+		Long: `Delete a version from the site's library (its chunks stay while another
+version uses them). A version deployed to a collection is refused: undeploy
+it first. Clients keep what they downloaded.`,
+		Example: `  steward packages delete tools --version 1.0
+  steward packages delete tools --all`,
+		Args: packageArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if (version == "") == !all {
+				return fmt.Errorf("say which: --version V, or --all for every version")
+			}
+			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				gone, err := c.PackageDelete(ctx, args[0], version)
+				if err != nil {
+					return err
+				}
+				return g.print(gone, func(w io.Writer) {
+					for _, p := range gone {
+						fmt.Fprintf(w, "deleted %s %s\n", p.Package, p.Version)
+					}
+				})
+			})
+		},
+	}
+	cmd.Flags().StringVar(&version, "version", "", "the version to delete")
+	cmd.Flags().BoolVar(&all, "all", false, "delete every version")
+	return cmd
+}
+
+func newPackagesDistributeCmd(g *globals) *cobra.Command {
+	var version string
+	var sites []string
+	cmd := &cobra.Command{
+		Use:   "distribute NAME --site CODE [--site CODE...]",
+		Short: "Send a package version to other sites",
+		Long: `Queue a version (the newest without --version) for sites linked below this
+one. The sender offers the signed manifest, sends only the chunks each site
+lacks, within the route's rate and schedule ("steward routes"), retrying
+with backoff; "steward packages status" follows it.`,
+		Example: `  steward packages distribute tools --site CHD
+  steward packages distribute tools --version 1.0 --site CHD --site BRN`,
+		Args: packageArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(sites) == 0 {
+				return fmt.Errorf("--site CODE is required (the destination site; repeat for several)")
+			}
+			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.PackageDistribute(ctx, args[0], version, sites)
+				if err != nil {
+					return err
+				}
+				return g.print(resp, func(w io.Writer) { printPackageStatus(w, resp) })
+			})
+		},
+	}
+	cmd.Flags().StringVar(&version, "version", "", "the version (default: the newest)")
+	cmd.Flags().StringSliceVar(&sites, "site", nil, "destination site code (repeatable)")
+	return cmd
+}
+
+func newPackagesStatusCmd(g *globals) *cobra.Command {
+	var version string
+	cmd := &cobra.Command{
+		Use:   "status NAME [--version V]",
+		Short: "Where a package version stands at each site and client",
+		Long: `Per destination site: pending, sending, installed or failed, bytes sent of
+those to send, the digest the site verified, the last error. Per client of
+the collections it is deployed to: installed, failed (why) or pending.`,
+		Example: `  steward packages status tools
+  steward packages status tools -o json | jq '.sites[] | select(.state != "installed")'`,
+		Args: packageArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.PackageStatus(ctx, args[0], version)
+				if err != nil {
+					return err
+				}
+				return g.print(resp, func(w io.Writer) { printPackageStatus(w, resp) })
+			})
+		},
+	}
+	cmd.Flags().StringVar(&version, "version", "", "the version (default: the newest)")
+	return cmd
+}
+
+func printPackageStatus(w io.Writer, resp contracts.PackageStatusResponse) {
+	p := resp.Package
+	fmt.Fprintf(w, "%s %s (%s, digest %s)\n", p.Package, p.Version, bytesText(p.Size), short(p.Digest))
+	if len(resp.Sites) > 0 {
+		fmt.Fprintln(w, "SITE\tSTATE\tSENT\tCHUNKS\tVERIFIED\tATTEMPTS\tUPDATED\tERROR")
+		for _, s := range resp.Sites {
+			fmt.Fprintf(w, "%s\t%s\t%s/%s\t%d/%d\t%s\t%d\t%s\t%s\n", s.Site, s.State, bytesText(s.Bytes), bytesText(s.Total),
+				s.Chunks, s.ChunksTotal, dash(short(s.Verified)), s.Attempts, ago(s.Updated), dash(s.Error))
+		}
+	}
+	if len(resp.Clients) > 0 {
+		fmt.Fprintln(w, "CLIENT\tSTATE\tBYTES\tUPDATED\tERROR")
+		for _, c := range resp.Clients {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", c.Client.Name, c.State, bytesText(c.Bytes), ago(c.Updated), dash(c.Error))
+		}
+	}
+}
+
+func newPackagesDeployCmd(g *globals, deploy bool) *cobra.Command {
+	var version, collection string
+	use, short, verb := "deploy", "Let the clients of a collection download a package version", "deployed"
+	long := `Deploy a version (the newest without --version) to a collection: its
+clients are told at once, fetch it from the site, verify every hash and
+install it under <state-dir>/content/<package>/<version>/. Clients that join
+the collection later fetch it when they next ask. Only clients of the
+collections a version is deployed to may read it.`
+	if !deploy {
+		use, short, verb = "undeploy", "Stop deploying a package version to a collection", "undeployed"
+		long = `Remove a deployment. Clients keep what they downloaded; the site stops
+serving the version to the collection's clients.`
+	}
+	cmd := &cobra.Command{
+		Use:     use + " NAME --collection C",
+		Short:   short,
+		Long:    long,
+		Example: fmt.Sprintf("  steward packages %s tools --collection Web\n  steward packages %s tools --version 1.0 --collection \"Linux web\"", use, use),
+		Args:    packageArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if collection == "" {
+				return fmt.Errorf("--collection is required")
+			}
+			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.PackageDeploy(ctx, args[0], version, collection, deploy)
+				if err != nil {
+					return err
+				}
+				return g.print(resp, func(w io.Writer) {
+					d := resp.Deployment
+					fmt.Fprintf(w, "%s %s %s to %s", verb, d.Package, d.Version, d.Collection.Name)
+					if deploy {
+						fmt.Fprintf(w, ": %s told to fetch it", plural(resp.Clients, "client"))
+					}
+					fmt.Fprintln(w)
+				})
+			})
+		},
+	}
+	cmd.Flags().StringVar(&version, "version", "", "the version (default: the newest)")
+	cmd.Flags().StringVar(&collection, "collection", "", "collection name or id (required)")
+	return cmd
+}
+
+// newRoutesCmd is `steward routes`.
+func newRoutesCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "routes",
+		Short: "How the sender sends content to each site: rate limit and schedule",
+		Long: `A route is how this site's sender sends to one destination site: at most a
+rate (bytes per second) and only within a schedule. Outside the schedule the
+sender pauses and resumes where it stopped. Without a route a site gets
+content at full speed, at any time.`,
+		Example: `  steward routes set CHD --rate 20MB/s --schedule 'Mon-Fri 18:00-06:00'
+  steward routes list`,
+	}
+	set := &cobra.Command{
+		Use:   "set SITE [--rate R] [--schedule S]",
+		Short: "Set the rate limit and schedule to a site",
+		Long: `Set the route to SITE. --rate takes a size per second: 500KB/s, 20MB/s,
+1GiB/s (KB, MB, GB are powers of 1000; KiB, MiB, GiB of 1024); 0 means
+unlimited. --schedule takes days and a time window in the site's local time:
+"Mon-Fri 18:00-06:00" (a window past midnight belongs to the day it starts),
+"Sat,Sun 00:00-24:00", "daily 22:00-05:00"; "" or "always" means any time.`,
+		Example: `  steward routes set CHD --rate 20MB/s --schedule 'Mon-Fri 18:00-06:00'
+  steward routes set CHD --rate 0 --schedule always`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rateText, _ := cmd.Flags().GetString("rate")
+			schedule, _ := cmd.Flags().GetString("schedule")
+			rate, err := parseRate(rateText)
+			if err != nil {
+				return fmt.Errorf("--rate: %w", err)
+			}
+			if schedule == "always" {
+				schedule = ""
+			}
+			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				routes, err := c.RouteSet(ctx, args[0], rate, schedule)
+				if err != nil {
+					return err
+				}
+				return g.print(routes, func(w io.Writer) { printRoutes(w, routes) })
+			})
+		},
+	}
+	set.Flags().String("rate", "0", "bytes per second, e.g. 20MB/s (0: unlimited)")
+	set.Flags().String("schedule", "", "when the sender may send, e.g. 'Mon-Fri 18:00-06:00' (default: always)")
+	list := &cobra.Command{
+		Use:     "list",
+		Short:   "List routes with their backlog",
+		Long:    `List the route to every site: rate, schedule, whether the schedule is open now, and the bytes queued for it.`,
+		Example: `  steward routes list -o json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				routes, err := c.RouteList(ctx)
+				if err != nil {
+					return err
+				}
+				return g.print(routes, func(w io.Writer) { printRoutes(w, routes) })
+			})
+		},
+	}
+	cmd.AddCommand(set, list)
+	return cmd
+}
+
+func printRoutes(w io.Writer, routes []contracts.RouteInfo) {
+	fmt.Fprintln(w, "SITE\tRATE\tSCHEDULE\tOPEN\tBACKLOG\tUPDATED")
+	for _, r := range routes {
+		rate := "unlimited"
+		if r.Rate > 0 {
+			rate = bytesText(r.Rate) + "/s"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%t\t%s\t%s\n", r.Site, rate, dash(r.Schedule), r.Open, bytesText(r.Backlog), ago(r.Updated))
+	}
+}
+
+// parseRate reads "20MB/s", "512KiB/s", "1000" (bytes per second).
+func parseRate(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	t = strings.TrimSuffix(t, "/s")
+	if t == "" {
+		return 0, fmt.Errorf("%q: want a size per second such as 20MB/s", s)
+	}
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSuffix(t, u.suffix), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("%q: want a size per second such as 20MB/s", s)
+	}
+	r := int64(v * float64(mult))
+	if v > 0 && r < 1024 {
+		return 0, fmt.Errorf("%q: a rate under 1 KiB/s would never finish; use 0 for unlimited", s)
+	}
+	return r, nil
+}
+
+// bytesText renders a byte count for tables (binary units).
+func bytesText(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// short abbreviates a digest for tables.
+func short(d string) string {
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return d
+}
