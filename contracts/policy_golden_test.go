@@ -85,7 +85,7 @@ var examplePolicyStatus = AgentPolicyStatus{
 }
 
 func init() {
-	// AgentStatus grew a policy and sessions: the example here replaces
+	// AgentStatus grew a policy, sessions and content: the example here replaces
 	// the one in golden_test.go so that it sets every field.
 	goldenExamples[TypeAgentStatus] = &AgentStatus{
 		Header:        hdr(TypeAgentStatus),
@@ -103,6 +103,11 @@ func init() {
 		Message:       "connected since 14:30",
 		Policy:        &examplePolicyStatus,
 		Sessions:      []SessionInfo{exampleSessionInfo},
+		Content: []ContentHeld{{
+			Package: "tools", Version: "1.0", Digest: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+			State: ContentInstalled, Size: 1048576, Bytes: 1048576, Path: "/var/lib/steward-agent/content/tools/1.0",
+			Installed: t1, Updated: t1, Error: "chunk 3 of bin/tool: hash mismatch", Assigned: true, Reported: true,
+		}},
 	}
 	goldenExamples[TypeSettingsApplyRequest] = &SettingsApplyRequest{
 		Header:   hdr(TypeSettingsApplyRequest),

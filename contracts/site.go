@@ -53,4 +53,27 @@ type AgentStatus struct {
 	// active), as the agent sees them: BytesIn went to the client, BytesOut
 	// came from it.
 	Sessions []SessionInfo `json:"sessions,omitempty"`
+	// Content is the package versions the agent holds under its state
+	// dir's content directory, is fetching, or failed to fetch.
+	Content []ContentHeld `json:"content,omitempty"`
+}
+
+// ContentHeld is one package version on a client, as its agent tells it.
+type ContentHeld struct {
+	Package string `json:"package"`
+	Version string `json:"version"`
+	Digest  string `json:"digest"` // SignedManifest.Digest
+	State   string `json:"state"`  // downloading | installed | failed
+	Size    int64  `json:"size"`   // the version's size
+	// Bytes is what is installed, or while downloading what is fetched.
+	Bytes     int64     `json:"bytes"`
+	Path      string    `json:"path,omitempty"` // where it is installed
+	Installed time.Time `json:"installed,omitzero"`
+	Updated   time.Time `json:"updated"`
+	Error     string    `json:"error,omitempty"` // why it failed
+	// Assigned is whether the site's last content list names the version;
+	// one no longer assigned stays installed.
+	Assigned bool `json:"assigned"`
+	// Reported is whether the site acknowledged the report of this state.
+	Reported bool `json:"reported"`
 }

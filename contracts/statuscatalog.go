@@ -115,6 +115,12 @@ const (
 	StatusAccountRemoved  = 1042
 	StatusAuthDenied      = 1030
 
+	// admin: the site hierarchy.
+	StatusSiteTokenCreated = 1050
+	StatusSiteLinked       = 1051
+	StatusSiteJoined       = 1052
+	StatusSiteLinkRefused  = 1053
+
 	// discovery.
 	StatusClientOffline = 2001
 
@@ -142,15 +148,21 @@ const (
 	// despooler.
 	StatusPackageQuarantined = 6001
 	StatusPackageStored      = 6002
+	StatusPackageStoreFailed = 6003
 
 	// sender.
-	StatusSendStarted = 7001
-	StatusSendFailed  = 7002
+	StatusSendStarted   = 7001
+	StatusSendFailed    = 7002
+	StatusSendInstalled = 7003
+	StatusSendRetrying  = 7004
 
 	// agent.
 	StatusAgentConnectionLost     = 10001
 	StatusAgentConnectionRegained = 10002
 	StatusAgentOutboxOverflow     = 10003
+	StatusAgentPackageInstalled   = 10010
+	StatusAgentPackageFailed      = 10011
+	StatusAgentContentRejected    = 10012
 )
 
 var catalog = []StatusDef{
@@ -177,6 +189,10 @@ var catalog = []StatusDef{
 	{StatusAccountReplaced, SeverityInfo, ComponentAdmin, "The secret of account {account} for {purpose} was replaced by {by}.", true},
 	{StatusAccountRemoved, SeverityWarning, ComponentAdmin, "Account {account} for {purpose} was removed by {by}.", true},
 	{StatusAuthDenied, SeverityWarning, ComponentAdmin, "Connection of key {key} from {host} was refused: {reason}", true},
+	{StatusSiteTokenCreated, SeverityInfo, ComponentAdmin, "Site token {token} (for {child}, expires {expires}) was created by {by}.", true},
+	{StatusSiteLinked, SeverityInfo, ComponentAdmin, "Site {site} linked as a child from {host} with leaf key {leafKey}, using site token {token}.", true},
+	{StatusSiteJoined, SeverityInfo, ComponentAdmin, "Site {site} joined: its signing key {signingKey} is pinned.", true},
+	{StatusSiteLinkRefused, SeverityWarning, ComponentAdmin, "The link of site {site} from {host} (leaf key {leafKey}) was refused: {reason}", true},
 
 	{StatusClientOffline, SeverityWarning, ComponentDiscovery, "Client {client} ({name}) is offline: no heartbeat since {lastSeen}.", false},
 
@@ -200,13 +216,19 @@ var catalog = []StatusDef{
 
 	{StatusPackageQuarantined, SeverityError, ComponentDespooler, "Package {package} from site {from} failed verification and was quarantined: {reason}", false},
 	{StatusPackageStored, SeverityInfo, ComponentDespooler, "Package {package} version {version} from site {from} was verified and stored.", false},
+	{StatusPackageStoreFailed, SeverityError, ComponentDespooler, "Package {package} from site {from} could not be stored, and nothing of it was installed: {error}", false},
 
 	{StatusSendStarted, SeverityInfo, ComponentSender, "Sending package {package} to site {to} ({chunks} chunks).", false},
 	{StatusSendFailed, SeverityError, ComponentSender, "Sending package {package} to site {to} failed: {error}", false},
+	{StatusSendInstalled, SeverityInfo, ComponentSender, "Package {package} was installed at site {to}: {chunks} chunks ({bytes} bytes) sent.", false},
+	{StatusSendRetrying, SeverityWarning, ComponentSender, "Sending package {package} to site {to} will be retried at {next}: {error}", false},
 
 	{StatusAgentConnectionLost, SeverityWarning, ComponentAgent, "The agent lost its connection to site {site} ({server}): {error}", false},
 	{StatusAgentConnectionRegained, SeverityInfo, ComponentAgent, "The agent regained its connection to site {site} ({server}) after {duration}.", false},
 	{StatusAgentOutboxOverflow, SeverityError, ComponentAgent, "The agent's outbox is full ({limit} messages); {dropped} of the oldest were dropped unsent.", false},
+	{StatusAgentPackageInstalled, SeverityInfo, ComponentAgent, "Package {package} version {version} ({digest}) was installed in {path}: {bytes} bytes.", false},
+	{StatusAgentPackageFailed, SeverityError, ComponentAgent, "Package {package} version {version} ({digest}) could not be installed: {error}", false},
+	{StatusAgentContentRejected, SeverityWarning, ComponentAgent, "The agent rejected the content list of site {site}: {reason}", false},
 }
 
 var catalogByID = func() map[int]StatusDef {

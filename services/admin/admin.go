@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -67,8 +68,19 @@ type Config struct {
 	// clients by operators scoped to collections. Default: ask the
 	// discovery service (BusMembership).
 	Membership Membership
-	Replicas   int
-	Log        *slog.Logger
+	// SiteNC is a service connection whose inbox prefix is
+	// contracts.SiteInbox(Site): admin's requests to other sites (join,
+	// heartbeats) go on it, since the leaf connection between two sites
+	// carries answers only to those inboxes. Nil: this instance does not
+	// talk to other sites (it still answers them).
+	SiteNC *nats.Conn
+	// Parent is the site this site links to as a child (nil: none).
+	Parent *Parent
+	// SiteHeartbeat is how often admin beats its peer sites (default
+	// contracts.SiteHeartbeatInterval).
+	SiteHeartbeat time.Duration
+	Replicas      int
+	Log           *slog.Logger
 }
 
 // CheckAndSetDefaults validates the config.
@@ -96,6 +108,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	if c.Membership == nil {
 		c.Membership = BusMembership{NC: c.NC, Site: c.Site}
 	}
+	if c.SiteHeartbeat <= 0 {
+		c.SiteHeartbeat = contracts.SiteHeartbeatInterval
+	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -117,6 +132,10 @@ type Service struct {
 	svc       micro.Service
 	authSlots chan struct{} // bounds concurrent auth callout decisions
 	emit      *status.Emitter
+
+	peers      *peers
+	siteTokens *tokens
+	refusals   sync.Map // leaf key -> time.Time of the last status message of a refused link
 }
 
 // New creates the admin's streams and buckets (idempotently), ensures the
@@ -158,12 +177,25 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin: account bucket: %w", err)
 	}
+	peerKV, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: PeerBucket, Description: "Steward sites linked to this one, with their pinned signing keys", Storage: jetstream.FileStorage, Replicas: cfg.Replicas, History: 1})
+	if err != nil {
+		return nil, fmt.Errorf("admin: site peer bucket: %w", err)
+	}
+	stokKV, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: SiteTokenBucket, Description: "Steward site tokens (secrets hashed)", Storage: jetstream.FileStorage, Replicas: cfg.Replicas, History: 1})
+	if err != nil {
+		return nil, fmt.Errorf("admin: site token bucket: %w", err)
+	}
 	pub, err := cfg.SiteKey.PublicKey()
 	if err != nil {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, js: js, ids: &identities{kv: idKV}, tokens: &tokens{kv: tokKV}, rbac: &rbacStore{kv: rbacKV}, accts: &accounts{kv: accKV}, siteKey: pub,
-		authSlots: make(chan struct{}, authWorkers)}
+		authSlots: make(chan struct{}, authWorkers), peers: &peers{kv: peerKV}, siteTokens: &tokens{kv: stokKV, noun: "site token"}}
+	if cfg.Parent != nil {
+		if err := s.ensureParent(ctx, cfg.Parent); err != nil {
+			return nil, fmt.Errorf("admin: parent site: %w", err)
+		}
+	}
 	if cfg.SealKey != nil {
 		s.accts.seal = cfg.SealKey
 		s.accts.pub, _ = cfg.SealKey.PublicKey()
@@ -195,14 +227,14 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		stop()
 		return nil, fmt.Errorf("admin: load rbac model: %w (last problem: %v)", err, s.watch.Err())
 	}
-	if err := s.register(); err != nil {
+	s.emit, err = status.NewEmitter(status.EmitterConfig{NC: cfg.NC, Site: cfg.Site, Component: contracts.ComponentAdmin,
+		Instance: ServiceName, Log: cfg.Log})
+	if err != nil {
 		stop()
 		return nil, err
 	}
-	s.emit, err = status.NewEmitter(status.EmitterConfig{NC: cfg.NC, Site: cfg.Site, Component: contracts.ComponentAdmin,
-		Instance: ServiceName + "/" + s.svc.Info().ID, Log: cfg.Log})
-	if err != nil {
-		s.svc.Stop()
+	if err := s.register(); err != nil {
+		_ = s.emit.Close(ctx)
 		stop()
 		return nil, err
 	}
@@ -218,16 +250,19 @@ func (s *Service) register() error {
 	svc, err := micro.AddService(s.cfg.NC, micro.Config{
 		Name:        ServiceName,
 		Version:     ServiceVersion,
-		Description: "identities, auth callout, enrollment, tokens, administrative users, roles, accounts",
+		Description: "identities, auth callout, enrollment, tokens, administrative users, roles, accounts, site peers",
 		QueueGroup:  ServiceName, // never the shared default "q": services must not split each other's messages
 	})
 	if err != nil {
 		return fmt.Errorf("admin: micro service: %w", err)
 	}
 	s.svc = svc
-	site, log := s.cfg.Site, s.cfg.Log
+	// Errors the handlers log become status messages too.
+	site, log := s.cfg.Site, status.ErrorsAsStatus(s.cfg.Log, s.emit, ServiceName)
 	enroll, _ := contracts.EnrollAll(site)
 	op := func(kind string) string { subj, _ := contracts.OpUpAll(site, kind); return subj }
+	verb := func(v string) string { subj, _ := contracts.Svc(site, ServiceName, v); return subj }
+	fromSites := func(kind string) string { subj, _ := contracts.SiteSubjectAll(site, kind); return subj }
 	table := []struct {
 		name    string
 		subject string
@@ -257,6 +292,11 @@ func (s *Service) register() error {
 		{"accounts-add", op(contracts.KindAccountsAdd), rpc.Handler(log, contracts.TypeAccountAddRequest, s.addAccount)},
 		{"accounts-list", op(contracts.KindAccountsList), rpc.Handler(log, contracts.TypeAccountListRequest, s.listAccounts)},
 		{"accounts-remove", op(contracts.KindAccountsRemove), rpc.Handler(log, contracts.TypeAccountRemoveRequest, s.removeAccount)},
+		{"sites-list", op(contracts.KindSitesList), rpc.Handler(log, contracts.TypeSitePeersRequest, s.listSites)},
+		{"sites-token-create", op(contracts.KindSitesTokenCreate), rpc.Handler(log, contracts.TypeSiteTokenCreateRequest, s.createSiteToken)},
+		{"site-peers", verb(contracts.VerbSitePeers), rpc.Handler(log, contracts.TypeSitePeersRequest, s.sitePeers)},
+		{"site-join", fromSites(contracts.KindSiteJoin), rpc.Handler(log, contracts.TypeSiteJoinRequest, s.siteJoin)},
+		{"site-heartbeat", fromSites(contracts.KindSiteHeartbeat), rpc.Handler(log, contracts.TypeSiteHeartbeat, s.siteHeartbeat)},
 	}
 	for _, e := range table {
 		if err := svc.AddEndpoint(e.name, e.handler, micro.WithEndpointSubject(e.subject)); err != nil {
@@ -266,9 +306,16 @@ func (s *Service) register() error {
 	return nil
 }
 
-// Run serves until ctx ends.
+// Run serves until ctx ends. With a cross-site connection it also joins
+// the parent and beats the peer sites.
 func (s *Service) Run(ctx context.Context) error {
+	sites := make(chan struct{})
+	go func() {
+		defer close(sites)
+		s.runSites(ctx)
+	}()
 	<-ctx.Done()
+	<-sites
 	s.emit.Emit(context.Background(), contracts.StatusServiceStopping, map[string]string{"service": ServiceName, "instance": s.svc.Info().ID})
 	err := s.svc.Stop()
 	s.stopWatch()

@@ -21,6 +21,7 @@ type Grant struct {
 	Sub       []string
 	Responses bool      // may answer requests it received (once each)
 	Expires   time.Time // zero: no expiry
+	Leaf      bool      // a child site's leaf connection (and nothing else)
 }
 
 // decide returns the grant for a connecting key whose identity lookup gave
@@ -64,6 +65,8 @@ func decide(site, key string, id Identity, lookupErr error, now time.Time) (Gran
 			return Grant{}, fmt.Errorf("operator %s: %w", id.Name, err)
 		}
 		return Grant{Name: "op:" + id.Name, Pub: []string{up}, Sub: []string{down, inbox + ".>"}, Expires: id.Expires}, nil
+	case KindSite:
+		return Grant{}, fmt.Errorf("key %s is the leaf key of site %s: it may only link as a leaf node", key, id.Name)
 	}
 	return Grant{}, fmt.Errorf("identity %s has unknown kind %q", key, id.Kind)
 }
@@ -147,14 +150,25 @@ func (s *Service) handleAuth(r micro.Request) {
 		respond("", err.Error())
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	id, _, lookupErr := s.ids.get(ctx, key)
-	grant, err := decide(s.cfg.Site, key, id, lookupErr, time.Now())
-	if err != nil {
-		log.Warn("auth denied", "key", key, "host", req.ClientInformation.Host, "reason", err)
-		respond("", err.Error())
-		return
+	var grant Grant
+	if req.ClientInformation.Kind == leafConnection {
+		// A child site linking: its leaf key, or a site token to consume
+		// (admitLeaf logs a refusal itself).
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+		defer cancel()
+		if grant, err = s.admitLeaf(ctx, key, req.ConnectOptions.Username, req.ConnectOptions.Password, req.ClientInformation.Host); err != nil {
+			respond("", err.Error())
+			return
+		}
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		id, _, lookupErr := s.ids.get(ctx, key)
+		if grant, err = decide(s.cfg.Site, key, id, lookupErr, time.Now()); err != nil {
+			log.Warn("auth denied", "key", key, "host", req.ClientInformation.Host, "reason", err)
+			respond("", err.Error())
+			return
+		}
 	}
 	uc := userClaims(req.UserNkey, grant)
 	userJWT, err := uc.Encode(s.cfg.Issuer)
@@ -182,6 +196,9 @@ func userClaims(userNkey string, grant Grant) *jwt.UserClaims {
 	}
 	if !grant.Expires.IsZero() {
 		uc.Expires = grant.Expires.Unix()
+	}
+	if grant.Leaf {
+		uc.AllowedConnectionTypes.Add(jwt.ConnectionTypeLeafnode)
 	}
 	return uc
 }

@@ -72,7 +72,7 @@ func (s *Service) enroll(ctx context.Context, from contracts.SubjectInfo, req *c
 // valid token.
 func (s *Service) reenroll(ctx context.Context, id Identity, req *contracts.EnrollRequest, now time.Time) (*contracts.EnrollResponse, error) {
 	if id.Kind != KindAgent {
-		return nil, contracts.Errorf(contracts.CodeConflict, "this key belongs to an operator")
+		return nil, contracts.Errorf(contracts.CodeConflict, "this key is not an agent's (it is a %s key)", id.Kind)
 	}
 	switch id.Status {
 	case contracts.ClientApproved:

@@ -20,15 +20,30 @@ import (
 	"github.com/stewardhq/steward/services/rbac"
 )
 
-// tokenRecord is a stored enrollment token: its description and the SHA-256
-// of its secret. The secret itself is shown once and never stored.
+// tokenRecord is a stored token (enrollment or site): its description and
+// the SHA-256 of its secret. The secret itself is shown once and never
+// stored.
 type tokenRecord struct {
 	contracts.TokenInfo
 	SecretHash string `json:"secretHash"`
+	// Child is, for a site token, the only site code that may link with it
+	// ("" for any).
+	Child string `json:"child,omitempty"`
 }
 
-// tokens is the token bucket, keyed by token ID.
-type tokens struct{ kv jetstream.KeyValue }
+// tokens is a token bucket, keyed by token ID: enrollment tokens in
+// TokenBucket, site tokens in SiteTokenBucket.
+type tokens struct {
+	kv   jetstream.KeyValue
+	noun string // what errors call a token: "enrollment token" (default) or "site token"
+}
+
+func (t *tokens) what() string {
+	if t.noun == "" {
+		return "enrollment token"
+	}
+	return t.noun
+}
 
 func hashSecret(secret string) string {
 	h := sha256.Sum256([]byte(secret))
@@ -74,17 +89,23 @@ func (t *tokens) get(ctx context.Context, id string) (tokenRecord, uint64, error
 
 // checkToken says whether rec admits one more enrollment with secret now.
 func checkToken(rec tokenRecord, secret string, now time.Time) error {
+	return checkTokenAs("enrollment token", rec, secret, now)
+}
+
+// checkTokenAs says whether rec, a token of kind what, admits one more use
+// with secret now.
+func checkTokenAs(what string, rec tokenRecord, secret string, now time.Time) error {
 	if subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(rec.SecretHash)) != 1 {
-		return contracts.Errorf(contracts.CodeTokenInvalid, "enrollment token %s is not valid (wrong secret)", rec.ID)
+		return contracts.Errorf(contracts.CodeTokenInvalid, "%s %s is not valid (wrong secret)", what, rec.ID)
 	}
 	if rec.Revoked {
-		return contracts.Errorf(contracts.CodeTokenRevoked, "enrollment token %s was revoked", rec.ID)
+		return contracts.Errorf(contracts.CodeTokenRevoked, "%s %s was revoked", what, rec.ID)
 	}
 	if !now.Before(rec.Expires) {
-		return contracts.Errorf(contracts.CodeTokenExpired, "enrollment token %s expired at %s", rec.ID, rec.Expires.Format(time.RFC3339))
+		return contracts.Errorf(contracts.CodeTokenExpired, "%s %s expired at %s", what, rec.ID, rec.Expires.Format(time.RFC3339))
 	}
 	if rec.Used >= rec.Uses {
-		return contracts.Errorf(contracts.CodeTokenSpent, "enrollment token %s is spent (%d of %d uses taken)", rec.ID, rec.Used, rec.Uses)
+		return contracts.Errorf(contracts.CodeTokenSpent, "%s %s is spent (%d of %d uses taken)", what, rec.ID, rec.Used, rec.Uses)
 	}
 	return nil
 }
@@ -92,27 +113,37 @@ func checkToken(rec tokenRecord, secret string, now time.Time) error {
 // consume takes one use of the token, checking it under optimistic
 // concurrency so two agents racing for the last use cannot both win.
 func (t *tokens) consume(ctx context.Context, tok contracts.EnrollmentToken, now time.Time) (contracts.TokenInfo, error) {
+	return t.consumeIf(ctx, tok.ID, tok.Secret, now, nil)
+}
+
+// consumeIf is consume with a further check of the record (nil: none).
+func (t *tokens) consumeIf(ctx context.Context, id, secret string, now time.Time, check func(tokenRecord) error) (contracts.TokenInfo, error) {
 	for attempt := 0; attempt < 20; attempt++ {
-		rec, rev, err := t.get(ctx, tok.ID)
+		rec, rev, err := t.get(ctx, id)
 		if contracts.CodeOf(err) == contracts.CodeNotFound {
-			return contracts.TokenInfo{}, contracts.Errorf(contracts.CodeTokenInvalid, "enrollment token %s is not one this site issued", tok.ID)
+			return contracts.TokenInfo{}, contracts.Errorf(contracts.CodeTokenInvalid, "%s %s is not one this site issued", t.what(), id)
 		}
 		if err != nil {
 			return contracts.TokenInfo{}, err
 		}
-		if err := checkToken(rec, tok.Secret, now); err != nil {
+		if err := checkTokenAs(t.what(), rec, secret, now); err != nil {
 			return contracts.TokenInfo{}, err
+		}
+		if check != nil {
+			if err := check(rec); err != nil {
+				return contracts.TokenInfo{}, err
+			}
 		}
 		rec.Used++
 		data, _ := json.Marshal(rec)
-		if _, err = t.kv.Update(ctx, tok.ID, data, rev); err == nil {
+		if _, err = t.kv.Update(ctx, id, data, rev); err == nil {
 			return rec.TokenInfo, nil
 		}
 		if !isWrongSequence(err) {
 			return contracts.TokenInfo{}, err
 		}
 	}
-	return contracts.TokenInfo{}, contracts.Errorf(contracts.CodeConflict, "enrollment token %s is contended; try again", tok.ID)
+	return contracts.TokenInfo{}, contracts.Errorf(contracts.CodeConflict, "%s %s is contended; try again", t.what(), id)
 }
 
 func (t *tokens) list(ctx context.Context) ([]contracts.TokenInfo, error) {

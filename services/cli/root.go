@@ -123,6 +123,7 @@ Full Administrator identity, which the CLI uses by default):
 		newAssistCmd(g),
 		newPackagesCmd(g),
 		newRoutesCmd(g),
+		newSitesCmd(g),
 	)
 	return root
 }

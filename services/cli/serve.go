@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -35,11 +36,27 @@ server or cluster (several URLs, comma-separated), reading the keys of a
 data directory prepared by steward site init (it may be read-only); they
 wait for the server and its JetStream. --replicas 3 on a cluster.
 
+Sites link into a hierarchy (steward sites --help). A parent accepts child
+sites on --leaf-listen (port 7422 by convention; TLS with the site's
+certificate off loopback, as the client listener). A child links with
+--parent, the parent's leaf URL, and the first time --parent-token, a site
+token from steward sites token create at the parent: it makes its leaf key
+<data>/keys/leaf.nk and pins the parent's code, signing key and CA from the
+token in <data>/parent.json. The token (--parent-token, or the environment
+variable STEWARD_PARENT_TOKEN, which keeps it out of the process list) is
+kept in memory only, never written to any file; later starts link with the leaf key alone, to the URL
+remembered in parent.json (--parent again replaces it). Each site's
+JetStream is its own (its domain is the site code): only the site subjects
+cross a link.
+
 Stop it with Ctrl-C (SIGINT) or SIGTERM: services stop, then the server.`,
 		Example: `  steward serve
   steward serve --data /var/lib/steward --listen 0.0.0.0:4222 --site HQ1
   steward serve --services discovery --server nats://nats:4222   # scale out: only these services, external NATS
-  steward serve --services admin --server nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222 --replicas 3 --data /data`,
+  steward serve --services admin --server nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222 --replicas 3 --data /data
+  steward serve --site HQ1 --listen 0.0.0.0:4222 --leaf-listen 0.0.0.0:7422         # a parent of child sites
+  steward serve --site BR1 --parent nats://hq.example.org:7422 --parent-token STS1-... # a child, first start
+  steward serve --site BR1                                                            # a child, later: parent.json remembers`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(g.stderr, logLevel, logFormat)
@@ -55,12 +72,21 @@ Stop it with Ctrl-C (SIGINT) or SIGTERM: services stop, then the server.`,
 				cfg.Services = strings.Split(services, ",")
 			}
 			cfg.TLSHosts = splitList(tlsHosts)
+			if cfg.ParentToken == "" {
+				cfg.ParentToken = os.Getenv("STEWARD_PARENT_TOKEN") // kept out of the process list
+			}
 			s, err := site.New(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(g.stderr, "steward: site %s serving on %s (data %s)\nsteward: administrator identity: %s\n",
 				s.Info.Site, s.URL(), cfg.DataDir, s.AdminIdentity())
+			if u := s.LeafURL(); u != "" {
+				fmt.Fprintf(g.stderr, "steward: child sites link to %s\n", u)
+			}
+			if p := s.Parent(); p != nil {
+				fmt.Fprintf(g.stderr, "steward: linking to parent site %s at %s\n", p.Site, p.URL)
+			}
 			return s.Run(cmd.Context())
 		},
 	}
@@ -70,6 +96,9 @@ Stop it with Ctrl-C (SIGINT) or SIGTERM: services stop, then the server.`,
 	f.StringVar(&cfg.Site, "site", "LAB", "site code, fixed at the first start")
 	f.IntVar(&cfg.Replicas, "replicas", 1, "replicas of every stream, bucket and object store the services make (3 on a cluster)")
 	f.StringVar(&tlsHosts, "tls-hosts", "", "comma-separated names and addresses the embedded server's certificate names (besides loopback, this host and --listen)")
+	f.StringVar(&cfg.LeafListen, "leaf-listen", "", "accept child sites' leaf connections on HOST:PORT (e.g. 0.0.0.0:7422; TLS off loopback)")
+	f.StringVar(&cfg.Parent, "parent", "", "link to the parent site's leaf listener, nats://host:7422 (remembered in <data>/parent.json)")
+	f.StringVar(&cfg.ParentToken, "parent-token", "", "site token of the first link to --parent (steward sites token create, at the parent; or env STEWARD_PARENT_TOKEN); never stored")
 	f.StringVar(&services, "services", "", "comma-separated services to run (default: all: "+strings.Join(site.AllServices, ",")+")")
 	f.StringVar(&logLevel, "log-level", envOr("STEWARD_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")

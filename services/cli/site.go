@@ -111,9 +111,16 @@ With --cluster the server is a node of a JetStream cluster: routes to every
 node (this one included), mutually authenticated with the site's
 certificates. Give each node its own name with nats-server --name.
 
+With --leaf-listen the server accepts the leaf connections of child sites
+(TLS off loopback); the auth callout admits them, so it has no
+authorization of its own. JetStream runs in the site's own domain (its code)
+so that it never spans a link between sites. A link to a parent is not
+rendered: a child links from steward serve's embedded server.
+
 The certificate paths are those of --data: mount the data directory at the
 same path in the server's container.`,
 		Example: `  steward site nats-config --data /data --store-dir /jetstream --out /data/nats.conf
+  steward site nats-config --data /data --leaf-listen 0.0.0.0:7422 --out /data/nats.conf   # a parent of child sites
   steward site nats-config --data /data --cluster nats-1,nats-2,nats-3 --out /data/nats-cluster.conf
   nats-server -c /data/nats-cluster.conf --name nats-2`,
 		Args: cobra.NoArgs,
@@ -129,9 +136,12 @@ same path in the server's container.`,
 			if sc.StoreDir == "" {
 				sc.StoreDir = filepath.Join(abs, "jetstream")
 			}
+			files := site.TLSPaths(abs)
 			if cluster != "" || !contracts.LoopbackOnly(sc.Listen) {
-				files := site.TLSPaths(abs)
 				sc.TLS = &files
+			}
+			if sc.LeafListen != "" && !contracts.LoopbackOnly(sc.LeafListen) {
+				sc.LeafTLS = &files
 			}
 			if cluster != "" {
 				for _, r := range splitList(cluster) {
@@ -160,6 +170,7 @@ same path in the server's container.`,
 	f.StringVar(&sc.Name, "name", "", "server name (default steward-<site>; cluster nodes: pass nats-server --name)")
 	f.StringVar(&cluster, "cluster", "", "comma-separated routes of every cluster node, host[:port] (port 6222 by default)")
 	f.StringVar(&cl.Listen, "cluster-listen", "0.0.0.0:6222", "route listener of a cluster node")
+	f.StringVar(&sc.LeafListen, "leaf-listen", "", "accept child sites' leaf connections on HOST:PORT (e.g. 0.0.0.0:7422)")
 	f.StringVar(&out, "out", "", "write the configuration to this file instead of stdout")
 	return cmd
 }

@@ -311,17 +311,28 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { s.publish(ctx) })
 
-	svc, err := s.addService()
-	if err != nil {
-		return err
-	}
-	defer svc.Stop()
+	var (
+		emit *status.Emitter
+		err  error
+	)
 	if !s.cfg.NoStatusMessages {
-		emit, err := status.NewEmitter(status.EmitterConfig{NC: s.cfg.NC, Site: s.cfg.Site, Component: contracts.ComponentDiscovery,
-			Instance: ServiceName + "/" + svc.Info().ID, Log: s.log})
+		emit, err = status.NewEmitter(status.EmitterConfig{NC: s.cfg.NC, Site: s.cfg.Site, Component: contracts.ComponentDiscovery,
+			Instance: ServiceName, Log: s.log})
 		if err != nil {
 			return err
 		}
+		// Errors the handlers log become status messages too.
+		s.log = status.ErrorsAsStatus(s.log, emit, ServiceName)
+	}
+	svc, err := s.addService()
+	if err != nil {
+		if emit != nil {
+			_ = emit.Close(context.Background())
+		}
+		return err
+	}
+	defer svc.Stop()
+	if emit != nil {
 		emit.Emit(ctx, contracts.StatusServiceStarted, map[string]string{"service": ServiceName, "instance": svc.Info().ID, "version": ServiceVersion})
 		defer func() {
 			emit.Emit(context.Background(), contracts.StatusServiceStopping, map[string]string{"service": ServiceName, "instance": svc.Info().ID})

@@ -20,6 +20,7 @@ import (
 //	  site.json        site code, creation time, bootstrap administrator key
 //	  admin.nk         bootstrap Full Administrator identity (0600)
 //	  nats.conf        the embedded server's configuration, rewritten each start
+//	  parent.json      a child site's parent, pinned from the site token (0600; parent.go)
 //	  keys/            (0700)
 //	    site.nk        site signing key: signs enrollments, later policy (0600)
 //	    callout.nk     auth callout issuer (account key) (0600)
@@ -27,6 +28,7 @@ import (
 //	    system.nk      services' NKey in the system account (0600)
 //	    seal.xk        site curve key: seals account secrets (0600); losing it
 //	                   loses every account's secret, so back it up with the rest
+//	    leaf.nk        a child site's leaf key, its link to the parent (0600)
 //	  tls/             (0700) the site CA and the servers' certificate (tls.go)
 //	  jetstream/       JetStream file store
 //

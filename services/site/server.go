@@ -10,7 +10,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -31,6 +33,13 @@ type ServerConfig struct {
 	// plain text, which only a loopback listener may.
 	TLS     *TLSFiles
 	Cluster *ClusterConfig // nil: a single server
+	// LeafListen is where the server accepts the leaf connections of child
+	// sites, host:port ("" none; port 0 picks a free one). The auth callout
+	// admits them (a child's leaf key, or a site token the first time).
+	LeafListen string
+	// LeafTLS are the certificate files of the leaf listener; nil serves
+	// plain text, which only a loopback listener may.
+	LeafTLS *TLSFiles
 }
 
 // ClusterConfig makes the server a node of a JetStream cluster. Routes are
@@ -44,8 +53,13 @@ type ClusterConfig struct {
 // RenderServerConfig renders the server configuration of the site: one
 // STEWARD account (JetStream, the services' NKey, everyone the callout
 // admits), the system account, the auth callout served by the admin
-// service, JetStream with sync_interval always, and TLS on the client and
-// route listeners.
+// service, JetStream with sync_interval always in the site's own domain
+// (the site code, so that JetStream never spans a link between sites), TLS
+// on the client and route listeners, and the leaf node listener for child
+// sites when asked (no authorization block of its own: leaf connections go
+// through the callout too). A link to a parent is never rendered: its
+// token must not reach a file, so the embedded server adds it to its
+// options (startServer).
 func RenderServerConfig(info Info, keys Keys, c ServerConfig) (string, error) {
 	if c.Name == "" {
 		c.Name = "steward-" + info.Site
@@ -63,6 +77,18 @@ func RenderServerConfig(info Info, keys Keys, c ServerConfig) (string, error) {
 	if c.TLS == nil && (c.Cluster != nil || !loopback(host)) {
 		return "", fmt.Errorf("listen %s: TLS is required on every listener that is not loopback", c.Listen)
 	}
+	var leafHost, leafPort string
+	if c.LeafListen != "" {
+		if leafHost, leafPort, err = net.SplitHostPort(c.LeafListen); err != nil {
+			return "", fmt.Errorf("leaf listen %q: %w", c.LeafListen, err)
+		}
+		if leafPort == "0" {
+			leafPort = "-1" // a free port (nats-server reads 0 as "no listener")
+		}
+		if c.LeafTLS == nil && !loopback(leafHost) {
+			return "", fmt.Errorf("leaf listen %s: TLS is required on every listener that is not loopback", c.LeafListen)
+		}
+	}
 	svc, _ := keys.Service.PublicKey()
 	sys, _ := keys.System.PublicKey()
 	issuer, _ := keys.Callout.PublicKey()
@@ -75,6 +101,7 @@ max_payload: 1MB
 jetstream {
   store_dir: %q
   sync_interval: always
+  domain: %q
 }
 accounts {
   %s {
@@ -94,7 +121,7 @@ authorization {
     auth_users: [ %s, %s ]
   }
 }
-`, info.Site, c.Name, host, port, c.StoreDir, admin.Account, svc, sys, issuer, admin.Account, svc, sys)
+`, info.Site, c.Name, host, port, c.StoreDir, info.Site, admin.Account, svc, sys, issuer, admin.Account, svc, sys)
 	if c.TLS != nil {
 		fmt.Fprintf(&b, `tls {
   cert_file: %q
@@ -102,6 +129,22 @@ authorization {
   timeout: 5
 }
 `, c.TLS.Cert, c.TLS.Key)
+	}
+	if c.LeafListen != "" {
+		fmt.Fprintf(&b, `# Child sites link here; the auth callout admits them.
+leafnodes {
+  host: %q
+  port: %s
+`, leafHost, leafPort)
+		if c.LeafTLS != nil {
+			fmt.Fprintf(&b, `  tls {
+    cert_file: %q
+    key_file: %q
+    timeout: 5
+  }
+`, c.LeafTLS.Cert, c.LeafTLS.Key)
+		}
+		b.WriteString("}\n")
 	}
 	if cl := c.Cluster; cl != nil {
 		if cl.Name == "" {
@@ -151,10 +194,13 @@ func loopback(host string) bool {
 // plain text on loopback, TLS with the site's certificate elsewhere.
 func (s *Site) startServer() error {
 	host, _, _ := net.SplitHostPort(s.cfg.Listen)
-	sc := ServerConfig{Listen: s.cfg.Listen, StoreDir: filepath.Join(s.cfg.DataDir, "jetstream")}
+	sc := ServerConfig{Listen: s.cfg.Listen, StoreDir: filepath.Join(s.cfg.DataDir, "jetstream"), LeafListen: s.cfg.LeafListen}
+	f := tlsFiles(s.cfg.DataDir)
 	if !loopback(host) {
-		f := tlsFiles(s.cfg.DataDir)
 		sc.TLS = &f
+	}
+	if leafHost, _, _ := net.SplitHostPort(s.cfg.LeafListen); s.cfg.LeafListen != "" && !loopback(leafHost) {
+		sc.LeafTLS = &f
 	}
 	conf, err := RenderServerConfig(s.Info, s.keys, sc)
 	if err != nil {
@@ -169,11 +215,22 @@ func (s *Site) startServer() error {
 		return fmt.Errorf("embedded server config %s: %w", path, err)
 	}
 	opts.NoSigs = true
+	nlog := &serverLog{log: s.cfg.Log.With("component", "nats")}
+	if p := s.parent; p != nil {
+		// The link to the parent, on the options only: the token (first
+		// link) must never reach nats.conf.
+		remote, err := p.leafRemote(s.Info.Site)
+		if err != nil {
+			return err
+		}
+		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, remote)
+		nlog.parent, nlog.parentURL = p.Site, p.URL
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("embedded server: %w", err)
 	}
-	ns.SetLoggerV2(&serverLog{log: s.cfg.Log.With("component", "nats")}, false, false, false)
+	ns.SetLoggerV2(nlog, false, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
@@ -189,8 +246,25 @@ func (s *Site) startServer() error {
 			s.url = u.String()
 		}
 	}
-	s.cfg.Log.Info("embedded NATS server ready", "component", "site", "url", s.url, "tls", sc.TLS != nil,
-		"jetstream", sc.StoreDir, "ca_fingerprint", s.Info.CAFingerprint)
+	if s.cfg.LeafListen != "" {
+		scheme := "nats"
+		if sc.LeafTLS != nil {
+			scheme = "tls"
+		}
+		lhost := opts.LeafNode.Host
+		if ip := net.ParseIP(lhost); ip != nil && ip.IsUnspecified() {
+			lhost = "127.0.0.1" // listening everywhere: this machine reaches it on loopback
+		}
+		s.leafURL = fmt.Sprintf("%s://%s", scheme, net.JoinHostPort(lhost, strconv.Itoa(opts.LeafNode.Port)))
+	}
+	attrs := []any{"component", "site", "url", s.url, "tls", sc.TLS != nil, "jetstream", sc.StoreDir, "jetstream_domain", s.Info.Site, "ca_fingerprint", s.Info.CAFingerprint}
+	if s.leafURL != "" {
+		attrs = append(attrs, "leaf_url", s.leafURL)
+	}
+	if p := s.parent; p != nil {
+		attrs = append(attrs, "parent", p.Site, "parent_url", p.URL, "leaf_key", p.leafPublic(), "first_link", p.token != "")
+	}
+	s.cfg.Log.Info("embedded NATS server ready", attrs...)
 	return nil
 }
 
@@ -205,8 +279,26 @@ func (s *Site) connect(name string, system bool) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// connectSite opens a service connection for asking other sites: its
+// reply inbox is this site's cross-site inbox (contracts.SiteInbox), the
+// only one to which the leaf connection between two sites carries answers.
+// Admin has one (join, heartbeats); give one to any service that asks a
+// peer site (replication: s.connectSite("steward-replication-sites")).
+func (s *Site) connectSite(name string) (*nats.Conn, error) {
+	inbox, err := contracts.SiteInbox(s.Info.Site)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := s.dial(name, false, nats.CustomInboxPrefix(inbox))
+	if err != nil {
+		return nil, err
+	}
+	s.conns = append(s.conns, nc)
+	return nc, nil
+}
+
 // dial connects as the services (or the system user), retrying forever.
-func (s *Site) dial(name string, system bool) (*nats.Conn, error) {
+func (s *Site) dial(name string, system bool, extra ...nats.Option) (*nats.Conn, error) {
 	kp := s.keys.Service
 	if system {
 		kp = s.keys.System
@@ -219,6 +311,7 @@ func (s *Site) dial(name string, system bool) (*nats.Conn, error) {
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(500 * time.Millisecond),
 	}
+	opts = append(opts, extra...)
 	if s.tls != nil {
 		opts = append(opts, func(o *nats.Options) error {
 			o.TLSConfig, o.Secure = s.tls, s.tlsRequired
@@ -366,8 +459,13 @@ func (s *Site) startExternal(ctx context.Context) error {
 	}
 }
 
-// serverLog adapts the nats-server logger to slog.
-type serverLog struct{ log *slog.Logger }
+// serverLog adapts the nats-server logger to slog. On a child site it
+// also says plainly when the parent refuses the link.
+type serverLog struct {
+	log               *slog.Logger
+	parent, parentURL string
+	lastRefusal       atomic.Int64 // unix nanoseconds of the last refusal explained
+}
 
 func (l *serverLog) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *serverLog) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
@@ -375,6 +473,31 @@ func (l *serverLog) Fatalf(format string, v ...any) {
 	l.log.Error(fmt.Sprintf(format, v...))
 	os.Exit(1)
 }
-func (l *serverLog) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *serverLog) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if l.parent != "" && strings.Contains(msg, "Leafnode Error") && strings.Contains(strings.ToLower(msg), "authorization violation") {
+		l.linkRefused(msg)
+		return
+	}
+	l.log.Error(msg)
+}
+
+// linkRefusedEvery bounds how often a refused link is explained: the
+// server retries every second.
+const linkRefusedEvery = time.Minute
+
+// linkRefused explains a leaf connection the parent refused.
+func (l *serverLog) linkRefused(msg string) {
+	now := time.Now().UnixNano()
+	if last := l.lastRefusal.Load(); last != 0 && now-last < int64(linkRefusedEvery) {
+		l.log.Debug(msg)
+		return
+	}
+	l.lastRefusal.Store(now)
+	l.log.Error("the parent site refused this site's link: its auth callout admitted neither this site's leaf key nor the site token "+
+		"(a first link needs a valid, unspent --parent-token made by `steward sites token create` at the parent, for this site code; "+
+		"the parent's log says why); retrying",
+		"parent", l.parent, "parent_url", l.parentURL, "server_error", msg)
+}
 func (l *serverLog) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *serverLog) Tracef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }

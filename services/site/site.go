@@ -44,9 +44,21 @@ type Config struct {
 	// 1 (default) on one server, 3 on a cluster.
 	Replicas int
 	// TLSHosts are names and addresses the servers' certificate must carry
-	// besides loopback, this machine's name and the listen address.
+	// besides loopback, this machine's name and the listen addresses.
 	TLSHosts []string
-	Log      *slog.Logger
+	// LeafListen is where the embedded server accepts child sites' leaf
+	// connections, host:port ("" none). TLS with the site's certificate
+	// off loopback, as the client listener.
+	LeafListen string
+	// Parent is the leaf URL of the parent site to link to
+	// (nats://parent:7422). Remembered in <data>/parent.json at the first
+	// link; given again, it replaces the remembered URL.
+	Parent string
+	// ParentToken is the site token of the first link to the parent
+	// (`steward sites token create` there). It stays in memory: it is set
+	// on the embedded server's options, never written to a file.
+	ParentToken string
+	Log         *slog.Logger
 }
 
 // CheckAndSetDefaults validates the config and fills defaults.
@@ -74,6 +86,14 @@ func (c *Config) CheckAndSetDefaults() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("--listen %q: %w", c.Listen, err)
 	}
+	if c.LeafListen != "" {
+		if _, _, err := net.SplitHostPort(c.LeafListen); err != nil {
+			return fmt.Errorf("--leaf-listen %q: %w", c.LeafListen, err)
+		}
+	}
+	if c.Server != "" && (c.LeafListen != "" || c.Parent != "" || c.ParentToken != "") {
+		return errors.New("--leaf-listen, --parent and --parent-token configure the embedded server; with --server, configure the leaf node listener in the servers' configuration (steward site nats-config --leaf-listen)")
+	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
 	}
@@ -100,6 +120,8 @@ type Site struct {
 	url         string
 	tls         *tls.Config // the services' TLS; nil: plain (loopback)
 	tlsRequired bool
+	parent      *parentLink        // the link to the parent site; nil: none
+	leafURL     string             // the leaf listener, when there is one
 	stopAttempt context.CancelFunc // ends the context the services were made with (external mode)
 	conns       []*nats.Conn
 	runs        []func(context.Context) error
@@ -118,9 +140,11 @@ func New(ctx context.Context, cfg Config) (*Site, error) {
 	var keys Keys
 	var err error
 	if cfg.Server == "" {
-		hosts := cfg.TLSHosts
-		if host, _, _ := net.SplitHostPort(cfg.Listen); host != "" && !net.ParseIP(host).IsUnspecified() {
-			hosts = append(slices.Clip(hosts), host)
+		hosts := slices.Clip(cfg.TLSHosts)
+		for _, l := range []string{cfg.Listen, cfg.LeafListen} {
+			if host, _, _ := net.SplitHostPort(l); host != "" && !net.ParseIP(host).IsUnspecified() {
+				hosts = append(hosts, host)
+			}
 		}
 		info, keys, err = Init(cfg.DataDir, cfg.Site, cfg.SiteSet, hosts...)
 	} else {
@@ -134,6 +158,9 @@ func New(ctx context.Context, cfg Config) (*Site, error) {
 	}
 	s := &Site{cfg: cfg, Info: info, keys: keys, url: cfg.Server}
 	if cfg.Server == "" {
+		if s.parent, err = linkParent(cfg.DataDir, info.Site, cfg.Parent, cfg.ParentToken); err != nil {
+			return nil, err
+		}
 		if err := s.startServer(); err != nil {
 			return nil, err
 		}
@@ -161,6 +188,19 @@ func New(ctx context.Context, cfg Config) (*Site, error) {
 
 // URL is the client URL of the site's NATS server.
 func (s *Site) URL() string { return s.url }
+
+// LeafURL is the embedded server's leaf listener for child sites ("" when
+// it has none).
+func (s *Site) LeafURL() string { return s.leafURL }
+
+// Parent is the parent site this one links to (nil: none).
+func (s *Site) Parent() *ParentLink {
+	if s.parent == nil {
+		return nil
+	}
+	p := s.parent.ParentLink
+	return &p
+}
 
 // AdminIdentity is the path of the bootstrap administrator's identity file.
 func (s *Site) AdminIdentity() string { return filepath.Join(s.cfg.DataDir, "admin.nk") }
@@ -196,10 +236,19 @@ func (s *Site) startServices(ctx context.Context) error {
 		}
 		switch name {
 		case "admin":
+			siteNC, err := s.connectSite("steward-admin-sites")
+			if err != nil {
+				return err
+			}
+			var parent *admin.Parent
+			if p := s.parent; p != nil {
+				parent = &admin.Parent{Site: p.Site, SigningKey: p.SiteKey, LeafKey: p.leafPublic(), Linked: p.Linked}
+			}
 			svc, err := admin.New(ctx, admin.Config{
 				NC: nc, Sys: sys, Site: s.Info.Site, SiteKey: s.keys.Site, Issuer: s.keys.Callout,
 				Bootstrap: s.Info.BootstrapAdmin, SealKey: s.keys.Seal, Log: log,
 				CAFingerprint: s.Info.CAFingerprint, Replicas: s.cfg.Replicas,
+				SiteNC: siteNC, Parent: parent,
 			})
 			if err != nil {
 				return err
@@ -222,39 +271,40 @@ func (s *Site) startServices(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			svc, err := policy.New(ctx, policy.Config{NC: nc, Site: s.Info.Site, SiteKey: s.keys.Site, Log: log, Authz: authz, Emitter: emit, Replicas: s.cfg.Replicas})
+			svc, err := policy.New(ctx, policy.Config{NC: nc, Site: s.Info.Site, SiteKey: s.keys.Site, Log: status.ErrorsAsStatus(log, emit, policy.ServiceName), Authz: authz, Emitter: emit, Replicas: s.cfg.Replicas})
 			if err != nil {
 				return err
 			}
-			s.runs = append(s.runs, func(ctx context.Context) error {
-				defer func() {
-					cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					defer cancel()
-					_ = emit.Close(cctx)
-				}()
-				return svc.Run(ctx)
-			})
+			s.runs = append(s.runs, withEmitter(emit, policy.ServiceName, policy.ServiceVersion, svc.Run))
 		case "sessions":
 			emit, err := status.NewEmitter(status.EmitterConfig{NC: nc, Site: s.Info.Site, Component: contracts.ComponentSessions, Instance: sessions.ServiceName, Log: log})
 			if err != nil {
 				return err
 			}
-			svc, err := sessions.New(ctx, sessions.Config{NC: nc, Site: s.Info.Site, SiteKey: s.keys.Site, Log: log, Authz: authz, Emitter: emit, Replicas: s.cfg.Replicas})
+			svc, err := sessions.New(ctx, sessions.Config{NC: nc, Site: s.Info.Site, SiteKey: s.keys.Site, Log: status.ErrorsAsStatus(log, emit, sessions.ServiceName), Authz: authz, Emitter: emit, Replicas: s.cfg.Replicas})
 			if err != nil {
 				return err
 			}
-			s.runs = append(s.runs, func(ctx context.Context) error {
-				defer func() {
-					cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					defer cancel()
-					_ = emit.Close(cctx)
-				}()
-				return svc.Run(ctx)
-			})
+			s.runs = append(s.runs, withEmitter(emit, sessions.ServiceName, sessions.ServiceVersion, svc.Run))
 		}
 		log.Info("service started", "component", "site", "service", name)
 	}
 	return nil
+}
+
+// withEmitter runs a service that was given emit: a started and a
+// stopping status message around run, and the emitter flushed after.
+func withEmitter(emit *status.Emitter, service, version string, run func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		emit.Emit(ctx, contracts.StatusServiceStarted, map[string]string{"service": service, "instance": service, "version": version})
+		defer func() {
+			emit.Emit(context.Background(), contracts.StatusServiceStopping, map[string]string{"service": service, "instance": service})
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = emit.Close(cctx)
+		}()
+		return run(ctx)
+	}
 }
 
 // Run serves until ctx ends, then stops the services, closes their

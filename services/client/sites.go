@@ -1,0 +1,33 @@
+package client
+
+import (
+	"context"
+	"time"
+
+	"github.com/stewardhq/steward/contracts"
+)
+
+// SitesList lists the sites linked to this one (its parent and children),
+// sorted by site code.
+func (c *Client) SitesList(ctx context.Context) ([]contracts.SitePeer, error) {
+	var resp contracts.SitePeersResponse
+	if err := c.call(ctx, contracts.KindSitesList, contracts.SitePeersRequest{Header: contracts.NewHeader(contracts.TypeSitePeersRequest)}, &resp); err != nil {
+		return nil, err
+	}
+	if resp.Peers == nil {
+		resp.Peers = []contracts.SitePeer{}
+	}
+	return resp.Peers, nil
+}
+
+// SitesTokenCreate makes a one-time site token a child links with (child:
+// the only site code that may use it, "" for any); the printed token is
+// returned once.
+func (c *Client) SitesTokenCreate(ctx context.Context, ttl time.Duration, child, note string) (string, contracts.TokenInfo, error) {
+	req := contracts.SiteTokenCreateRequest{Header: contracts.NewHeader(contracts.TypeSiteTokenCreateRequest), TTL: contracts.Duration(ttl), Child: child, Note: note}
+	var resp contracts.SiteTokenResponse
+	if err := c.call(ctx, contracts.KindSitesTokenCreate, req, &resp); err != nil {
+		return "", contracts.TokenInfo{}, err
+	}
+	return resp.Token, resp.Info, nil
+}
