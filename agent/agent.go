@@ -108,6 +108,10 @@ type Config struct {
 	// them while the agent runs, and a setting the policy leaves
 	// unconfigured falls back to these.
 	PolicyRefresh time.Duration
+	// ContentMax is the largest package version the agent downloads
+	// (default DefaultContentMax); a larger one fails before anything is
+	// fetched, as does one that does not fit the free disk space.
+	ContentMax int64
 }
 
 // CheckAndSetDefaults validates c and fills in defaults. Site defaults to
@@ -173,8 +177,11 @@ func (c *Config) CheckAndSetDefaults() error {
 	if c.PolicyRefresh == 0 {
 		c.PolicyRefresh = DefaultPolicyRefresh
 	}
-	if c.Heartbeat < 0 || c.EnrollRetry < 0 || c.RetryMax < 0 || c.PolicyRefresh < 0 {
-		return errors.New("heartbeat, enroll retry, retry max and policy refresh must be positive")
+	if c.ContentMax == 0 {
+		c.ContentMax = DefaultContentMax
+	}
+	if c.Heartbeat < 0 || c.EnrollRetry < 0 || c.RetryMax < 0 || c.PolicyRefresh < 0 || c.ContentMax < 0 {
+		return errors.New("heartbeat, enroll retry, retry max, policy refresh and content max must be positive")
 	}
 	if c.SessionShell == "" {
 		if c.SessionShell = os.Getenv("SHELL"); c.SessionShell == "" {
@@ -211,6 +218,7 @@ type Agent struct {
 	down       map[string]DownHandler
 	pol        *policyRuntime
 	sess       *sessionManager // remote sessions and consent prompts (session.go)
+	content    *contentRuntime // package content (content.go)
 	running    atomic.Bool
 	caPin      atomic.Pointer[string] // pinned site CA fingerprint (conn.go); nil: none yet
 	closeOnce  sync.Once
@@ -250,10 +258,12 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}
 	a := &Agent{cfg: cfg, log: log, store: store, started: time.Now().UTC(), enrolled: make(chan struct{}),
-		outboxWake: make(chan struct{}, 1), down: map[string]DownHandler{}, pol: newPolicyRuntime(cfg), sess: newSessionManager()}
+		outboxWake: make(chan struct{}, 1), down: map[string]DownHandler{}, pol: newPolicyRuntime(cfg), sess: newSessionManager(),
+		content: newContentRuntime(cfg)}
 	a.down[contracts.KindInventoryRefresh] = a.refreshInventory
 	a.down[contracts.KindPolicy] = a.onPolicyPush
 	a.down[contracts.KindSessionGrant] = a.onSessionGrant
+	a.down[contracts.KindContentChanged] = a.onContentChanged
 	if err := a.init(explicitName); err != nil {
 		if a.kp != nil {
 			a.kp.Wipe()
@@ -324,6 +334,9 @@ func (a *Agent) init(explicitName bool) error {
 	if err := a.loadPolicy(); err != nil {
 		return err
 	}
+	if err := a.loadContent(); err != nil {
+		return err
+	}
 	if !enrolled {
 		a.st.phase = StateEnrolling
 		a.site = a.cfg.Site
@@ -349,6 +362,7 @@ func (a *Agent) init(explicitName bool) error {
 		control.VerbStatus:        func(context.Context, []string) (any, error) { return a.Status(), nil },
 		control.VerbSettingsReset: func(context.Context, []string) (any, error) { return a.ResetSettings() },
 		control.VerbSettingsUser:  func(_ context.Context, args []string) (any, error) { return a.SetUserSettings(args) },
+		control.VerbContent:       func(context.Context, []string) (any, error) { return a.ContentList(), nil },
 	}
 	maps.Copy(handlers, a.sessionHandlers())
 	a.ctl, err = control.Listen(control.SocketPath(a.cfg.StateDir), handlers, a.log)
@@ -408,6 +422,7 @@ func (a *Agent) Close() error {
 // Status reports what the agent is doing, as `steward-agent status` shows it.
 func (a *Agent) Status() contracts.AgentStatus {
 	sessions := a.Sessions()
+	content := a.Content()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := contracts.AgentStatus{
@@ -424,6 +439,9 @@ func (a *Agent) Status() contracts.AgentStatus {
 	}
 	if len(sessions) > 0 {
 		st.Sessions = sessions
+	}
+	if len(content) > 0 {
+		st.Content = content
 	}
 	if ps := a.pol.status.Load(); ps != nil && ps.Revision > 0 {
 		p := a.PolicyStatus()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,7 +17,8 @@ import (
 // operate keeps the enrolled agent connected as client id.ClientID, sends
 // a heartbeat on every (re)connect and then every heartbeat interval (the
 // policy may change it while it runs), drains the outbox, fetches the
-// policy on every (re)connect, and serves the down subjects, until ctx ends.
+// policy and the content on every (re)connect, and serves the down
+// subjects, until ctx ends.
 func (a *Agent) operate(ctx context.Context, id state.Identity) error {
 	inbox, err := contracts.Inbox(id.ClientID)
 	if err != nil {
@@ -35,11 +37,16 @@ func (a *Agent) operate(ctx context.Context, id state.Identity) error {
 	if err := a.subscribeDown(ctx, nc, id); err != nil {
 		return err
 	}
+	// Content writes files: it has stopped when operate returns (the
+	// deferred calls run last first: stop, wait, close).
+	var content sync.WaitGroup
+	defer content.Wait()
 	sendCtx, stopSend := context.WithCancel(ctx)
 	defer stopSend()
 	go a.sendOutbox(sendCtx, nc, id)
 	go a.runInventory(sendCtx)
 	go a.runPolicy(sendCtx, nc, id)
+	content.Go(func() { a.runContent(sendCtx, nc, id) })
 
 	tick := time.NewTicker(a.heartbeatInterval())
 	defer tick.Stop()
@@ -52,8 +59,9 @@ func (a *Agent) operate(ctx context.Context, id state.Identity) error {
 			return nil
 		case <-up:
 			tick.Reset(a.heartbeatInterval())
-			a.wakeOutbox()     // deliver what waited while the site was away
-			signal(a.pol.wake) // and catch up with the policy
+			a.wakeOutbox()         // deliver what waited while the site was away
+			signal(a.pol.wake)     // and catch up with the policy
+			signal(a.content.wake) // and the content
 		case <-a.pol.heartbeatChanged:
 			tick.Reset(a.heartbeatInterval())
 			continue

@@ -53,11 +53,14 @@ Everything it keeps lives in one state dir:
   state.db    its identity (client ID, site, the pinned site signing key)
   agent.nk    its NKey seed, the machine's credential (mode 0600; keep it secret)
   agent.sock  the local control socket that "steward-agent status" talks to
+  content/    the package versions the site assigns this machine
 
 Remote sessions the site brokers run through the agent, which checks each
 against its own policy and asks the logged-on user when it says so:
 "steward-agent consent" answers, "steward-agent sessions" lists and ends,
 "steward-agent assist" asks for help and shares this terminal with a helper.
+Packages the site assigns are installed under STATE-DIR/content
+("steward-agent content" lists them).
 
 Get started (on the site: steward tokens create --uses 10 --ttl 24h):
   steward-agent run --state-dir /var/lib/steward-agent --token STW1-...
@@ -68,7 +71,7 @@ Get started (on the site: steward tokens create --uses 10 --ttl 24h):
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newRunCmd(stderr), newStatusCmd(stdout), newSettingsCmd(stdout), newSessionsCmd(stdout), newConsentCmd(stdout),
-		newAssistCmd(stdout), newVersionCmd(stdout))
+		newAssistCmd(stdout), newContentCmd(stdout), newVersionCmd(stdout))
 	return root
 }
 
@@ -242,6 +245,7 @@ func printStatus(w io.Writer, st contracts.AgentStatus, now time.Time) error {
 	} else {
 		row("Policy", "none applied yet (the agent runs on its command line's settings)")
 	}
+	row("Content", contentSummary(st.Content))
 	if len(st.Sessions) == 0 {
 		row("Remote sessions", "none")
 	}

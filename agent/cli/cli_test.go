@@ -144,6 +144,18 @@ func TestRunAndStatus(t *testing.T) {
 		}
 	}
 
+	if !strings.Contains(table, "Content:") {
+		t.Errorf("table lacks the content line:\n%s", table)
+	}
+	out, _, err = execute(context.Background(), "content", "--state-dir", dir)
+	if err != nil || !strings.Contains(out, "No content yet") || !strings.Contains(out, filepath.Join(dir, "content")) {
+		t.Errorf("content: got %q, %v", out, err)
+	}
+	out, _, err = execute(context.Background(), "content", "list", "--state-dir", dir, "-o", "json")
+	if err != nil || strings.TrimSpace(out) != "[]" {
+		t.Errorf("content list -o json: got %q, %v", out, err)
+	}
+
 	cancel()
 	select {
 	case err := <-done:

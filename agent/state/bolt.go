@@ -45,8 +45,10 @@ import (
 //	|--> <grant id>   -> RFC 3339 time until which the ID is remembered
 //	sessionlog/       (schema 4)
 //	|--> <seq>        -> JSON SessionRecord; seq is 8-byte big-endian from NextSequence
+//	content/          (schema 5) see content.go
+//	|--> <package>@<version> -> JSON ContentEntry
 //
-// A later schema adds sibling buckets (content cache, ...) in an upgrade step.
+// A later schema adds sibling buckets in an upgrade step.
 var (
 	metaBucket = []byte("meta")
 	versionKey = []byte("version")

@@ -18,6 +18,8 @@ type MemStore struct {
 	grants     map[string]time.Time
 	sessionLog []SessionRecord
 	logSeq     uint64
+
+	content map[string]ContentEntry
 }
 
 var _ Store = (*MemStore)(nil)

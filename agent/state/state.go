@@ -11,9 +11,10 @@
 // site acknowledges them. The policy bucket (schema 3) holds the applied
 // policy, the local configuration layer and the Remote Control Users
 // record. The grants and session log buckets (schema 4) hold the session
-// grants taken (against replays) and the log of remote sessions. Later the
-// store grows a content cache index, in its own top-level bucket, added by
-// a schema upgrade step (see upgrade.go).
+// grants taken (against replays) and the log of remote sessions. The
+// content bucket (schema 5) is the index of the package versions the agent
+// holds under <state dir>/content. Each schema adds its top-level buckets
+// in an upgrade step (see upgrade.go).
 package state
 
 import (
@@ -148,6 +149,17 @@ type Store interface {
 	// SessionLog returns up to limit records of the session log, newest
 	// first (all when limit <= 0).
 	SessionLog(limit int) ([]SessionRecord, error)
+
+	// ContentIndex returns the content index, sorted by package then
+	// version.
+	ContentIndex() ([]ContentEntry, error)
+
+	// UpdateContent runs fn on the content index (keyed by
+	// "<package>@<version>"; fn adds, changes and deletes entries) and,
+	// unless fn returns an error, stores the index as fn left it and
+	// enqueues the entries fn returns (refusing with ErrOutboxFull past
+	// max), all in one transaction. Entries must Validate.
+	UpdateContent(max int, fn func(idx map[string]ContentEntry) ([]Entry, error)) error
 
 	// Close releases the store; later calls return ErrClosed.
 	Close() error

@@ -16,7 +16,9 @@ import (
 //     user's own values, the Remote Control Users record).
 //   - 4: grants/ (the session grants taken, against replays) and
 //     sessionlog/ (the remote sessions that ran, and the grants refused).
-const SchemaVersion = 4
+//   - 5: content/ (the index of the package versions held under
+//     <state dir>/content).
+const SchemaVersion = 5
 
 // upgrades[v] brings a database at schema version v to v+1, inside the one
 // write transaction that also records the new version. Version 0 is a new,
@@ -27,6 +29,15 @@ var upgrades = []func(tx *bolt.Tx) error{
 	1: upgradeV1ToV2,
 	2: upgradeV2ToV3,
 	3: upgradeV3ToV4,
+	4: upgradeV4ToV5,
+}
+
+// upgradeV4ToV5 adds the content index, empty: the agent holds no content.
+func upgradeV4ToV5(tx *bolt.Tx) error {
+	if _, err := tx.CreateBucketIfNotExists(contentBucket); err != nil {
+		return fmt.Errorf("create bucket %q: %w", contentBucket, err)
+	}
+	return nil
 }
 
 // upgradeV3ToV4 adds the grants and session log buckets, empty.

@@ -43,11 +43,6 @@ func measured(name, unit string, value, baseline float64, goal string, met bool,
 	return r
 }
 
-// notBuilt is the line of a benchmark whose capability is not built yet.
-func notBuilt(name, unit, goal, why string) Result {
-	return Result{Name: name, Unit: unit, Goal: goal, Note: why}
-}
-
 // Print writes the results as a table.
 func Print(w io.Writer, results []Result) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +12,7 @@ import (
 
 func TestWriteMergesByName(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bench", "results.json")
-	if err := Write(path, []Result{measured("a", "s", 2, 1, "< 3", true, ""), notBuilt("b", "ms", "-", "later")}); err != nil {
+	if err := Write(path, []Result{measured("a", "s", 2, 1, "< 3", true, ""), measured("b", "ms", math.NaN(), 1, "-", false, "could not run")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := Write(path, []Result{measured("a", "s", 4, 1, "< 3", false, "rerun")}); err != nil {
@@ -26,7 +27,7 @@ func TestWriteMergesByName(t *testing.T) {
 		t.Fatalf("got %v, want a rerun in place and b kept", got)
 	}
 	if got[1]["value"] != nil || got[1]["ratio"] != nil {
-		t.Fatalf("got %v for a benchmark not built, want null value and ratio", got[1])
+		t.Fatalf("got %v for a benchmark that could not run, want null value and ratio", got[1])
 	}
 	for _, k := range []string{"name", "value", "unit", "baseline", "ratio", "goal", "met"} {
 		if _, ok := got[0][k]; !ok {

@@ -19,21 +19,30 @@ import (
 // Site is a `steward serve` process on a data dir of its own.
 type Site struct {
 	Bin, Dir, Listen string
+	Args             []string // more `steward serve` flags
 	cmd              *exec.Cmd
 	done             chan error
 	log              *os.File
 }
 
 // StartSite runs bin serve on dir and waits until its services answer.
-func StartSite(ctx context.Context, bin, dir string) (*Site, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func StartSite(ctx context.Context, bin, dir string, args ...string) (*Site, error) {
+	listen, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	listen := l.Addr().String()
-	l.Close()
-	s := &Site{Bin: bin, Dir: dir, Listen: listen}
+	s := &Site{Bin: bin, Dir: dir, Listen: listen, Args: args}
 	return s, s.start(ctx)
+}
+
+// freeAddr is a loopback address with a port nobody listens on.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 func (s *Site) start(ctx context.Context) error {
@@ -42,7 +51,7 @@ func (s *Site) start(ctx context.Context) error {
 		return err
 	}
 	s.log = logf
-	s.cmd = exec.Command(s.Bin, "serve", "--data", s.Dir, "--listen", s.Listen, "--log-level", "warn")
+	s.cmd = exec.Command(s.Bin, append([]string{"serve", "--data", s.Dir, "--listen", s.Listen, "--log-level", "warn"}, s.Args...)...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", s.Bin, err)

@@ -71,18 +71,14 @@ func (e *Env) Run(ctx context.Context, only []string) ([]Result, error) {
 		}
 		out = append(out, r)
 	}
-	for _, p := range pending {
-		if want(p.Name) {
-			out = append(out, p)
+	if want("replication") {
+		r, err := e.replication(ctx)
+		if err != nil {
+			return out, err
 		}
+		out = append(out, r)
 	}
 	// Table order.
 	slices.SortStableFunc(out, func(a, b Result) int { return slices.Index(Names, a.Name) - slices.Index(Names, b.Name) })
 	return out, nil
-}
-
-// pending are the benchmarks of capabilities not built yet: they are in
-// the table, unmet, saying so.
-var pending = []Result{
-	notBuilt("replication", "MB/s", "vs raw chunk relay", "replication is not built yet (issue: Content library and file replication)"),
 }

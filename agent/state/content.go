@@ -1,0 +1,227 @@
+package state
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/stewardhq/steward/contracts"
+	bolt "go.etcd.io/bbolt"
+)
+
+// The content index (schema 5): the package versions the agent holds,
+// fetches or failed to fetch, one JSON ContentEntry per version.
+//
+//	content/
+//	|--> <package>@<version>  -> JSON ContentEntry
+var contentBucket = []byte("content")
+
+// ContentDownloading is the state of a version the agent is fetching (its
+// files are in the staging directory); the other states are
+// contracts.ContentInstalled and contracts.ContentFailed.
+const ContentDownloading = "downloading"
+
+// ContentEntry is one package version in the content index.
+type ContentEntry struct {
+	Package   string    `json:"package"`
+	Version   string    `json:"version"`
+	Digest    string    `json:"digest"` // contracts.SignedManifest.Digest
+	State     string    `json:"state"`  // ContentDownloading | installed | failed
+	Size      int64     `json:"size"`   // the manifest's size (the assignment's before the manifest is known)
+	Bytes     int64     `json:"bytes,omitempty"`
+	Path      string    `json:"path,omitempty"` // where it is installed
+	Installed time.Time `json:"installed,omitzero"`
+	Updated   time.Time `json:"updated"`
+	Error     string    `json:"error,omitempty"` // why it failed
+	// Assigned is whether the last content list the agent accepted names
+	// this version; a version no longer assigned stays installed.
+	Assigned bool `json:"assigned"`
+	// Reported is whether the site acknowledged the report of this state.
+	Reported bool `json:"reported"`
+}
+
+// Key is the entry's key in the index, "<package>@<version>".
+func (e ContentEntry) Key() string { return contracts.PackageKey(e.Package, e.Version) }
+
+// Validate checks the entry's names (they make paths under the content
+// directory) and state.
+func (e ContentEntry) Validate() error {
+	if err := contracts.ValidPackageName(e.Package); err != nil {
+		return fmt.Errorf("content entry: %w", err)
+	}
+	if err := contracts.ValidPackageVersion(e.Version); err != nil {
+		return fmt.Errorf("content entry %s: %w", e.Package, err)
+	}
+	switch e.State {
+	case ContentDownloading, contracts.ContentInstalled, contracts.ContentFailed:
+	default:
+		return fmt.Errorf("content entry %s: state %q", e.Key(), e.State)
+	}
+	return nil
+}
+
+// sortContent orders entries by package, then version.
+func sortContent(out []ContentEntry) {
+	slices.SortFunc(out, func(a, b ContentEntry) int {
+		if c := strings.Compare(a.Package, b.Package); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Version, b.Version)
+	})
+}
+
+// checkIndex validates every entry of idx and that each is under its key.
+func checkIndex(idx map[string]ContentEntry) error {
+	for k, e := range idx {
+		if err := e.Validate(); err != nil {
+			return err
+		}
+		if k != e.Key() {
+			return fmt.Errorf("content entry %s stored under key %q", e.Key(), k)
+		}
+	}
+	return nil
+}
+
+// ContentIndex implements Store.
+func (s *BoltStore) ContentIndex() ([]ContentEntry, error) {
+	out := []ContentEntry{}
+	err := s.view(func(tx *bolt.Tx) error {
+		idx, err := readContent(tx)
+		if err != nil {
+			return err
+		}
+		out = slices.AppendSeq(out, maps.Values(idx))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("content index: %w", err)
+	}
+	sortContent(out)
+	return out, nil
+}
+
+func readContent(tx *bolt.Tx) (map[string]ContentEntry, error) {
+	b := tx.Bucket(contentBucket)
+	if b == nil {
+		return nil, fmt.Errorf("%w: bucket %q is missing", ErrSchema, contentBucket)
+	}
+	idx := map[string]ContentEntry{}
+	err := b.ForEach(func(k, v []byte) error {
+		var e ContentEntry
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("%w: content entry %q: %v", ErrCorrupt, k, err)
+		}
+		idx[string(k)] = e
+		return nil
+	})
+	return idx, err
+}
+
+// UpdateContent implements Store: the read, the change and the outbox
+// entries are one transaction.
+func (s *BoltStore) UpdateContent(max int, fn func(idx map[string]ContentEntry) ([]Entry, error)) error {
+	err := s.update(func(tx *bolt.Tx) error {
+		b, ob := tx.Bucket(contentBucket), tx.Bucket(outboxBucket)
+		if b == nil || ob == nil {
+			return fmt.Errorf("%w: content or outbox bucket is missing", ErrSchema)
+		}
+		before, err := readContent(tx)
+		if err != nil {
+			return err
+		}
+		idx := maps.Clone(before)
+		entries, err := fn(idx)
+		if err != nil {
+			return err
+		}
+		if err := checkIndex(idx); err != nil {
+			return err
+		}
+		if max > 0 && ob.Stats().KeyN+len(entries) > max {
+			return fmt.Errorf("outbox enqueue: %w (%d entries)", ErrOutboxFull, ob.Stats().KeyN)
+		}
+		for _, e := range entries {
+			seq, err := ob.NextSequence()
+			if err != nil {
+				return err
+			}
+			data, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			if err := ob.Put(seqKey(seq), data); err != nil {
+				return err
+			}
+		}
+		for k := range before {
+			if _, ok := idx[k]; !ok {
+				if err := b.Delete([]byte(k)); err != nil {
+					return err
+				}
+			}
+		}
+		for k, e := range idx {
+			if old, ok := before[k]; ok && old == e {
+				continue
+			}
+			data, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(k), data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("content index: %w", err)
+	}
+	return nil
+}
+
+// ContentIndex implements Store.
+func (m *MemStore) ContentIndex() ([]ContentEntry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	out := slices.AppendSeq([]ContentEntry{}, maps.Values(m.content))
+	sortContent(out)
+	return out, nil
+}
+
+// UpdateContent implements Store.
+func (m *MemStore) UpdateContent(max int, fn func(idx map[string]ContentEntry) ([]Entry, error)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	idx := maps.Clone(m.content)
+	if idx == nil {
+		idx = map[string]ContentEntry{}
+	}
+	entries, err := fn(idx)
+	if err != nil {
+		return fmt.Errorf("content index: %w", err)
+	}
+	if err := checkIndex(idx); err != nil {
+		return fmt.Errorf("content index: %w", err)
+	}
+	if max > 0 && len(m.outbox)+len(entries) > max {
+		return fmt.Errorf("content index: outbox enqueue: %w (%d entries)", ErrOutboxFull, len(m.outbox))
+	}
+	for _, e := range entries {
+		m.seq++
+		e.Seq = m.seq
+		m.outbox = append(m.outbox, e)
+	}
+	m.content = idx
+	return nil
+}
