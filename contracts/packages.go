@@ -76,27 +76,25 @@ type PackageChunksResponse struct {
 // Created are the site's to fill; Files are the operator's.
 type PackageCreateRequest struct {
 	Header
-	Package     string         `json:"package"`
-	Version     string         `json:"version"`
-	Description string         `json:"description,omitempty"`
-	Files       []ManifestFile `json:"files"`
-	Links       []ManifestLink `json:"links,omitempty"`
+	Package string         `json:"package"`
+	Version string         `json:"version"`
+	Files   []ManifestFile `json:"files"`
+	Links   []ManifestLink `json:"links,omitempty"`
 }
 
 // PackageInfo describes one package version in the library.
 type PackageInfo struct {
-	Package     string    `json:"package"`
-	Version     string    `json:"version"`
-	Description string    `json:"description,omitempty"`
-	Digest      string    `json:"digest"` // SignedManifest.Digest
-	Site        string    `json:"site"`   // the site that created it
-	From        string    `json:"from"`   // the site it came from ("" when made here)
-	Size        int64     `json:"size"`
-	Files       int       `json:"files"`
-	Chunks      int       `json:"chunks"`
-	Created     time.Time `json:"created"`
-	CreatedBy   string    `json:"createdBy,omitempty"`
-	Installed   time.Time `json:"installed"`
+	Package   string    `json:"package"`
+	Version   string    `json:"version"`
+	Digest    string    `json:"digest"` // SignedManifest.Digest
+	Site      string    `json:"site"`   // the site that created it
+	From      string    `json:"from"`   // the site it came from ("" when made here)
+	Size      int64     `json:"size"`
+	Files     int       `json:"files"`
+	Chunks    int       `json:"chunks"`
+	Created   time.Time `json:"created"`
+	CreatedBy string    `json:"createdBy,omitempty"`
+	Installed time.Time `json:"installed"`
 }
 
 // PackageRequest names a version (Version "" on delete: every version; on

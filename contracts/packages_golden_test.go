@@ -1,7 +1,7 @@
 package contracts
 
 var examplePackageInfo = PackageInfo{
-	Package: "tools", Version: "1.0", Description: "lab tools", Digest: exampleChunk, Site: "PAR", From: "PAR",
+	Package: "tools", Version: "1.0", Digest: exampleChunk, Site: "PAR", From: "PAR",
 	Size: 4, Files: 1, Chunks: 1, Created: t0, CreatedBy: "alice", Installed: t1,
 }
 
@@ -13,7 +13,7 @@ func init() {
 	goldenExamples[TypePackageChunksRequest] = &PackageChunksRequest{Header: hdr(TypePackageChunksRequest), Hashes: []string{exampleChunk}}
 	goldenExamples[TypePackageChunksResponse] = &PackageChunksResponse{Header: hdr(TypePackageChunksResponse), Missing: []string{exampleChunk}}
 	goldenExamples[TypePackageCreateRequest] = &PackageCreateRequest{
-		Header: hdr(TypePackageCreateRequest), Package: "tools", Version: "1.0", Description: "lab tools", Files: exampleManifest.Files,
+		Header: hdr(TypePackageCreateRequest), Package: "tools", Version: "1.0", Files: exampleManifest.Files,
 		Links: exampleManifest.Links,
 	}
 	goldenExamples[TypePackageRequest] = &PackageRequest{Header: hdr(TypePackageRequest), Package: "tools", Version: "1.0"}

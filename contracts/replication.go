@@ -24,7 +24,7 @@ const ChunkSize = 512 << 10
 const (
 	MaxPackageFiles    = 10_000
 	MaxPackageBytes    = int64(64) << 30 // 64 GiB
-	MaxManifestBytes   = 900 << 10       // a signed manifest fits one NATS message
+	MaxManifestBytes   = 720 << 10       // in base64 (4/3) with its envelope, a signed manifest fits one 1 MiB NATS message
 	MaxPackagePathLen  = 1024
 	MaxPackageNameLen  = 64
 	MaxPackageVersions = 256
@@ -248,6 +248,7 @@ func (m *Manifest) Validate() error {
 		return fmt.Errorf("size %d: at most %d bytes", m.Size, MaxPackageBytes)
 	}
 	seen := make(map[string]bool, len(m.Files))
+	chunkSizes := map[string]int64{}
 	var total int64
 	for i := range m.Files {
 		f := &m.Files[i]
@@ -275,10 +276,20 @@ func (m *Manifest) Validate() error {
 		if int64(len(f.Chunks)) != want {
 			return fmt.Errorf("file %q: %d chunks for %d bytes, want %d", f.Path, len(f.Chunks), f.Size, want)
 		}
-		for _, c := range f.Chunks {
+		for j, c := range f.Chunks {
 			if err := ValidHash(c); err != nil {
 				return fmt.Errorf("file %q: chunk: %w", f.Path, err)
 			}
+			// A chunk is its hash's content: wherever it is used it has
+			// one size (every chunk but a file's last is ChunkSize).
+			n := int64(ChunkSize)
+			if j == len(f.Chunks)-1 {
+				n = f.Size - int64(j)*ChunkSize
+			}
+			if old, ok := chunkSizes[c]; ok && old != n {
+				return fmt.Errorf("file %q: chunk %s is %d bytes here and %d elsewhere", f.Path, c, n, old)
+			}
+			chunkSizes[c] = n
 		}
 	}
 	if total != m.Size {
@@ -296,16 +307,72 @@ func (m *Manifest) Validate() error {
 			return err
 		}
 	}
+	// Paths are compared as a case-insensitive file system (Windows,
+	// macOS) sees them: two paths that differ only in case are one file.
+	folded := make(map[string]string, len(seen))
+	for p := range seen {
+		f := strings.ToLower(p)
+		if other, ok := folded[f]; ok {
+			return fmt.Errorf("paths %q and %q differ only in case", min(p, other), max(p, other))
+		}
+		folded[f] = p
+	}
 	// No file or link may stand where another's directory is ("a" and
 	// "a/b"): writing "a/b" would follow the link "a".
-	for p := range seen {
-		for d := path.Dir(p); d != "."; d = path.Dir(d) {
-			if seen[d] {
-				return fmt.Errorf("%q is inside file or link %q", p, d)
+	for f, p := range folded {
+		for d := path.Dir(f); d != "."; d = path.Dir(d) {
+			if other, ok := folded[d]; ok {
+				return fmt.Errorf("%q is inside file or link %q", p, other)
 			}
 		}
 	}
+	// A link's target may not pass through another link: the system
+	// resolves that link first, so "x/l/.." is not where it reads when
+	// x/l is itself a link (x/l -> ".." and y -> "x/l/../.." climb out).
+	links := make(map[string]bool, len(m.Links))
+	for _, l := range m.Links {
+		links[strings.ToLower(l.Path)] = true
+	}
+	for _, l := range m.Links {
+		if via := linkThroughLink(l.Path, l.Target, links); via != "" {
+			return fmt.Errorf("link %q -> %q passes through link %q", l.Path, l.Target, via)
+		}
+	}
 	return nil
+}
+
+// linkThroughLink returns the first link (of links, lowercased paths)
+// that resolving target from the link at p walks through and then beyond,
+// or "".
+func linkThroughLink(p, target string, links map[string]bool) string {
+	var stack []string
+	if d := path.Dir(p); d != "." {
+		stack = strings.Split(strings.ToLower(d), "/")
+	}
+	els := strings.Split(strings.ToLower(target), "/")
+	for i, el := range els {
+		switch el {
+		case "", ".":
+			continue
+		case "..":
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		}
+		stack = append(stack, el)
+		last := true
+		for _, rest := range els[i+1:] {
+			if rest != "" && rest != "." {
+				last = false
+				break
+			}
+		}
+		if cur := strings.Join(stack, "/"); !last && links[cur] {
+			return cur
+		}
+	}
+	return ""
 }
 
 // ValidLinkTarget checks that the symbolic link at p pointing to target
@@ -316,6 +383,11 @@ func ValidLinkTarget(p, target string) error {
 	}
 	if strings.HasPrefix(target, "/") || strings.ContainsRune(target, '\\') {
 		return fmt.Errorf("link %q -> %q escapes the package", p, target)
+	}
+	for _, r := range target {
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			return fmt.Errorf("link %q: target %q contains a control or invalid character", p, target)
+		}
 	}
 	depth := strings.Count(p, "/") // directories the link sits in
 	for _, el := range strings.Split(target, "/") {

@@ -25,7 +25,7 @@ up)
   cat <<MSG
 
   The Steward lab is up ($((SECONDS - start)) s to three agents online): a NATS server
-  with TLS and JetStream, the admin, status, discovery, policy and sessions services
+  with TLS and JetStream, the admin, status, discovery, policy, sessions and replication services
   each in its own container, an operator container and three agents
   (agent-1..3).
 

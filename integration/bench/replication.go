@@ -83,7 +83,7 @@ func (e *Env) replication(ctx context.Context) (Result, error) {
 		if _, err := op.PackageUpload(ctx, s, nil); err != nil {
 			return contracts.PackageInfo{}, err
 		}
-		return op.PackageCreate(ctx, "bench", version, "", s)
+		return op.PackageCreate(ctx, "bench", version, s)
 	}
 	distribute := func(version string) (contracts.PackageSiteStatus, time.Duration, error) {
 		start := time.Now()

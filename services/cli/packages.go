@@ -72,7 +72,7 @@ func (p barProgress) Uploaded(n int) { _ = p.bar.Add(n) }
 func (p barProgress) Skipped(n int)  { _ = p.bar.Add(n) }
 
 func newPackagesCreateCmd(g *globals) *cobra.Command {
-	var version, source, description string
+	var version, source string
 	cmd := &cobra.Command{
 		Use:   "create NAME --version V --source DIR",
 		Short: "Make a package version from a directory",
@@ -83,7 +83,7 @@ bar shows the bytes on a terminal. The version is visible only once it is
 complete; a version that exists is refused (versions are immutable: make a
 new one).`,
 		Example: `  steward packages create tools --version 1.0 --source ./tools
-  steward packages create tools --version 1.1 --source ./tools --description "adds jq"`,
+  steward packages create tools --version 1.1 --source ./tools -o json`,
 		Args: packageArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := contracts.ValidPackageVersion(version); err != nil {
@@ -123,7 +123,7 @@ new one).`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
 			defer cancel()
-			info, err := c.PackageCreate(ctx, args[0], version, description, src)
+			info, err := c.PackageCreate(ctx, args[0], version, src)
 			if err != nil {
 				return explain(err)
 			}
@@ -136,7 +136,6 @@ new one).`,
 	}
 	cmd.Flags().StringVar(&version, "version", "", "the version to make, e.g. 1.0 (required)")
 	cmd.Flags().StringVar(&source, "source", "", "the directory to package (required)")
-	cmd.Flags().StringVar(&description, "description", "", "what the package is")
 	return cmd
 }
 
@@ -194,9 +193,6 @@ func newPackagesShowCmd(g *globals) *cobra.Command {
 				return g.print(resp, func(w io.Writer) {
 					p := resp.Package
 					fmt.Fprintf(w, "Package:\t%s %s\n", p.Package, p.Version)
-					if p.Description != "" {
-						fmt.Fprintf(w, "Description:\t%s\n", p.Description)
-					}
 					fmt.Fprintf(w, "Created:\t%s by %s at site %s\n", p.Created.Local().Format(time.RFC3339), p.CreatedBy, p.Site)
 					fmt.Fprintf(w, "Size:\t%s in %s, %d chunks\n", bytesText(p.Size), plural(p.Files, "file"), p.Chunks)
 					fmt.Fprintf(w, "Digest:\t%s\n", p.Digest)

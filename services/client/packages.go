@@ -218,10 +218,10 @@ func (c *Client) PutChunk(ctx context.Context, hash string, data []byte) error {
 
 // PackageCreate asks the site to sign and store a version of src, whose
 // chunks it holds (PackageUpload first).
-func (c *Client) PackageCreate(ctx context.Context, name, version, description string, src *PackageSource) (contracts.PackageInfo, error) {
+func (c *Client) PackageCreate(ctx context.Context, name, version string, src *PackageSource) (contracts.PackageInfo, error) {
 	req := contracts.PackageCreateRequest{
 		Header: contracts.NewHeader(contracts.TypePackageCreateRequest), Package: name, Version: version,
-		Description: description, Files: src.Files, Links: src.Links,
+		Files: src.Files, Links: src.Links,
 	}
 	var resp contracts.PackageResponse
 	if err := c.call(ctx, contracts.KindPackagesCreate, req, &resp); err != nil {

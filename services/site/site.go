@@ -25,12 +25,13 @@ import (
 	"github.com/stewardhq/steward/services/discovery"
 	"github.com/stewardhq/steward/services/policy"
 	"github.com/stewardhq/steward/services/rbac"
+	"github.com/stewardhq/steward/services/replication"
 	"github.com/stewardhq/steward/services/sessions"
 	"github.com/stewardhq/steward/services/status"
 )
 
 // AllServices are the services `steward serve` runs by default, in start order.
-var AllServices = []string{"admin", "status", "discovery", "policy", "sessions"}
+var AllServices = []string{"admin", "status", "discovery", "policy", "sessions", "replication"}
 
 // Config of a site process.
 type Config struct {
@@ -286,6 +287,29 @@ func (s *Site) startServices(ctx context.Context) error {
 				return err
 			}
 			s.runs = append(s.runs, withEmitter(emit, sessions.ServiceName, sessions.ServiceVersion, svc.Run))
+		case "replication":
+			siteNC, err := s.connectSite("steward-replication-sites")
+			if err != nil {
+				return err
+			}
+			emit, err := status.NewEmitter(status.EmitterConfig{NC: nc, Site: s.Info.Site, Component: contracts.ComponentDespooler, Instance: replication.ServiceName, Log: log})
+			if err != nil {
+				return err
+			}
+			svc, err := replication.New(ctx, replication.Config{NC: nc, SiteNC: siteNC, Site: s.Info.Site, SiteKey: s.keys.Site,
+				Log: status.ErrorsAsStatus(log, emit, replication.ServiceName), Authz: authz, Emitter: emit, Replicas: s.cfg.Replicas})
+			if err != nil {
+				return err
+			}
+			// The service says started and stopping itself.
+			s.runs = append(s.runs, func(ctx context.Context) error {
+				defer func() {
+					cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					_ = emit.Close(cctx)
+				}()
+				return svc.Run(ctx)
+			})
 		}
 		log.Info("service started", "component", "site", "service", name)
 	}

@@ -1,0 +1,211 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/client"
+	"github.com/stewardhq/steward/services/site"
+)
+
+// startLinkedSites runs a parent site PAR with a leaf listener and a child
+// site CHD linked to it with a one-time site token, and waits until each
+// has pinned the other.
+func startLinkedSites(t *testing.T) (parent, child *runningSite) {
+	t.Helper()
+	leaf := freePort(t)
+	parent = startSiteConfig(t, site.Config{DataDir: t.TempDir(), Listen: freePort(t), Site: "PAR", SiteSet: true, LeafListen: leaf})
+	op := parent.operator(t)
+	tok, _, err := op.SitesTokenCreate(ctx(t), time.Hour, "CHD", "integration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	child = startSiteConfig(t, site.Config{DataDir: t.TempDir(), Listen: freePort(t), Site: "CHD", SiteSet: true, Parent: "nats://" + leaf, ParentToken: tok})
+	cop := child.operator(t)
+	wait(t, 15*time.Second, "the sites to pin each other", func() bool {
+		p, err1 := op.SitesList(ctx(t))
+		c, err2 := cop.SitesList(ctx(t))
+		return err1 == nil && err2 == nil && len(p) == 1 && len(c) == 1 &&
+			p[0].Site == "CHD" && p[0].SigningKey != "" && p[0].Connected && c[0].Site == "PAR" && c[0].Role == contracts.PeerParent
+	})
+	return parent, child
+}
+
+// startSiteConfig is startSite with a whole config.
+func startSiteConfig(t *testing.T, cfg site.Config) *runningSite {
+	t.Helper()
+	cfg.Log = testLog(t)
+	s, err := site.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("start site %s: %v", cfg.Site, err)
+	}
+	c, cancel := context.WithCancel(context.Background())
+	rs := &runningSite{Site: s, dir: cfg.DataDir, listen: cfg.Listen, cancel: cancel, done: make(chan error, 1)}
+	go func() { rs.done <- s.Run(c) }()
+	t.Cleanup(rs.stop)
+	rs.waitServices(t)
+	return rs
+}
+
+// createPackage makes version of package name from dir at the site of op.
+func createPackage(t *testing.T, op *client.Client, name, version, dir string) contracts.PackageInfo {
+	t.Helper()
+	src, err := client.ScanPackage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.PackageUpload(ctx(t), src, nil); err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	info, err := op.PackageCreate(ctx(t), name, version, src)
+	if err != nil {
+		t.Fatalf("create %s %s: %v", name, version, err)
+	}
+	return info
+}
+
+// waitInstalledAt waits until the version is installed at site dest, as
+// the sender of op's site reports it.
+func waitInstalledAt(t *testing.T, op *client.Client, name, version, dest string) contracts.PackageSiteStatus {
+	t.Helper()
+	var st contracts.PackageSiteStatus
+	wait(t, 30*time.Second, name+" "+version+" installed at "+dest, func() bool {
+		resp, err := op.PackageStatus(ctx(t), name, version)
+		if err != nil || len(resp.Sites) != 1 {
+			return false
+		}
+		st = resp.Sites[0]
+		if st.State == contracts.ContentFailed {
+			t.Fatalf("distribution to %s failed: %s", dest, st.Error)
+		}
+		return st.State == contracts.ContentInstalled
+	})
+	return st
+}
+
+// TestReplicationParentChildAgent: a package made at the parent reaches the
+// child site over the leaf connection, verified, and from there a real
+// agent of the child, which installs it under its state dir. A second
+// version that shares most chunks moves only the new ones.
+func TestReplicationParentChildAgent(t *testing.T) {
+	parent, child := startLinkedSites(t)
+	op, cop := parent.operator(t), child.operator(t)
+
+	src := t.TempDir()
+	big := bytes.Repeat([]byte("0123456789abcdef"), 3*contracts.ChunkSize/16) // 3 chunks
+	tool := []byte("#!/bin/sh\necho tool\n")
+	must(t, os.MkdirAll(filepath.Join(src, "bin"), 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "bin", "tool"), tool, 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "data.bin"), big, 0o644))
+	must(t, os.Symlink("bin/tool", filepath.Join(src, "t")))
+	v1 := createPackage(t, op, "tools", "1.0", src)
+
+	// Not at the child until distributed.
+	if list, err := cop.PackageList(ctx(t), "tools"); err != nil || len(list) != 0 {
+		t.Fatalf("child library before distribution = %v, %v; want empty", list, err)
+	}
+	if _, err := op.PackageDistribute(ctx(t), "tools", "1.0", []string{"CHD"}); err != nil {
+		t.Fatal(err)
+	}
+	st := waitInstalledAt(t, op, "tools", "1.0", "CHD")
+	if st.Verified != v1.Digest {
+		t.Fatalf("the child verified digest %q, want %q", st.Verified, v1.Digest)
+	}
+	list, err := cop.PackageList(ctx(t), "tools")
+	if err != nil || len(list) != 1 || list[0].Digest != v1.Digest || list[0].Site != "PAR" || list[0].From != "PAR" {
+		t.Fatalf("child library = %+v, %v; want tools 1.0 from PAR", list, err)
+	}
+	// Content flows down only: the child cannot send to its parent.
+	if _, err := cop.PackageDistribute(ctx(t), "tools", "1.0", []string{"PAR"}); err == nil {
+		t.Fatal("a child distributed to its parent")
+	}
+
+	// A real agent of the child downloads it once deployed to its collection.
+	adir := t.TempDir()
+	ra := startAgent(t, child.URL(), child.token(t, 1, time.Hour), adir, "web-01")
+	wait(t, 15*time.Second, "the agent to enroll", func() bool { return ra.ClientID() != "" })
+	waitOnline(t, cop, ra.ClientID(), true)
+	dep, err := cop.PackageDeploy(ctx(t), "tools", "", contracts.AllSystemsName, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dep.Deployment.Version != "1.0" {
+		t.Fatalf("deployed %+v, want the newest version 1.0", dep.Deployment)
+	}
+	installed := filepath.Join(adir, "content", "tools", "1.0")
+	wait(t, 30*time.Second, "the agent to install tools 1.0", func() bool {
+		b, err := os.ReadFile(filepath.Join(installed, "data.bin"))
+		return err == nil && bytes.Equal(b, big)
+	})
+	if b, err := os.ReadFile(filepath.Join(installed, "bin", "tool")); err != nil || !bytes.Equal(b, tool) {
+		t.Fatalf("bin/tool = %q, %v", b, err)
+	}
+	if fi, err := os.Stat(filepath.Join(installed, "bin", "tool")); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("bin/tool mode = %v, %v; want 0755", fi, err)
+	}
+	if target, err := os.Readlink(filepath.Join(installed, "t")); err != nil || target != "bin/tool" {
+		t.Fatalf("link t = %q, %v", target, err)
+	}
+	wait(t, 15*time.Second, "the child to know the client installed it", func() bool {
+		resp, err := cop.PackageStatus(ctx(t), "tools", "1.0")
+		return err == nil && len(resp.Clients) == 1 && resp.Clients[0].State == contracts.ContentInstalled && resp.Clients[0].Client.Name == "web-01"
+	})
+
+	// Version 2 changes one small file: only its chunk crosses the link.
+	must(t, os.WriteFile(filepath.Join(src, "bin", "tool"), []byte("#!/bin/sh\necho tool 2\n"), 0o755))
+	v2 := createPackage(t, op, "tools", "2.0", src)
+	if _, err := op.PackageDistribute(ctx(t), "tools", "2.0", []string{"CHD"}); err != nil {
+		t.Fatal(err)
+	}
+	st2 := waitInstalledAt(t, op, "tools", "2.0", "CHD")
+	if st2.Verified != v2.Digest || st2.Bytes >= int64(contracts.ChunkSize) || st2.ChunksTotal != 1 {
+		t.Fatalf("version 2 moved %d bytes in %d chunks; want only the changed file's one chunk", st2.Bytes, st2.ChunksTotal)
+	}
+}
+
+// TestReplicationRefusedWithoutPermission: a Read-only Analyst may list
+// packages but not create, distribute or deploy them.
+func TestReplicationRefusedWithoutPermission(t *testing.T) {
+	rs := startSite(t, t.TempDir(), freePort(t), "S1")
+	admin := rs.operator(t)
+	src := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(src, "a"), []byte("a"), 0o644))
+	createPackage(t, admin, "tools", "1", src)
+
+	ro := rs.addOperator(t, admin, "reader", []string{contracts.RoleReadOnlyAnalyst}, []string{contracts.AllSystemsName})
+	if list, err := ro.PackageList(ctx(t), ""); err != nil || len(list) != 1 {
+		t.Fatalf("reader's list = %v, %v; want the one version", list, err)
+	}
+	s, err := client.ScanPackage(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ro.PutChunk(ctx(t), contracts.ChunkHash([]byte("x")), []byte("x")); contracts.CodeOf(err) != contracts.CodePermissionDenied {
+		t.Fatalf("reader put a chunk: %v, want permission_denied", err)
+	}
+	if _, err := ro.PackageCreate(ctx(t), "tools", "2", s); contracts.CodeOf(err) != contracts.CodePermissionDenied {
+		t.Fatalf("reader created a version: %v, want permission_denied", err)
+	}
+	if _, err := ro.PackageDeploy(ctx(t), "tools", "1", contracts.AllSystemsName, true); contracts.CodeOf(err) != contracts.CodePermissionDenied {
+		t.Fatalf("reader deployed: %v, want permission_denied", err)
+	}
+	if _, err := ro.PackageDelete(ctx(t), "tools", "1"); contracts.CodeOf(err) != contracts.CodePermissionDenied {
+		t.Fatalf("reader deleted: %v, want permission_denied", err)
+	}
+	// An operator's chunk must be what its hash says.
+	if err := admin.PutChunk(ctx(t), contracts.ChunkHash([]byte("x")), []byte("y")); contracts.CodeOf(err) != contracts.CodeBadRequest {
+		t.Fatalf("a chunk under another hash: %v, want bad_request", err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

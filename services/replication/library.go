@@ -1,0 +1,391 @@
+package replication
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stewardhq/steward/contracts"
+)
+
+// The content library: chunks in the object store ChunksStore, each
+// stored once however many versions use it, and one record per installed
+// version in PackagesBucket. A version is installed by one create-only
+// write of its record, after every chunk it names is stored, so a version
+// is visible complete or not at all.
+
+// versionRecord is the value of a version's key in PackagesBucket.
+type versionRecord struct {
+	Info   contracts.PackageInfo    `json:"info"`
+	Signed contracts.SignedManifest `json:"signed"` // as installed: signed by the site it came from
+}
+
+// versionInfoOnly decodes a record's summary alone.
+type versionInfoOnly struct {
+	Info contracts.PackageInfo `json:"info"`
+}
+
+// Version is one installed version, whole.
+type Version struct {
+	Info contracts.PackageInfo
+	// Signed is the manifest as installed, signed by the site that made it
+	// (made here) or the site it came from.
+	Signed   contracts.SignedManifest
+	Manifest contracts.Manifest
+}
+
+// chunkQueryWorkers bounds the parallel object-store lookups of one query.
+const chunkQueryWorkers = 16
+
+// MissingChunks returns the hashes the library lacks, in the order given,
+// each once. A hash that is not a lowercase hex SHA-256 is CodeBadRequest;
+// a store that does not answer is CodeUnavailable.
+func (s *Service) MissingChunks(ctx context.Context, hashes []string) ([]string, error) {
+	for _, h := range hashes {
+		if err := contracts.ValidHash(h); err != nil {
+			return nil, contracts.Errorf(contracts.CodeBadRequest, "%v", err)
+		}
+	}
+	sizes, err := s.chunkSizes(ctx, hashes)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{}
+	seen := map[string]bool{}
+	for _, h := range hashes {
+		if _, ok := sizes[h]; !ok && !seen[h] {
+			seen[h] = true
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+// PutChunk stores data as the chunk hash after checking that hash is its
+// SHA-256 (CodeBadRequest otherwise) and that it is at most ChunkSize. A
+// chunk already stored is left as it is. A full or unavailable store is
+// CodeUnavailable.
+func (s *Service) PutChunk(ctx context.Context, hash string, data []byte) error {
+	if err := checkChunkData(hash, data); err != nil {
+		return contracts.Errorf(contracts.CodeBadRequest, "%v", err)
+	}
+	return s.storeChunk(ctx, hash, data)
+}
+
+// checkChunkData checks a chunk's bytes against its name.
+func checkChunkData(hash string, data []byte) error {
+	if err := contracts.ValidHash(hash); err != nil {
+		return err
+	}
+	if len(data) == 0 || len(data) > contracts.ChunkSize {
+		return fmt.Errorf("chunk %s: %d bytes: want 1 to %d", hash, len(data), contracts.ChunkSize)
+	}
+	if got := contracts.ChunkHash(data); got != hash {
+		return fmt.Errorf("chunk %s: the data's SHA-256 is %s", hash, got)
+	}
+	return nil
+}
+
+// storeChunk puts a verified chunk unless the store holds it.
+func (s *Service) storeChunk(ctx context.Context, hash string, data []byte) error {
+	if _, err := s.chunks.GetInfo(ctx, hash); err == nil {
+		return nil
+	} else if !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return contracts.Errorf(contracts.CodeUnavailable, "content library: look up chunk %s: %v", hash, err)
+	}
+	if _, err := s.chunks.PutBytes(ctx, hash, data); err != nil {
+		return contracts.Errorf(contracts.CodeUnavailable, "content library: store chunk %s: %v", hash, err)
+	}
+	return nil
+}
+
+// ReadChunk returns the chunk hash (CodeNotFound when the library lacks it).
+func (s *Service) ReadChunk(ctx context.Context, hash string) ([]byte, error) {
+	if err := contracts.ValidHash(hash); err != nil {
+		return nil, contracts.Errorf(contracts.CodeBadRequest, "%v", err)
+	}
+	data, err := s.chunks.GetBytes(ctx, hash)
+	switch {
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		return nil, contracts.Errorf(contracts.CodeNotFound, "chunk %s is not in the content library", hash)
+	case err != nil:
+		return nil, contracts.Errorf(contracts.CodeUnavailable, "content library: read chunk %s: %v", hash, err)
+	}
+	return data, nil
+}
+
+// chunkSizes returns the stored size of each of hashes the store holds.
+func (s *Service) chunkSizes(ctx context.Context, hashes []string) (map[string]int, error) {
+	uniq := slices.Compact(slices.Sorted(slices.Values(hashes)))
+	out := make(map[string]int, len(uniq))
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+		next     = make(chan string)
+	)
+	for range min(chunkQueryWorkers, len(uniq)) {
+		wg.Go(func() {
+			for h := range next {
+				info, err := s.chunks.GetInfo(ctx, h)
+				mu.Lock()
+				switch {
+				case err == nil:
+					out[h] = int(info.Size)
+				case !errors.Is(err, jetstream.ErrObjectNotFound) && firstErr == nil:
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for _, h := range uniq {
+		next <- h
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, contracts.Errorf(contracts.CodeUnavailable, "content library: look up chunks: %v", firstErr)
+	}
+	return out, nil
+}
+
+// missingOf returns the chunks of want (hash -> size) the store lacks, in
+// sorted order; a stored chunk of another size is an error (a manifest
+// that lies about its chunks, or a damaged store).
+func (s *Service) missingOf(ctx context.Context, want map[string]int) ([]string, error) {
+	hashes := make([]string, 0, len(want))
+	for h := range want {
+		hashes = append(hashes, h)
+	}
+	have, err := s.chunkSizes(ctx, hashes)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for h, size := range want {
+		got, ok := have[h]
+		if !ok {
+			missing = append(missing, h)
+			continue
+		}
+		if got != size {
+			return nil, contracts.Errorf(contracts.CodeBadRequest, "chunk %s is %d bytes, but the manifest says %d", h, got, size)
+		}
+	}
+	slices.Sort(missing)
+	return missing, nil
+}
+
+// CreateVersion makes a version of this site from m, whose every chunk
+// must be in the library already: it fills in what is the site's to fill
+// (header, Site, Created, CreatedBy = by, ChunkSize, Size when 0, files and
+// links sorted by path), validates it, signs it with the site key and
+// installs it. Errors: CodeBadRequest (an invalid manifest), CodeTooLarge
+// (a manifest over MaxManifestBytes), CodeConflict (the version exists,
+// chunks are missing, or the package has MaxPackageVersions versions),
+// CodeUnavailable (the store).
+func (s *Service) CreateVersion(ctx context.Context, m contracts.Manifest, by string) (contracts.PackageInfo, error) {
+	now := s.now()
+	if m.Site != "" && m.Site != s.cfg.Site {
+		return contracts.PackageInfo{}, contracts.Errorf(contracts.CodeBadRequest, "a version made here belongs to site %s, not %s", s.cfg.Site, m.Site)
+	}
+	m.Header = contracts.NewHeader(contracts.TypeManifest)
+	m.Header.Time = now
+	m.Site = s.cfg.Site
+	if m.Created.IsZero() {
+		m.Created = now
+	}
+	m.CreatedBy = by
+	if m.ChunkSize == 0 {
+		m.ChunkSize = contracts.ChunkSize
+	}
+	if m.Size == 0 {
+		for _, f := range m.Files {
+			m.Size += f.Size
+		}
+	}
+	slices.SortFunc(m.Files, func(a, b contracts.ManifestFile) int { return strings.Compare(a.Path, b.Path) })
+	slices.SortFunc(m.Links, func(a, b contracts.ManifestLink) int { return strings.Compare(a.Path, b.Path) })
+	if err := m.Validate(); err != nil {
+		return contracts.PackageInfo{}, contracts.Errorf(contracts.CodeBadRequest, "invalid package %s: %v", contracts.PackageKey(m.Package, m.Version), err)
+	}
+	sizes, err := chunkSizesOf(&m)
+	if err != nil {
+		return contracts.PackageInfo{}, contracts.Errorf(contracts.CodeBadRequest, "invalid package %s: %v", contracts.PackageKey(m.Package, m.Version), err)
+	}
+	body, err := json.Marshal(&m)
+	if err != nil {
+		return contracts.PackageInfo{}, err
+	}
+	if len(body) > contracts.MaxManifestBytes {
+		return contracts.PackageInfo{}, contracts.Errorf(contracts.CodeTooLarge,
+			"the manifest of %s is %d bytes, at most %d: make the package of fewer or larger files, or split it",
+			contracts.PackageKey(m.Package, m.Version), len(body), contracts.MaxManifestBytes)
+	}
+	if _, ok := s.model.version(m.Package, m.Version); ok {
+		return contracts.PackageInfo{}, contracts.Errorf(contracts.CodeConflict, "%s exists (versions never change: make a new version)", contracts.PackageKey(m.Package, m.Version))
+	}
+	if n := len(s.model.versionList(m.Package)); n >= contracts.MaxPackageVersions {
+		return contracts.PackageInfo{}, contracts.Errorf(contracts.CodeConflict, "package %s has %d versions, at most %d: delete old ones first", m.Package, n, contracts.MaxPackageVersions)
+	}
+	s.libMu.RLock()
+	defer s.libMu.RUnlock()
+	missing, err := s.missingOf(ctx, sizes)
+	if err != nil {
+		return contracts.PackageInfo{}, err
+	}
+	if len(missing) > 0 {
+		return contracts.PackageInfo{}, contracts.Errorf(contracts.CodeConflict, "%d chunks of %s are not in the library (upload them first), such as %s",
+			len(missing), contracts.PackageKey(m.Package, m.Version), missing[0])
+	}
+	signed := s.sign(body)
+	info := newInfo(&m, &signed, "")
+	if err := s.install(ctx, info, signed); err != nil {
+		return contracts.PackageInfo{}, err
+	}
+	s.log.Info("version created", "package", m.Package, "version", m.Version, "digest", info.Digest, "size", m.Size, "by", by)
+	return info, nil
+}
+
+// sign signs a manifest's JSON with the site key.
+func (s *Service) sign(body []byte) contracts.SignedManifest {
+	return contracts.SignedManifest{
+		Header:   contracts.NewHeader(contracts.TypeSignedManifest),
+		Manifest: body, Signature: s.key.Sign(contracts.ManifestSigningInput(body)), Key: s.key.PublicKey(),
+	}
+}
+
+// newInfo summarises a version received from site from ("" made here).
+func newInfo(m *contracts.Manifest, signed *contracts.SignedManifest, from string) contracts.PackageInfo {
+	return contracts.PackageInfo{
+		Package: m.Package, Version: m.Version, Digest: signed.Digest(), Site: m.Site, From: from,
+		Size: m.Size, Files: len(m.Files), Chunks: len(m.Chunks()), Created: m.Created, CreatedBy: m.CreatedBy,
+	}
+}
+
+// install writes a version's record, create-only: the moment the version
+// becomes visible. Installing the same digest again is done; another
+// digest under the same version is CodeConflict.
+func (s *Service) install(ctx context.Context, info contracts.PackageInfo, signed contracts.SignedManifest) error {
+	info.Installed = s.now()
+	data, err := json.Marshal(versionRecord{Info: info, Signed: signed})
+	if err != nil {
+		return err
+	}
+	key := versionKey(info.Package, info.Version)
+	rev, err := s.packagesKV.Create(ctx, key, data)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		cur, gerr := s.readVersion(ctx, info.Package, info.Version)
+		if gerr == nil && cur.Info.Digest == info.Digest {
+			return nil
+		}
+		return contracts.Errorf(contracts.CodeConflict, "%s is installed with another digest", contracts.PackageKey(info.Package, info.Version))
+	}
+	if err != nil {
+		return contracts.Errorf(contracts.CodeUnavailable, "content library: install %s: %v", contracts.PackageKey(info.Package, info.Version), err)
+	}
+	return s.model.wait(ctx, PackagesBucket, rev)
+}
+
+// Version returns an installed version; version "" is the package's newest.
+func (s *Service) Version(ctx context.Context, pkg, version string) (*Version, error) {
+	if version == "" {
+		vs := s.model.versionList(pkg)
+		if len(vs) == 0 {
+			return nil, contracts.Errorf(contracts.CodeNotFound, "no package %q", pkg)
+		}
+		version = vs[len(vs)-1].Version
+	}
+	return s.readVersion(ctx, pkg, version)
+}
+
+// readVersion reads a version's record and decodes its manifest.
+func (s *Service) readVersion(ctx context.Context, pkg, version string) (*Version, error) {
+	if err := contracts.ValidPackageName(pkg); err != nil {
+		return nil, contracts.Errorf(contracts.CodeBadRequest, "%v", err)
+	}
+	if err := contracts.ValidPackageVersion(version); err != nil {
+		return nil, contracts.Errorf(contracts.CodeBadRequest, "%v", err)
+	}
+	e, err := s.packagesKV.Get(ctx, versionKey(pkg, version))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, contracts.Errorf(contracts.CodeNotFound, "no package %s", contracts.PackageKey(pkg, version))
+	case err != nil:
+		return nil, contracts.Errorf(contracts.CodeUnavailable, "content library: read %s: %v", contracts.PackageKey(pkg, version), err)
+	}
+	var rec versionRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return nil, fmt.Errorf("record of %s: %w", contracts.PackageKey(pkg, version), err)
+	}
+	v := &Version{Info: rec.Info, Signed: rec.Signed}
+	if err := json.Unmarshal(rec.Signed.Manifest, &v.Manifest); err != nil {
+		return nil, fmt.Errorf("manifest of %s: %w", contracts.PackageKey(pkg, version), err)
+	}
+	return v, nil
+}
+
+// Versions lists the installed versions of pkg ("" every package), by
+// package then creation (a package's newest last).
+func (s *Service) Versions(pkg string) []contracts.PackageInfo { return s.model.versionList(pkg) }
+
+// Delete removes a version (version "": every version of pkg) from the
+// library and drops its jobs; chunks no other version uses are removed by
+// the next prune, which Delete starts. A deployed version is CodeConflict:
+// undeploy it first. It returns what was deleted.
+func (s *Service) Delete(ctx context.Context, pkg, version, by string) ([]contracts.PackageInfo, error) {
+	var victims []contracts.PackageInfo
+	if version == "" {
+		victims = s.model.versionList(pkg)
+	} else if v, ok := s.model.version(pkg, version); ok {
+		victims = []contracts.PackageInfo{v}
+	}
+	if len(victims) == 0 {
+		return nil, contracts.Errorf(contracts.CodeNotFound, "no package %s", contracts.PackageKey(pkg, version))
+	}
+	for _, v := range victims {
+		if ds := s.model.deploymentList(v.Package, v.Version); len(ds) > 0 {
+			return nil, contracts.Errorf(contracts.CodeConflict, "%s is deployed to collection %s: undeploy it first",
+				contracts.PackageKey(v.Package, v.Version), ds[0].Collection.Name)
+		}
+	}
+	for _, v := range victims {
+		for _, e := range s.model.jobList(func(j job) bool { return j.Package == v.Package && j.Version == v.Version }) {
+			if err := s.jobsKV.Delete(ctx, jobKey(v.Package, v.Version, e.job.Site)); err != nil {
+				return nil, contracts.Errorf(contracts.CodeUnavailable, "delete the jobs of %s: %v", contracts.PackageKey(v.Package, v.Version), err)
+			}
+		}
+		if err := s.packagesKV.Purge(ctx, versionKey(v.Package, v.Version)); err != nil {
+			return nil, contracts.Errorf(contracts.CodeUnavailable, "delete %s: %v", contracts.PackageKey(v.Package, v.Version), err)
+		}
+		s.log.Info("version deleted", "package", v.Package, "version", v.Version, "by", by)
+	}
+	if err := s.syncModel(ctx, s.packagesKV, PackagesBucket); err != nil {
+		return nil, err
+	}
+	select {
+	case s.pruneNow <- struct{}{}:
+	default:
+	}
+	return victims, nil
+}
+
+// syncModel waits until the view of bucket holds everything written to it
+// so far.
+func (s *Service) syncModel(ctx context.Context, kv jetstream.KeyValue, bucket string) error {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return contracts.Errorf(contracts.CodeUnavailable, "bucket %s: %v", bucket, err)
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return fmt.Errorf("bucket %s: status of type %T", bucket, st)
+	}
+	return s.model.wait(ctx, bucket, bs.StreamInfo().State.LastSeq)
+}

@@ -1,0 +1,140 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stewardhq/steward/contracts"
+)
+
+func TestLibrary(t *testing.T) {
+	par := newSite(t, "PAR", nil)
+	clock := newTestClock(time.Now())
+	par.cfg = func(c *Config) { c.Now = clock.now }
+	p := par.start()
+	ctx := context.Background()
+
+	data := randomBytes(100)
+	h := contracts.ChunkHash(data)
+	if _, err := p.MissingChunks(ctx, []string{"nothex"}); contracts.CodeOf(err) != contracts.CodeBadRequest {
+		t.Fatalf("MissingChunks of a bad hash: got %v, want bad_request", err)
+	}
+	if err := p.PutChunk(ctx, h, randomBytes(100)); contracts.CodeOf(err) != contracts.CodeBadRequest {
+		t.Fatalf("PutChunk of other bytes: got %v, want bad_request", err)
+	}
+	big := randomBytes(contracts.ChunkSize + 1)
+	if err := p.PutChunk(ctx, contracts.ChunkHash(big), big); contracts.CodeOf(err) != contracts.CodeBadRequest {
+		t.Fatalf("PutChunk over ChunkSize: got %v, want bad_request", err)
+	}
+	if missing, err := p.MissingChunks(ctx, []string{h, h}); err != nil || len(missing) != 1 {
+		t.Fatalf("MissingChunks: %v %v, want [%s] once", missing, err, h)
+	}
+	m, _ := buildManifest("tools", "1.0", []testFile{{path: "a", data: data}})
+	if _, err := p.CreateVersion(ctx, m, "alice"); contracts.CodeOf(err) != contracts.CodeConflict {
+		t.Fatalf("CreateVersion without its chunks: got %v, want conflict", err)
+	}
+	if _, err := p.ReadChunk(ctx, h); contracts.CodeOf(err) != contracts.CodeNotFound {
+		t.Fatalf("ReadChunk of a missing chunk: got %v, want not_found", err)
+	}
+	for range 2 { // twice: stored once
+		if err := p.PutChunk(ctx, h, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if missing, _ := p.MissingChunks(ctx, []string{h}); len(missing) != 0 {
+		t.Fatalf("missing %v after PutChunk", missing)
+	}
+	bad := m
+	bad.Files = []contracts.ManifestFile{m.Files[0]}
+	bad.Files[0].Path = "../a"
+	if _, err := p.CreateVersion(ctx, bad, "alice"); contracts.CodeOf(err) != contracts.CodeBadRequest {
+		t.Fatalf("CreateVersion of a bad manifest: got %v, want bad_request", err)
+	}
+	v1, err := p.CreateVersion(ctx, m, "alice")
+	if err != nil || v1.CreatedBy != "alice" || v1.Site != "PAR" || v1.Size != 100 || v1.Files != 1 || v1.Chunks != 1 {
+		t.Fatalf("CreateVersion: %+v %v", v1, err)
+	}
+	if _, err := p.CreateVersion(ctx, m, "alice"); contracts.CodeOf(err) != contracts.CodeConflict {
+		t.Fatalf("CreateVersion again: got %v, want conflict", err)
+	}
+	v, err := p.Version(ctx, "tools", "1.0")
+	if err != nil || v.Signed.Key != par.pub() || v.Signed.Digest() != v1.Digest || v.Manifest.CreatedBy != "alice" {
+		t.Fatalf("Version: %+v %v", v, err)
+	}
+
+	// A manifest over MaxManifestBytes is refused, however small the files.
+	var many []testFile
+	for i := range 8000 {
+		many = append(many, testFile{path: fmt.Sprintf("dir/%s-%05d", strings.Repeat("x", 60), i)})
+	}
+	mm, _ := buildManifest("many", "1", many)
+	if _, err := p.CreateVersion(ctx, mm, "alice"); contracts.CodeOf(err) != contracts.CodeTooLarge {
+		t.Fatalf("CreateVersion of a huge manifest: got %v, want too_large", err)
+	}
+
+	// Versions are listed by package then creation; "" is the newest.
+	clock.set(clock.now().Add(time.Minute))
+	shared := randomBytes(50)
+	v2, _ := createVersion(t, p, "tools", "2.0", []testFile{{path: "a", data: data}, {path: "b", data: shared}})
+	createVersion(t, p, "other", "1", []testFile{{path: "s", data: shared}})
+	var got []string
+	for _, v := range p.Versions("") {
+		got = append(got, contracts.PackageKey(v.Package, v.Version))
+	}
+	if strings.Join(got, " ") != "other@1 tools@1.0 tools@2.0" {
+		t.Fatalf("Versions: %v", got)
+	}
+	if newest, err := p.Version(ctx, "tools", ""); err != nil || newest.Info.Digest != v2.Digest {
+		t.Fatalf("newest: %+v %v", newest, err)
+	}
+
+	// Delete every version of tools, then prune: the chunk only tools
+	// used goes; the one other@1 shares stays.
+	deleted, err := p.Delete(ctx, "tools", "", "alice")
+	if err != nil || len(deleted) != 2 || len(p.Versions("tools")) != 0 {
+		t.Fatalf("Delete: %+v %v", deleted, err)
+	}
+	if n, _, err := p.PruneChunks(ctx); err != nil || n != 0 {
+		t.Fatalf("prune within the grace period removed %d (%v)", n, err)
+	}
+	clock.set(time.Now().Add(2 * DefaultPruneGrace))
+	if n, _, err := p.PruneChunks(ctx); err != nil || n != 1 {
+		t.Fatalf("prune removed %d (%v): want 1", n, err)
+	}
+	if _, err := p.ReadChunk(ctx, h); contracts.CodeOf(err) != contracts.CodeNotFound {
+		t.Fatalf("the unused chunk: %v, want not_found", err)
+	}
+	if _, err := p.ReadChunk(ctx, contracts.ChunkHash(shared)); err != nil {
+		t.Fatalf("the shared chunk: %v", err)
+	}
+	if _, err := p.Delete(ctx, "tools", "", "alice"); contracts.CodeOf(err) != contracts.CodeNotFound {
+		t.Fatalf("Delete of nothing: got %v, want not_found", err)
+	}
+}
+
+func TestConfigChecks(t *testing.T) {
+	par := newSite(t, "PAR", nil)
+	cfg := par.config()
+	cfg.SiteNC = par.nc // the default inbox prefix
+	if err := cfg.CheckAndSetDefaults(); err == nil || !strings.Contains(err.Error(), "inbox prefix") {
+		t.Fatalf("SiteNC without the site inbox: got %v", err)
+	}
+	cfg = par.config()
+	cfg.SiteKey = nil
+	if err := cfg.CheckAndSetDefaults(); err == nil {
+		t.Fatal("no site key: want an error")
+	}
+	cfg = par.config()
+	cfg.SiteNC = nil
+	p, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.model.stop()
+	if _, err := p.Distribute(context.Background(), "x", "1", []string{"CHD"}, "a"); contracts.CodeOf(err) != contracts.CodeUnavailable {
+		t.Fatalf("Distribute without SiteNC: got %v, want unavailable", err)
+	}
+}

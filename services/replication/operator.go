@@ -1,0 +1,275 @@
+package replication
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/rpc"
+	"github.com/stewardhq/steward/services/rbac"
+)
+
+// Operator requests: the content library, distribution, deployments and
+// routes. Each is authorised against the RBAC model (Config.Authz) before
+// anything is done, with the operator taken from the subject.
+
+// operatorRoutes are the operator endpoints of the handler table.
+func (s *Service) operatorRoutes() []rpc.Endpoint {
+	return []rpc.Endpoint{
+		rpc.Route("packages-chunks", rpc.OpUp(contracts.KindPackagesChunks), rpc.Handler(s.log, contracts.TypePackageChunksRequest, s.opChunks)),
+		rpc.Route("packages-chunk-put", rpc.OpUp(contracts.KindPackagesChunkPut), rpc.RawHandler(s.log, "packages.chunk.put", s.opChunkPut)),
+		rpc.Route("packages-create", rpc.OpUp(contracts.KindPackagesCreate), rpc.RawHandler(s.log, contracts.TypePackageCreateRequest, s.opCreate)),
+		rpc.Route("packages-list", rpc.OpUp(contracts.KindPackagesList), rpc.Handler(s.log, contracts.TypePackageListRequest, s.opList)),
+		rpc.Route("packages-show", rpc.OpUp(contracts.KindPackagesShow), rpc.Handler(s.log, contracts.TypePackageRequest, s.opShow)),
+		rpc.Route("packages-delete", rpc.OpUp(contracts.KindPackagesDelete), rpc.Handler(s.log, contracts.TypePackageRequest, s.opDelete)),
+		rpc.Route("packages-distribute", rpc.OpUp(contracts.KindPackagesDistribute), rpc.Handler(s.log, contracts.TypePackageDistributeRequest, s.opDistribute)),
+		rpc.Route("packages-status", rpc.OpUp(contracts.KindPackagesStatus), rpc.Handler(s.log, contracts.TypePackageRequest, s.opStatus)),
+		rpc.Route("packages-deploy", rpc.OpUp(contracts.KindPackagesDeploy), rpc.Handler(s.log, contracts.TypePackageDeployRequest, s.opDeploy(true))),
+		rpc.Route("packages-undeploy", rpc.OpUp(contracts.KindPackagesUndeploy), rpc.Handler(s.log, contracts.TypePackageDeployRequest, s.opDeploy(false))),
+		rpc.Route("routes-set", rpc.OpUp(contracts.KindRoutesSet), rpc.Handler(s.log, contracts.TypeRouteSetRequest, s.opRouteSet)),
+		rpc.Route("routes-list", rpc.OpUp(contracts.KindRoutesList), rpc.Handler(s.log, contracts.TypeRouteListRequest, s.opRouteList)),
+	}
+}
+
+// allowed checks a site-wide permission of operator.
+func (s *Service) allowed(operator string, p rbac.Permission) error {
+	m, err := rbac.Current(s.cfg.Authz, s.cfg.NoAuthz, "replication")
+	if err != nil || m == nil {
+		return err
+	}
+	return m.Allowed(operator, p, rbac.Anywhere())
+}
+
+// allowedOn checks a collection permission of operator on c.
+func (s *Service) allowedOn(operator string, p rbac.Permission, c contracts.Named) error {
+	m, err := rbac.Current(s.cfg.Authz, s.cfg.NoAuthz, "replication")
+	if err != nil || m == nil {
+		return err
+	}
+	return m.Allowed(operator, p, rbac.OnCollection(c))
+}
+
+func (s *Service) opChunks(ctx context.Context, from contracts.SubjectInfo, req *contracts.PackageChunksRequest) (*contracts.PackageChunksResponse, error) {
+	if err := s.allowed(from.Principal, rbac.PackageCreate); err != nil {
+		return nil, err
+	}
+	missing, err := s.MissingChunks(ctx, req.Hashes)
+	if err != nil {
+		return nil, err
+	}
+	if missing == nil {
+		missing = []string{}
+	}
+	return &contracts.PackageChunksResponse{Header: contracts.NewHeader(contracts.TypePackageChunksResponse), Missing: missing}, nil
+}
+
+func (s *Service) opChunkPut(ctx context.Context, from contracts.SubjectInfo, r micro.Request) ([]byte, nats.Header, error) {
+	if err := s.allowed(from.Principal, rbac.PackageCreate); err != nil {
+		return nil, nil, err
+	}
+	hash := r.Headers().Get(contracts.HeaderChunk)
+	if err := contracts.ValidHash(hash); err != nil {
+		return nil, nil, contracts.Errorf(contracts.CodeBadRequest, "header %s: %v", contracts.HeaderChunk, err)
+	}
+	if err := s.PutChunk(ctx, hash, r.Data()); err != nil {
+		return nil, nil, err
+	}
+	return []byte("{}"), nil, nil
+}
+
+// opCreate decodes with MaxManifestBytes, not the usual request limit: a
+// package's file list is as long as the package.
+func (s *Service) opCreate(ctx context.Context, from contracts.SubjectInfo, r micro.Request) ([]byte, nats.Header, error) {
+	if err := s.allowed(from.Principal, rbac.PackageCreate); err != nil {
+		return nil, nil, err
+	}
+	var req contracts.PackageCreateRequest
+	if err := contracts.DecodeLimit(r.Data(), contracts.TypePackageCreateRequest, &req, contracts.MaxManifestBytes); err != nil {
+		return nil, nil, err
+	}
+	m := contracts.Manifest{Package: req.Package, Version: req.Version, ChunkSize: contracts.ChunkSize, Files: req.Files, Links: req.Links}
+	for _, f := range req.Files {
+		m.Size += f.Size
+	}
+	info, err := s.CreateVersion(ctx, m, from.Principal)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := json.Marshal(contracts.PackageResponse{Header: contracts.NewHeader(contracts.TypePackageResponse), Packages: []contracts.PackageInfo{info}})
+	return b, nil, err
+}
+
+func (s *Service) opList(_ context.Context, from contracts.SubjectInfo, req *contracts.PackageListRequest) (*contracts.PackageListResponse, error) {
+	if err := s.allowed(from.Principal, rbac.PackageRead); err != nil {
+		return nil, err
+	}
+	list := s.Versions(req.Package)
+	if list == nil {
+		list = []contracts.PackageInfo{}
+	}
+	return &contracts.PackageListResponse{Header: contracts.NewHeader(contracts.TypePackageListResponse), Packages: list}, nil
+}
+
+func (s *Service) opShow(ctx context.Context, from contracts.SubjectInfo, req *contracts.PackageRequest) (*contracts.PackageShowResponse, error) {
+	if err := s.allowed(from.Principal, rbac.PackageRead); err != nil {
+		return nil, err
+	}
+	v, err := s.Version(ctx, req.Package, req.Version)
+	if err != nil {
+		return nil, err
+	}
+	deps := s.Deployments(v.Info.Package, v.Info.Version)
+	if deps == nil {
+		deps = []contracts.PackageDeployment{}
+	}
+	return &contracts.PackageShowResponse{
+		Header: contracts.NewHeader(contracts.TypePackageShowResponse), Package: v.Info,
+		Files: v.Manifest.Files, Links: v.Manifest.Links, Deployments: deps,
+	}, nil
+}
+
+func (s *Service) opDelete(ctx context.Context, from contracts.SubjectInfo, req *contracts.PackageRequest) (*contracts.PackageResponse, error) {
+	if err := s.allowed(from.Principal, rbac.PackageDelete); err != nil {
+		return nil, err
+	}
+	gone, err := s.Delete(ctx, req.Package, req.Version, from.Principal)
+	if err != nil {
+		return nil, err
+	}
+	return &contracts.PackageResponse{Header: contracts.NewHeader(contracts.TypePackageResponse), Packages: gone}, nil
+}
+
+func (s *Service) opDistribute(ctx context.Context, from contracts.SubjectInfo, req *contracts.PackageDistributeRequest) (*contracts.PackageStatusResponse, error) {
+	if err := s.allowed(from.Principal, rbac.PackageDistribute); err != nil {
+		return nil, err
+	}
+	v, err := s.Version(ctx, req.Package, req.Version)
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := s.Distribute(ctx, v.Info.Package, v.Info.Version, req.Sites, from.Principal)
+	if err != nil {
+		return nil, err
+	}
+	return &contracts.PackageStatusResponse{Header: contracts.NewHeader(contracts.TypePackageStatusResponse), Package: v.Info, Sites: jobs, Clients: []contracts.PackageClientStatus{}}, nil
+}
+
+func (s *Service) opStatus(ctx context.Context, from contracts.SubjectInfo, req *contracts.PackageRequest) (*contracts.PackageStatusResponse, error) {
+	if err := s.allowed(from.Principal, rbac.PackageRead); err != nil {
+		return nil, err
+	}
+	v, err := s.Version(ctx, req.Package, req.Version)
+	if err != nil {
+		return nil, err
+	}
+	clients, err := s.ClientStates(ctx, v.Info.Package, v.Info.Version)
+	if err != nil {
+		return nil, err
+	}
+	// Names come from discovery, within the operator's scope; a client the
+	// operator may not see is left out.
+	named := clients[:0]
+	for _, c := range clients {
+		cl, err := s.clientNamed(ctx, from.Principal, c.Client.ID)
+		if err != nil {
+			continue
+		}
+		c.Client = cl
+		named = append(named, c)
+	}
+	slices.SortFunc(named, func(a, b contracts.PackageClientStatus) int { return strings.Compare(a.Client.Name, b.Client.Name) })
+	sites := s.Jobs(v.Info.Package, v.Info.Version)
+	if sites == nil {
+		sites = []contracts.PackageSiteStatus{}
+	}
+	return &contracts.PackageStatusResponse{Header: contracts.NewHeader(contracts.TypePackageStatusResponse), Package: v.Info, Sites: sites, Clients: named}, nil
+}
+
+// clientNamed asks discovery for a client's name on behalf of operator.
+func (s *Service) clientNamed(ctx context.Context, operator, id string) (contracts.Named, error) {
+	subj, err := contracts.OpUp(s.cfg.Site, operator, contracts.KindClientsShow)
+	if err != nil {
+		return contracts.Named{}, err
+	}
+	var resp contracts.ClientResponse
+	if err := rpc.Call(ctx, s.cfg.NC, subj, contracts.ClientRequest{Header: contracts.NewHeader(contracts.TypeClientRequest), Ref: id}, &resp); err != nil {
+		return contracts.Named{}, err
+	}
+	return contracts.Named{ID: resp.Client.ID, Name: resp.Client.Name}, nil
+}
+
+// collection resolves a collection name or ID on behalf of operator.
+func (s *Service) collection(ctx context.Context, operator, ref string) (contracts.Named, error) {
+	subj, err := contracts.OpUp(s.cfg.Site, operator, contracts.KindCollectionsShow)
+	if err != nil {
+		return contracts.Named{}, err
+	}
+	var resp contracts.CollectionResponse
+	err = rpc.Call(ctx, s.cfg.NC, subj, contracts.CollectionRequest{Header: contracts.NewHeader(contracts.TypeCollectionRequest), Ref: ref}, &resp)
+	switch contracts.CodeOf(err) {
+	case contracts.CodeNotFound:
+		return contracts.Named{}, contracts.Errorf(contracts.CodeNotFound, "unknown collection %q (steward collections list shows them)", ref)
+	case contracts.CodeUnavailable:
+		return contracts.Named{}, contracts.Errorf(contracts.CodeUnavailable, "collection %q cannot be checked: the discovery service does not answer", ref)
+	}
+	if err != nil {
+		return contracts.Named{}, err
+	}
+	return contracts.Named{ID: resp.Collection.ID, Name: resp.Collection.Name}, nil
+}
+
+func (s *Service) opDeploy(deploy bool) rpc.Func[contracts.PackageDeployRequest, contracts.PackageDeployResponse] {
+	return func(ctx context.Context, from contracts.SubjectInfo, req *contracts.PackageDeployRequest) (*contracts.PackageDeployResponse, error) {
+		if err := s.allowed(from.Principal, rbac.PackageRead); err != nil {
+			return nil, err
+		}
+		if req.Collection == "" {
+			return nil, contracts.Errorf(contracts.CodeBadRequest, "a collection is required")
+		}
+		c, err := s.collection(ctx, from.Principal, req.Collection)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.allowedOn(from.Principal, rbac.CollectionDeployPackages, c); err != nil {
+			return nil, err
+		}
+		var (
+			d contracts.PackageDeployment
+			n int
+		)
+		if deploy {
+			d, n, err = s.Deploy(ctx, req.Package, req.Version, c, from.Principal)
+		} else {
+			d, n, err = s.Undeploy(ctx, req.Package, req.Version, c.ID, from.Principal)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &contracts.PackageDeployResponse{Header: contracts.NewHeader(contracts.TypePackageDeployResponse), Deployment: d, Clients: n}, nil
+	}
+}
+
+func (s *Service) opRouteSet(ctx context.Context, from contracts.SubjectInfo, req *contracts.RouteSetRequest) (*contracts.RouteListResponse, error) {
+	if err := s.allowed(from.Principal, rbac.SiteModify); err != nil {
+		return nil, err
+	}
+	if _, err := s.SetRoute(ctx, req.Site, req.Rate, req.Schedule, from.Principal); err != nil {
+		return nil, err
+	}
+	return &contracts.RouteListResponse{Header: contracts.NewHeader(contracts.TypeRouteListResponse), Routes: []contracts.RouteInfo{s.Route(req.Site)}}, nil
+}
+
+func (s *Service) opRouteList(_ context.Context, from contracts.SubjectInfo, _ *contracts.RouteListRequest) (*contracts.RouteListResponse, error) {
+	if err := s.allowed(from.Principal, rbac.SiteRead); err != nil {
+		return nil, err
+	}
+	routes := s.Routes()
+	if routes == nil {
+		routes = []contracts.RouteInfo{}
+	}
+	return &contracts.RouteListResponse{Header: contracts.NewHeader(contracts.TypeRouteListResponse), Routes: routes}, nil
+}
