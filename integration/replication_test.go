@@ -120,6 +120,19 @@ func TestReplicationParentChildAgent(t *testing.T) {
 	if err != nil || len(list) != 1 || list[0].Digest != v1.Digest || list[0].Site != "PAR" || list[0].From != "PAR" {
 		t.Fatalf("child library = %+v, %v; want tools 1.0 from PAR", list, err)
 	}
+	routes, err := op.RouteList(ctx(t))
+	if err != nil || len(routes) != 1 || routes[0].Site != "CHD" || routes[0].Backlog != 0 || !routes[0].Open {
+		t.Fatalf("routes after the distribution = %+v, %v; want CHD open with nothing queued", routes, err)
+	}
+	if _, err := op.RouteSet(ctx(t), "CHD", 20<<20, "Mon-Fri 25:00-06:00"); contracts.CodeOf(err) != contracts.CodeBadRequest {
+		t.Fatalf("a schedule at 25:00 = %v, want bad_request", err)
+	}
+	if routes, err := op.RouteSet(ctx(t), "CHD", 20<<20, "Mon-Fri 18:00-06:00"); err != nil || len(routes) != 1 || routes[0].Rate != 20<<20 || routes[0].Schedule == "" {
+		t.Fatalf("route set = %+v, %v", routes, err)
+	}
+	if _, err := op.RouteSet(ctx(t), "CHD", 0, ""); err != nil { // back to unlimited, always
+		t.Fatal(err)
+	}
 	// Content flows down only: the child cannot send to its parent.
 	if _, err := cop.PackageDistribute(ctx(t), "tools", "1.0", []string{"PAR"}); err == nil {
 		t.Fatal("a child distributed to its parent")

@@ -103,10 +103,22 @@ It needs Site:Read.`,
 				if err != nil {
 					return err
 				}
+				// The backlog is replication's: what its sender still has to
+				// send to each site. Without the service (or Site:Read on it)
+				// the column stays 0.
+				if routes, err := c.RouteList(ctx); err == nil {
+					for i := range list {
+						for _, r := range routes {
+							if r.Site == list[i].Site {
+								list[i].Backlog = r.Backlog
+							}
+						}
+					}
+				}
 				return g.print(list, func(w io.Writer) {
 					fmt.Fprintln(w, "SITE\tROLE\tSIGNING KEY\tLINKED\tLAST CONTACT\tCONNECTED\tBACKLOG\tERROR")
 					for _, p := range list {
-						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", p.Site, p.Role, dash(p.SigningKey), ago(p.Linked), ago(p.LastContact), yesNo(p.Connected), p.Backlog, dash(p.Error))
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Site, p.Role, dash(p.SigningKey), ago(p.Linked), ago(p.LastContact), yesNo(p.Connected), bytesText(p.Backlog), dash(p.Error))
 					}
 				})
 			})

@@ -267,9 +267,22 @@ func (s *Service) opRouteList(_ context.Context, from contracts.SubjectInfo, _ *
 	if err := s.allowed(from.Principal, rbac.SiteRead); err != nil {
 		return nil, err
 	}
+	// Every site with a route set or a job queued, the latter with the
+	// default route where none was set: their backlog is what matters.
 	routes := s.Routes()
 	if routes == nil {
 		routes = []contracts.RouteInfo{}
 	}
+	have := map[string]bool{}
+	for _, r := range routes {
+		have[r.Site] = true
+	}
+	for _, e := range s.model.jobList(func(job) bool { return true }) {
+		if !have[e.job.Site] {
+			have[e.job.Site] = true
+			routes = append(routes, s.Route(e.job.Site))
+		}
+	}
+	slices.SortFunc(routes, func(a, b contracts.RouteInfo) int { return strings.Compare(a.Site, b.Site) })
 	return &contracts.RouteListResponse{Header: contracts.NewHeader(contracts.TypeRouteListResponse), Routes: routes}, nil
 }
