@@ -87,7 +87,7 @@ const (
 	DefaultRetryMax      = time.Minute
 	DefaultLease         = 90 * time.Second
 	DefaultWorkers       = 64
-	DefaultSendWindow    = 4
+	DefaultSendWindow    = 16
 	DefaultListValidity  = time.Hour
 	DefaultMembershipTTL = 5 * time.Minute
 	DefaultPruneEvery    = 24 * time.Hour
@@ -146,7 +146,7 @@ type Config struct {
 	// (default 90s): after a crash, another instance takes the job over.
 	Lease time.Duration
 	// SendWindow is how many chunks are in flight to one destination
-	// (default 4).
+	// (default 16).
 	SendWindow int
 	// Workers bounds the agent and peer requests served at once (default 64).
 	Workers int
@@ -252,6 +252,7 @@ type Service struct {
 	instance string // owner of the jobs this instance sends
 
 	chunks       jetstream.ObjectStore
+	chunkStream  jetstream.Stream // the object store's stream: ReadChunk reads a one-message chunk directly
 	packagesKV   jetstream.KeyValue
 	inboxKV      jetstream.KeyValue
 	quarantineKV jetstream.KeyValue
@@ -300,6 +301,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxBytes: cfg.MaxChunkBytes,
 	})
 	if err != nil {
+		return nil, fmt.Errorf("replication: object store %s: %w", ChunksStore, err)
+	}
+	if s.chunkStream, err = js.Stream(ctx, "OBJ_"+ChunksStore); err != nil {
 		return nil, fmt.Errorf("replication: object store %s: %w", ChunksStore, err)
 	}
 	for _, b := range []struct {
