@@ -1,10 +1,7 @@
 package contracts
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -156,24 +153,13 @@ type SiteToken struct {
 const siteTokenPrefix = "STS1-"
 
 // String encodes the token as "STS1-" + base64url(JSON).
-func (t SiteToken) String() string {
-	b, _ := json.Marshal(t)
-	return siteTokenPrefix + base64.RawURLEncoding.EncodeToString(b)
-}
+func (t SiteToken) String() string { return encodeToken(siteTokenPrefix, t) }
 
 // ParseSiteToken decodes a printed site token.
 func ParseSiteToken(s string) (SiteToken, error) {
-	s = strings.TrimSpace(s)
-	if !strings.HasPrefix(s, siteTokenPrefix) {
-		return SiteToken{}, Errorf(CodeTokenInvalid, "site token must start with %q (copy it whole from `steward sites token create` at the parent)", siteTokenPrefix)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(s[len(siteTokenPrefix):])
-	if err != nil {
-		return SiteToken{}, Errorf(CodeTokenInvalid, "site token is damaged: %v", err)
-	}
 	var t SiteToken
-	if err := json.Unmarshal(raw, &t); err != nil {
-		return SiteToken{}, Errorf(CodeTokenInvalid, "site token is damaged: %v", err)
+	if err := decodeToken(s, siteTokenPrefix, "site token", "`steward sites token create` at the parent", &t); err != nil {
+		return SiteToken{}, err
 	}
 	if ValidName(t.Site) != nil || t.SiteKey == "" || ValidToken(t.ID) != nil || t.Secret == "" {
 		return SiteToken{}, Errorf(CodeTokenInvalid, "site token is incomplete")

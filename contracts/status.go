@@ -30,6 +30,7 @@ const (
 	TypeStatusRuleDeleteRequest  = "steward.v1.status_rule_delete_request"
 	TypeStatusRuleTestRequest    = "steward.v1.status_rule_test_request"
 	TypeStatusRuleTestResponse   = "steward.v1.status_rule_test_response"
+	TypeStatusForwardAck         = "steward.v1.status_forward_ack"
 )
 
 // Subject kinds of status messages. KindStatus is the agent's (an outbox
@@ -50,6 +51,13 @@ const (
 	KindStatusRulesDelete = "status.rules.delete"
 	KindStatusRulesTest   = "status.rules.test"
 )
+
+// KindStatusForward is the site-to-site kind on which a child site's status
+// service forwards a status message to its parent's (filter rule action
+// forward with target ForwardParent): SiteSubject(parent, child,
+// KindStatusForward), a StatusMessage answered by a StatusForwardAck. The
+// parent takes the sending site from the subject, never the payload.
+const KindStatusForward = "status.forward"
 
 // Severities of status messages, least to most severe.
 const (
@@ -97,6 +105,10 @@ type StatusMessage struct {
 	Audit      bool              `json:"audit,omitempty"`   // a security action: who did what to what
 	Unknown    bool              `json:"unknown,omitempty"` // MsgID is not in the receiving site's catalog
 	Received   time.Time         `json:"received,omitzero"` // when the site stored it
+	// ForwardedFrom is the child site that forwarded the message to this
+	// one (a forward rule with target ForwardParent), taken from the
+	// subject it arrived on; "" for a message of this site.
+	ForwardedFrom string `json:"forwardedFrom,omitempty"`
 }
 
 // Validate checks what a sender controls. The status service fills in and
@@ -407,8 +419,13 @@ const (
 	RuleDiscard = "discard" // drop the message from the store; stop
 	RuleExec    = "exec"    // run a command; continue
 	RuleWebhook = "webhook" // POST the message as JSON; continue
-	RuleForward = "forward" // publish the message to a JetStream subject; continue
+	RuleForward = "forward" // send the message to the parent site or a JetStream subject; continue
 )
+
+// ForwardParent is the forward target that sends the message to this
+// site's parent site (KindStatusForward over the leaf link) rather than to
+// a JetStream subject.
+const ForwardParent = "parent"
 
 // RuleActions lists the actions.
 func RuleActions() []string {
@@ -431,7 +448,8 @@ type StatusRule struct {
 	// Target is what the action acts on: for exec the command line (split
 	// into words like a shell would, without running one; each word is a
 	// text/template over the message), for webhook the URL, for forward
-	// the subject. Store and discard take none.
+	// ForwardParent (the parent site) or a subject. Store and discard take
+	// none.
 	Target      string    `json:"target,omitempty"`
 	Timeout     Duration  `json:"timeout,omitempty"` // exec, webhook, forward; default DefaultRuleTimeout
 	Order       int       `json:"order"`             // 0 on add: after the last rule
@@ -462,7 +480,7 @@ func (r *StatusRule) Validate() error {
 		}
 	case RuleExec, RuleWebhook, RuleForward:
 		if strings.TrimSpace(r.Target) == "" {
-			return fmt.Errorf("action %s needs a target (%s)", r.Action, map[string]string{RuleExec: "a command", RuleWebhook: "a URL", RuleForward: "a subject"}[r.Action])
+			return fmt.Errorf("action %s needs a target (%s)", r.Action, map[string]string{RuleExec: "a command", RuleWebhook: "a URL", RuleForward: `"parent" or a subject`}[r.Action])
 		}
 	default:
 		return fmt.Errorf("action %q: must be one of %s", r.Action, strings.Join(RuleActions(), ", "))
@@ -504,6 +522,14 @@ type StatusRuleDeleteRequest struct {
 
 // Validate checks the name.
 func (r *StatusRuleDeleteRequest) Validate() error { return ValidName(r.Name) }
+
+// StatusForwardAck is the parent's answer to a forwarded status message:
+// it is stored (Duplicate: it already was, by its uuid MessageID).
+type StatusForwardAck struct {
+	Header
+	MessageID string `json:"messageId"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
 
 // StatusRuleTestRequest replays the stored messages matching Filter through
 // the rule Name and says what it would have done, without doing it.

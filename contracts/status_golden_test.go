@@ -17,6 +17,8 @@ var exampleStatus = StatusMessage{
 	Audit:      true,
 	Unknown:    true,
 	Received:   t1,
+	// Set for a message a child site forwarded (here: from s2).
+	ForwardedFrom: "s2",
 }
 
 var exampleFilter = StatusFilter{
@@ -120,6 +122,7 @@ func init() {
 	goldenExamples[TypeStatusRuleListRequest] = &StatusRuleListRequest{Header: hdr(TypeStatusRuleListRequest)}
 	goldenExamples[TypeStatusRuleListResponse] = &StatusRuleListResponse{Header: hdr(TypeStatusRuleListResponse), Rules: []StatusRule{exampleRule}}
 	goldenExamples[TypeStatusRuleDeleteRequest] = &StatusRuleDeleteRequest{Header: hdr(TypeStatusRuleDeleteRequest), Name: "page-despooler"}
+	goldenExamples[TypeStatusForwardAck] = &StatusForwardAck{Header: hdr(TypeStatusForwardAck), MessageID: exampleMsgID, Duplicate: true}
 	goldenExamples[TypeStatusRuleTestRequest] = &StatusRuleTestRequest{
 		Header: hdr(TypeStatusRuleTestRequest),
 		Name:   "page-despooler",

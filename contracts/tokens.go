@@ -110,24 +110,13 @@ type EnrollmentToken struct {
 const tokenPrefix = "STW1-"
 
 // String encodes the token as "STW1-" + base64url(JSON).
-func (t EnrollmentToken) String() string {
-	b, _ := json.Marshal(t)
-	return tokenPrefix + base64.RawURLEncoding.EncodeToString(b)
-}
+func (t EnrollmentToken) String() string { return encodeToken(tokenPrefix, t) }
 
 // ParseEnrollmentToken decodes a printed token.
 func ParseEnrollmentToken(s string) (EnrollmentToken, error) {
-	s = strings.TrimSpace(s)
-	if !strings.HasPrefix(s, tokenPrefix) {
-		return EnrollmentToken{}, Errorf(CodeTokenInvalid, "enrollment token must start with %q (copy it whole from `steward tokens create`)", tokenPrefix)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(s[len(tokenPrefix):])
-	if err != nil {
-		return EnrollmentToken{}, Errorf(CodeTokenInvalid, "enrollment token is damaged: %v", err)
-	}
 	var t EnrollmentToken
-	if err := json.Unmarshal(raw, &t); err != nil {
-		return EnrollmentToken{}, Errorf(CodeTokenInvalid, "enrollment token is damaged: %v", err)
+	if err := decodeToken(s, tokenPrefix, "enrollment token", "`steward tokens create`", &t); err != nil {
+		return EnrollmentToken{}, err
 	}
 	if ValidToken(t.Site) != nil || t.SiteKey == "" || t.ID == "" || t.Secret == "" {
 		return EnrollmentToken{}, Errorf(CodeTokenInvalid, "enrollment token is incomplete")
@@ -136,4 +125,27 @@ func ParseEnrollmentToken(s string) (EnrollmentToken, error) {
 		return EnrollmentToken{}, Errorf(CodeTokenInvalid, "enrollment token is damaged: its CA fingerprint is malformed")
 	}
 	return t, nil
+}
+
+// encodeToken prints a token: prefix + base64url(JSON of t).
+func encodeToken(prefix string, t any) string {
+	b, _ := json.Marshal(t)
+	return prefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// decodeToken reads a token printed by encodeToken into t; noun names it
+// in errors and made says which command prints it.
+func decodeToken(s, prefix, noun, made string, t any) error {
+	s = strings.TrimSpace(s)
+	if !strings.HasPrefix(s, prefix) {
+		return Errorf(CodeTokenInvalid, "%s must start with %q (copy it whole from %s)", noun, prefix, made)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(s[len(prefix):])
+	if err != nil {
+		return Errorf(CodeTokenInvalid, "%s is damaged: %v", noun, err)
+	}
+	if err := json.Unmarshal(raw, t); err != nil {
+		return Errorf(CodeTokenInvalid, "%s is damaged: %v", noun, err)
+	}
+	return nil
 }

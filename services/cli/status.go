@@ -388,19 +388,25 @@ match expression and an action:
             {{.MsgID}}, {{.Severity}}, {{index .Properties "by"}}); the
             message is its stdin as JSON
   webhook   POST the message as JSON to a URL
-  forward   publish the message to a subject a JetStream stream stores (for
-            a parent site's intake; the parent-site hierarchy comes later)
+  forward   send the message to the parent site (--subject parent): it is
+            stored in the parent's status messages, marked as forwarded
+            from this site (source: this site's code), once however often
+            it is sent; without a parent site the action fails and is
+            reported. Any other --subject is a literal subject a JetStream
+            stream stores (on this site: JetStream never crosses the link)
 
 Exec, webhook and forward run apart from intake, with a timeout (5s by
 default), and are retried with backoff when they fail; every failure is
 reported as a status message (4002, and 4003 when the rule gives up).
 
 Match expressions (expr-lang) see: id, uuid, severity, component, source,
-client, instance, site, text, audit, unknown, properties (a map), time.
+client, instance, site, text, audit, unknown, properties (a map), time,
+forwardedFrom (the child site that forwarded it; "" for this site's own).
 A rule whose expression does not compile is refused, with the position.`,
 		Example: `  steward status rules add --name page-despooler --match 'severity == "error" && component == "despooler"' --action exec --command '/usr/local/bin/page {{.ID}}'
   steward status rules add --name drop-noise --match 'id == 9001' --action discard
   steward status rules add --name to-chat --match 'audit' --action webhook --url http://127.0.0.1:9000/hook
+  steward status rules add --name to-parent --match 'severity == "error"' --action forward --subject parent
   steward status rules list
   steward status rules test page-despooler --since 1d
   steward status rules delete drop-noise`,
@@ -417,11 +423,16 @@ func newStatusRulesAddCmd(g *globals) *cobra.Command {
 		Use:   "add --name NAME --match EXPR --action ACTION [--command CMD | --url URL | --subject SUBJECT]",
 		Short: "Add a status filter rule",
 		Long: `Add a rule. It runs after the rules whose order is lower; without --order it
-goes after the last rule. To change a rule, delete it and add it again.`,
+goes after the last rule. To change a rule, delete it and add it again.
+
+A forward rule with --subject parent sends each matching message to this
+site's parent site (steward serve --parent), which stores it as forwarded
+from this site; any other --subject is a JetStream subject of this site.`,
 		Example: `  steward status rules add --name page-despooler --match 'severity == "error" && component == "despooler"' --action exec --command '/usr/local/bin/page {{.ID}}'
   steward status rules add --name drop-noise --match 'id == 9001' --action discard --order 5
   steward status rules add --name to-chat --match 'audit' --action webhook --url http://127.0.0.1:9000/hook --timeout 10s
-  steward status rules add --name to-parent --match 'severity != "info"' --action forward --subject steward.PARENT.status.intake`,
+  steward status rules add --name to-parent --match 'severity != "info"' --action forward --subject parent
+  steward status rules add --name to-archive --match 'audit' --action forward --subject steward.LAB.archive.status`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			targets := map[string]string{contracts.RuleExec: command, contracts.RuleWebhook: url, contracts.RuleForward: subject}
@@ -447,7 +458,7 @@ goes after the last rule. To change a rule, delete it and add it again.`,
 	fl.StringVar(&r.Action, "action", "", "store, discard, exec, webhook or forward (required)")
 	fl.StringVar(&command, "command", "", "exec: the command line; each word a template over the message")
 	fl.StringVar(&url, "url", "", "webhook: the http(s) URL to POST the message to")
-	fl.StringVar(&subject, "subject", "", "forward: the subject to publish the message to")
+	fl.StringVar(&subject, "subject", "", "forward: parent (the parent site) or the subject to publish the message to")
 	fl.DurationVar(&timeout, "timeout", 0, "how long one try of the action may take (default 5s, at most 1m)")
 	fl.IntVar(&r.Order, "order", 0, "where the rule runs: lower first (default after the last rule)")
 	fl.StringVar(&r.Description, "description", "", "what the rule is for")

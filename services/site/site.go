@@ -256,7 +256,11 @@ func (s *Site) startServices(ctx context.Context) error {
 			}
 			s.runs = append(s.runs, svc.Run)
 		case "status":
-			svc, err := status.New(ctx, status.Config{NC: nc, Site: s.Info.Site, Log: log, Authz: authz, Replicas: s.cfg.Replicas})
+			siteNC, err := s.connectSite("steward-status-sites")
+			if err != nil {
+				return err
+			}
+			svc, err := status.New(ctx, status.Config{NC: nc, SiteNC: siteNC, Site: s.Info.Site, Log: log, Authz: authz, Replicas: s.cfg.Replicas})
 			if err != nil {
 				return err
 			}

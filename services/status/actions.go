@@ -120,6 +120,9 @@ func (s *Service) perform(ctx context.Context, r *rule, msg *contracts.StatusMes
 	case contracts.RuleWebhook:
 		return postWebhook(ctx, s.cfg.HTTPClient, r, msg, body)
 	case contracts.RuleForward:
+		if r.def.Target == contracts.ForwardParent {
+			return s.forwardToParent(ctx, msg)
+		}
 		return s.forward(ctx, r.def.Target, msg, body)
 	}
 	return fmt.Errorf("action %q does not run", r.def.Action)
@@ -186,8 +189,9 @@ func postWebhook(ctx context.Context, client *http.Client, r *rule, msg *contrac
 }
 
 // forward publishes the message to subject through JetStream, with its
-// uuid as Nats-Msg-Id: the target must be a subject a stream captures (a
-// parent site's intake), and a resend is deduplicated there.
+// uuid as Nats-Msg-Id: the target must be a subject a stream captures, and
+// a resend is deduplicated there. (JetStream never crosses the link to a
+// parent site: the target ForwardParent goes through forwardToParent.)
 func (s *Service) forward(ctx context.Context, subject string, msg *contracts.StatusMessage, body []byte) error {
 	m := nats.NewMsg(subject)
 	m.Data = body

@@ -161,6 +161,12 @@ func (s *Service) apply(ctx context.Context, seq uint64, sm *contracts.StatusMes
 		}
 		return nil
 	}
+	// A message forwarded by a child site is about the child's components
+	// (and clients), not this site's: it is stored and runs the rules, but
+	// the summaries are this site's own.
+	if sm.ForwardedFrom != "" {
+		return nil
+	}
 	s.comps.note(sm, s.cfg.Now())
 	if sm.Client != "" {
 		s.clients.note(sm)

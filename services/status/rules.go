@@ -18,7 +18,8 @@ import (
 
 // matchEnv is what a rule's match expression sees of a message. The names
 // are the expression's variables: id, uuid, severity, component, source,
-// client, instance, site, text, audit, unknown, properties, time.
+// client, instance, site, text, audit, unknown, properties, time,
+// forwardedFrom.
 type matchEnv struct {
 	ID         int               `expr:"id"`
 	UUID       string            `expr:"uuid"`
@@ -33,6 +34,9 @@ type matchEnv struct {
 	Unknown    bool              `expr:"unknown"`
 	Properties map[string]string `expr:"properties"`
 	Time       time.Time         `expr:"time"`
+	// ForwardedFrom is the child site that forwarded the message, "" for
+	// this site's own.
+	ForwardedFrom string `expr:"forwardedFrom"`
 }
 
 func envOf(m *contracts.StatusMessage) matchEnv {
@@ -43,7 +47,7 @@ func envOf(m *contracts.StatusMessage) matchEnv {
 	return matchEnv{
 		ID: m.MsgID, UUID: m.ID, Severity: m.Severity, Component: m.Component, Source: m.Source,
 		Client: m.Client, Instance: m.Instance, Site: m.Site, Text: m.Text, Audit: m.Audit,
-		Unknown: m.Unknown, Properties: props, Time: m.Time,
+		Unknown: m.Unknown, Properties: props, Time: m.Time, ForwardedFrom: m.ForwardedFrom,
 	}
 }
 
@@ -136,10 +140,13 @@ func compileError(src string, err error) string {
 	return msg
 }
 
-// validForward checks a forward target: a literal subject outside the
-// server's and the inboxes' spaces and outside this site's own status
-// stream (which would loop).
+// validForward checks a forward target: contracts.ForwardParent (the
+// parent site), or a literal subject outside the server's and the inboxes'
+// spaces and outside this site's own status stream (which would loop).
 func validForward(site, subject string) error {
+	if subject == contracts.ForwardParent {
+		return nil
+	}
 	for _, tok := range strings.Split(subject, ".") {
 		if err := contracts.ValidToken(tok); err != nil {
 			return fmt.Errorf("subject %q: %v", subject, err)
@@ -205,6 +212,9 @@ func (r *rule) describe(m *contracts.StatusMessage) string {
 	case contracts.RuleWebhook:
 		return "POST " + r.def.Target
 	case contracts.RuleForward:
+		if r.def.Target == contracts.ForwardParent {
+			return "forward to the parent site"
+		}
 		return "forward to " + r.def.Target
 	case contracts.RuleStore:
 		return "store (later rules do not run)"

@@ -41,6 +41,7 @@ func TestCompileRule(t *testing.T) {
 		{"forward wildcard", contracts.StatusRule{Name: "bad", Match: "true", Action: contracts.RuleForward, Target: "steward.P.>"}, "not allowed"},
 		{"forward into own stream", contracts.StatusRule{Name: "bad", Match: "true", Action: contracts.RuleForward, Target: "steward.LAB.event.status.msg.agent.error.c1"}, "loop"},
 		{"forward into system", contracts.StatusRule{Name: "bad", Match: "true", Action: contracts.RuleForward, Target: "$JS.API.STREAM.DELETE.STATUS"}, "not allowed"},
+		{"forward to the parent site", contracts.StatusRule{Name: "up", Match: "true", Action: contracts.RuleForward, Target: contracts.ForwardParent}, ""},
 		{"name not a key", contracts.StatusRule{Name: "règle", Match: "true", Action: contracts.RuleStore}, "only letters"},
 		{"no action", contracts.StatusRule{Name: "bad", Match: "true"}, "action"},
 	}
@@ -64,6 +65,43 @@ func TestCompileRule(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestValidForward: the word parent names the parent site; literal
+// subjects are checked as before.
+func TestValidForward(t *testing.T) {
+	tests := []struct {
+		target  string
+		wantErr string // substring; "" is valid
+	}{
+		{"parent", ""},
+		{contracts.ForwardParent, ""},
+		{"steward.PARENT.status.intake", ""},
+		{"Parent", ""}, // a one-token subject, not the keyword
+		{"parent.>", "not allowed"},
+		{"steward.LAB.event.status.msg.agent.error.c1", "loop"},
+		{"$JS.API.STREAM.DELETE.STATUS", "not allowed"},
+		{"_INBOX.site-LAB.x", "not allowed"},
+		{"a b", "not allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.target, func(t *testing.T) {
+			err := validForward(site, tt.target)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("validForward(%q): got %v, want it valid", tt.target, err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("validForward(%q): got %v, want an error containing %q", tt.target, err, tt.wantErr)
+			}
+		})
+	}
+	r, err := compileRule(site, contracts.StatusRule{Name: "up", Match: `forwardedFrom == ""`, Action: contracts.RuleForward, Target: contracts.ForwardParent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.describe(exampleMessage()); got != "forward to the parent site" {
+		t.Errorf("describe: got %q", got)
 	}
 }
 

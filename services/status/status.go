@@ -18,6 +18,9 @@
 //	STATUS ──ordered, per instance, only while someone follows──> follow.go
 //	        (live tail to operators)
 //	operators ── micro endpoints ──> query.go, rulestore.go
+//	child sites ── steward.<site>.site.<child>.status.forward ──> forward.go
+//	        (child from the subject, rate limit) ──> STATUS; a forward rule
+//	        with target "parent" sends to the parent's the same way (SiteNC)
 //
 // Any number of instances may run: endpoints share the queue group
 // steward-status, the two durable consumers share their work, and every
@@ -99,6 +102,15 @@ type Config struct {
 	NC *nats.Conn
 	// Site is the site code.
 	Site string
+	// SiteNC is the connection the service asks other sites on (forward
+	// rules with target contracts.ForwardParent): its inbox prefix must be
+	// contracts.SiteInbox(Site), the only inbox the leaf link carries
+	// answers to. Nil: forwarding to the parent fails (and is reported).
+	SiteNC *nats.Conn
+	// Peers lists the sites linked to this one: the parent forwarded
+	// messages go to, the children they are taken from. Default BusPeers
+	// (admin's site-peers), cached for a few seconds.
+	Peers PeerSource
 	// Log receives the service's logs; component=status is added.
 	Log *slog.Logger
 	// Replicas of the streams and buckets: 1 (default) on one server, 3
@@ -123,6 +135,12 @@ type Config struct {
 	// RateReport is how often, at most, one "source rate-limited" message
 	// is emitted per source. Default 1m.
 	RateReport time.Duration
+	// ForwardRate and ForwardBurst are the token bucket of each child site
+	// forwarding messages to this one. Over it the forward is refused
+	// (unavailable) and the child's action retries later. ForwardRate < 0
+	// turns the limit off. Defaults 500/s, burst 5000.
+	ForwardRate  float64
+	ForwardBurst int
 	// MaxClockSkew: a message dated further in the future than this is
 	// re-dated to when it was received. Default 5m.
 	MaxClockSkew time.Duration
@@ -174,6 +192,18 @@ func (c *Config) CheckAndSetDefaults() error {
 	if c.Authz == nil && !c.NoAuthz {
 		return errors.New("status: an Authz (the RBAC watcher) is required")
 	}
+	if c.SiteNC != nil {
+		want, err := contracts.SiteInbox(c.Site)
+		if err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
+		if c.SiteNC.Opts.InboxPrefix != want {
+			return fmt.Errorf("status: SiteNC's inbox prefix is %q, want %q (nats.CustomInboxPrefix)", c.SiteNC.Opts.InboxPrefix, want)
+		}
+	}
+	if c.Peers == nil {
+		c.Peers = BusPeers{NC: c.NC, Site: c.Site}
+	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
 	}
@@ -185,6 +215,8 @@ func (c *Config) CheckAndSetDefaults() error {
 	setDefault(&c.Duplicates, DefaultDuplicates)
 	setDefault(&c.Rate, DefaultRate)
 	setDefault(&c.Burst, DefaultBurst)
+	setDefault(&c.ForwardRate, DefaultForwardRate)
+	setDefault(&c.ForwardBurst, DefaultForwardBurst)
 	setDefault(&c.RateReport, DefaultRateReport)
 	setDefault(&c.MaxClockSkew, DefaultMaxClockSkew)
 	setDefault(&c.Window, DefaultWindow)
@@ -203,7 +235,7 @@ func (c *Config) CheckAndSetDefaults() error {
 		return errors.New("status: MaxAge, MaxBytes and Duplicates must not be negative")
 	case c.Duplicates > c.MaxAge:
 		return fmt.Errorf("status: duplicates window %s is longer than MaxAge %s", c.Duplicates, c.MaxAge)
-	case c.Burst < 1 || c.RateReport < 0 || c.Window < time.Minute || c.Window > 24*time.Hour:
+	case c.Burst < 1 || c.ForwardBurst < 1 || c.RateReport < 0 || c.Window < time.Minute || c.Window > 24*time.Hour:
 		return errors.New("status: Burst must be positive and Window from a minute to a day")
 	case c.ActionAttempts < 1 || c.ActionWorkers < 1 || c.IngestWorkers < 1:
 		return errors.New("status: ActionAttempts, ActionWorkers and IngestWorkers must be positive")
@@ -237,9 +269,12 @@ type Service struct {
 	rules   *ruleStore
 	clients *clientStore
 	limiter *limiter
-	comps   *componentStore
-	follows *follows
-	emit    *Emitter
+	// fwdLimiter limits each child site forwarding messages to this one.
+	fwdLimiter *limiter
+	peers      PeerSource
+	comps      *componentStore
+	follows    *follows
+	emit       *Emitter
 	// instance names this instance in its status messages (Instance is
 	// "steward-status/<instance>") and in its micro metadata.
 	instance string
@@ -257,13 +292,15 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("status: jetstream: %w", err)
 	}
 	s := &Service{
-		cfg:      cfg,
-		log:      cfg.Log.With("component", "status"),
-		js:       js,
-		limiter:  newLimiter(cfg.Rate, cfg.Burst),
-		follows:  newFollows(),
-		instance: nuid.Next(),
-		ready:    make(chan struct{}),
+		cfg:        cfg,
+		log:        cfg.Log.With("component", "status"),
+		js:         js,
+		limiter:    newLimiter(cfg.Rate, cfg.Burst),
+		fwdLimiter: newLimiter(cfg.ForwardRate, cfg.ForwardBurst),
+		peers:      &cachedPeers{src: cfg.Peers, ttl: peerCacheTTL, now: cfg.Now},
+		follows:    newFollows(),
+		instance:   nuid.Next(),
+		ready:      make(chan struct{}),
 	}
 	if err := s.setup(ctx); err != nil {
 		return nil, err
@@ -410,6 +447,8 @@ func (s *Service) addService() (micro.Service, error) {
 		rpc.Route("rules-add", rpc.OpUp(contracts.KindStatusRulesAdd), rpc.Handler(log, contracts.TypeStatusRuleAddRequest, guard(s, permRulesEdit, s.addRule))),
 		rpc.Route("rules-list", rpc.OpUp(contracts.KindStatusRulesList), rpc.Handler(log, contracts.TypeStatusRuleListRequest, guard(s, permRulesRead, s.listRules))),
 		rpc.Route("rules-delete", rpc.OpUp(contracts.KindStatusRulesDelete), rpc.Handler(log, contracts.TypeStatusRuleDeleteRequest, guard(s, permRulesEdit, s.deleteRule))),
+		rpc.Route("forward", func(site string) (string, error) { return contracts.SiteSubjectAll(site, contracts.KindStatusForward) },
+			s.concurrent(rpc.Handler(log, contracts.TypeStatusMessage, s.receiveForward))),
 		rpc.Route("rules-test", rpc.OpUp(contracts.KindStatusRulesTest), rpc.Handler(log, contracts.TypeStatusRuleTestRequest, guard(s, permRulesRead, s.testRule))),
 	}
 	return rpc.AddService(s.cfg.NC, s.cfg.Site, ServiceName, ServiceVersion, "Steward status messages: ingest, queries, summaries, filter rules", table)
