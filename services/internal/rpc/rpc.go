@@ -28,34 +28,17 @@ type Func[Req, Resp any] func(ctx context.Context, from contracts.SubjectInfo, r
 // Errors with a contracts code are answered with that code; others are
 // logged and answered as CodeInternal without their text.
 func Handler[Req, Resp any](log *slog.Logger, typ string, fn Func[Req, Resp]) micro.Handler {
-	return micro.HandlerFunc(func(r micro.Request) {
-		ctx := telemetry.Extract(context.Background(), map[string][]string(r.Headers()))
-		ctx, span := telemetry.Tracer("steward/rpc").Start(ctx, typ,
-			trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(attribute.String("messaging.destination.name", r.Subject())))
-		defer span.End()
-
-		from, err := contracts.ParseSubject(r.Subject())
-		if err != nil {
-			respondError(log, r, span, contracts.Errorf(contracts.CodeBadRequest, "%v", err))
-			return
-		}
+	return RawHandler(log, typ, func(ctx context.Context, from contracts.SubjectInfo, r micro.Request) ([]byte, nats.Header, error) {
 		var req Req
 		if err := contracts.Decode(r.Data(), typ, &req); err != nil {
-			respondError(log, r, span, err)
-			return
+			return nil, nil, err
 		}
 		resp, err := fn(ctx, from, &req)
 		if err != nil {
-			respondError(log, r, span, err)
-			return
+			return nil, nil, err
 		}
-		if r.Reply() == "" {
-			return
-		}
-		if err := r.RespondJSON(resp); err != nil {
-			log.Warn("respond failed", "subject", r.Subject(), "err", err)
-		}
+		b, err := json.Marshal(resp)
+		return b, nil, err
 	})
 }
 
