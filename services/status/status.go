@@ -391,9 +391,6 @@ func (s *Service) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 
-	if err := s.rules.start(ctx, &wg, s.cfg.Site); err != nil {
-		return err
-	}
 	var err error
 	s.emit, err = NewEmitter(EmitterConfig{
 		NC: s.cfg.NC, Site: s.cfg.Site, Component: contracts.ComponentStatus,
@@ -408,6 +405,12 @@ func (s *Service) Run(ctx context.Context) error {
 		defer fcancel()
 		_ = s.emit.Close(fctx)
 	}()
+	// Errors the handlers and workers log become status messages too (the
+	// emitter reports its own failures to the plain log, so none loops).
+	s.log = ErrorsAsStatus(s.log, s.emit, ServiceName)
+	if err := s.rules.start(ctx, &wg, s.cfg.Site); err != nil {
+		return err
+	}
 	svc, err := s.addService()
 	if err != nil {
 		return err
