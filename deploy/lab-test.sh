@@ -32,6 +32,7 @@ STEPS=(
   settings    # client settings (remote tools on) deployed to the collection; the agents comply
   shell       # session shell agent-1 -- hostname answers agent-1
   status_rule # a status rule fires: a token's audit message POSTed to the operator's webhook
+  packages    # a package made at the operator is deployed to the collection; every agent installs it
 )
 # The cluster variant adds r3 (every stream, bucket and object store has three
 # current replicas) and the burst with the kills; see below.
@@ -144,6 +145,24 @@ step_status_rule() {
     c exec -T operator grep -q "$id" /tmp/webhooks.jsonl 2>/dev/null && return 0
     sleep 1
   done
+  return 1
+}
+
+# A package made from a directory in the operator's container, deployed to
+# the lab collection: each agent downloads it from the site, verifies every
+# hash, installs it and reports it installed.
+step_packages() {
+  has packages create || return 2
+  c exec -T operator sh -c 'rm -rf /tmp/pkg && mkdir -p /tmp/pkg/bin && echo "lab tool" >/tmp/pkg/bin/tool &&
+    head -c 3000000 /dev/urandom >/tmp/pkg/data.bin' || return 1
+  op packages create labtools --version 1.0 --source /tmp/pkg >/dev/null || return 1
+  op packages deploy labtools --collection "Lab agents" >/dev/null || return 1
+  local i
+  for i in $(seq 60); do
+    [ "$(op packages status labtools -o json | grep -c '"state": "installed"')" -ge 3 ] && return 0
+    sleep 1
+  done
+  op packages status labtools
   return 1
 }
 
