@@ -25,6 +25,9 @@ const (
 	TypeRouteSetRequest          = "steward.v1.route_set_request"
 	TypeRouteListRequest         = "steward.v1.route_list_request"
 	TypeRouteListResponse        = "steward.v1.route_list_response"
+	TypeQuarantineListRequest    = "steward.v1.quarantine_list_request"
+	TypeQuarantineListResponse   = "steward.v1.quarantine_list_response"
+	TypeQuarantineDeleteRequest  = "steward.v1.quarantine_delete_request"
 )
 
 // Operator kinds of packages and routes.
@@ -41,6 +44,8 @@ const (
 	KindPackagesUndeploy   = "packages.undeploy"
 	KindRoutesSet          = "routes.set"
 	KindRoutesList         = "routes.list"
+	KindQuarantineList     = "packages.quarantine.list"   // what peer sites sent that failed verification
+	KindQuarantineDelete   = "packages.quarantine.delete" // forget an entry
 )
 
 // MaxChunkQuery bounds the hashes of one PackageChunksRequest.
@@ -227,4 +232,38 @@ type RouteListRequest struct {
 type RouteListResponse struct {
 	Header
 	Routes []RouteInfo `json:"routes"`
+}
+
+// QuarantineInfo is one thing a peer site sent that failed verification at
+// this site's despooler: kept for the operator to inspect, never installed.
+type QuarantineInfo struct {
+	ID      string    `json:"id"`
+	What    string    `json:"what"` // offer | chunk | commit
+	From    string    `json:"from"` // the sending site, from the subject
+	Package string    `json:"package,omitempty"`
+	Version string    `json:"version,omitempty"`
+	Digest  string    `json:"digest,omitempty"` // of the offered manifest, when it could be read
+	Chunk   string    `json:"chunk,omitempty"`  // the hash a chunk claimed
+	Reason  string    `json:"reason"`
+	Code    string    `json:"code"` // the error code the sender was answered with
+	Time    time.Time `json:"time"`
+	Size    int       `json:"size"`   // of the rejected message
+	SHA256  string    `json:"sha256"` // of the rejected message
+}
+
+// QuarantineListRequest asks for the quarantine.
+type QuarantineListRequest struct {
+	Header
+}
+
+// QuarantineListResponse lists it, newest first.
+type QuarantineListResponse struct {
+	Header
+	Entries []QuarantineInfo `json:"entries"`
+}
+
+// QuarantineDeleteRequest forgets one entry.
+type QuarantineDeleteRequest struct {
+	Header
+	Entry string `json:"entry"`
 }

@@ -40,4 +40,10 @@ func init() {
 	goldenExamples[TypeRouteListResponse] = &RouteListResponse{Header: hdr(TypeRouteListResponse), Routes: []RouteInfo{{
 		Site: "CHD", Rate: 20 << 20, Schedule: "Mon-Fri 18:00-06:00", Open: true, Backlog: 1 << 20, Updated: t0, By: "alice",
 	}}}
+	goldenExamples[TypeQuarantineListRequest] = &QuarantineListRequest{Header: hdr(TypeQuarantineListRequest)}
+	goldenExamples[TypeQuarantineListResponse] = &QuarantineListResponse{Header: hdr(TypeQuarantineListResponse), Entries: []QuarantineInfo{{
+		ID: exampleMsgID, What: "chunk", From: "PAR", Package: "tools", Version: "1.0", Digest: exampleChunk, Chunk: exampleChunk,
+		Reason: "the chunk's SHA-256 is not its name", Code: "bad_request", Time: t0, Size: 4, SHA256: exampleChunk,
+	}}}
+	goldenExamples[TypeQuarantineDeleteRequest] = &QuarantineDeleteRequest{Header: hdr(TypeQuarantineDeleteRequest), Entry: exampleMsgID}
 }

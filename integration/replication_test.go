@@ -3,11 +3,14 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stewardhq/steward/contracts"
 	"github.com/stewardhq/steward/services/client"
 	"github.com/stewardhq/steward/services/site"
@@ -220,5 +223,65 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReplicationQuarantine: an offer over the leaf link whose manifest is
+// not signed by the key the child pinned for its parent is quarantined at
+// the child, answered with an error, never installed, and shown to the
+// child's operator until deleted.
+func TestReplicationQuarantine(t *testing.T) {
+	parent, child := startLinkedSites(t)
+	cop := child.operator(t)
+	inbox, _ := contracts.SiteInbox("PAR")
+	nc := connectWithSeedFile(t, parent.URL(), filepath.Join(parent.dir, "keys", "service.nk"), inbox)
+	defer nc.Close()
+
+	h := contracts.ChunkHash([]byte("evil"))
+	m := contracts.Manifest{
+		Header: contracts.NewHeader(contracts.TypeManifest), Site: "PAR", Package: "evil", Version: "1", ChunkSize: contracts.ChunkSize, Size: 4,
+		Files: []contracts.ManifestFile{{Path: "bin/sh", Mode: 0o755, Size: 4, SHA256: h, Chunks: []string{h}}},
+	}
+	body, _ := json.Marshal(m)
+	_, wrong, _ := ed25519.GenerateKey(nil)
+	offer := contracts.ReplicationOffer{Header: contracts.NewHeader(contracts.TypeReplicationOffer), Manifest: contracts.SignedManifest{
+		Header: contracts.NewHeader(contracts.TypeSignedManifest), Manifest: body,
+		Signature: ed25519.Sign(wrong, contracts.ManifestSigningInput(body)), Key: parent.Info.SiteKey,
+	}}
+	subj, _ := contracts.SiteSubject("CHD", "PAR", contracts.KindReplOffer)
+	// The reply inbox's interest crosses the leaf link a moment after the
+	// subscription: send until an answer comes (each send is quarantined).
+	data, _ := json.Marshal(offer)
+	sub, err := nc.SubscribeSync(inbox + ".quarantine-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reply *nats.Msg
+	wait(t, 15*time.Second, "the child's despooler to answer", func() bool {
+		if err := nc.PublishRequest(subj, sub.Subject, data); err != nil {
+			return false
+		}
+		reply, err = sub.NextMsg(time.Second)
+		return err == nil
+	})
+	if reply.Header.Get("Nats-Service-Error-Code") == "" {
+		t.Fatalf("a badly signed offer was answered %s, want an error", reply.Data)
+	}
+	var q []contracts.QuarantineInfo
+	wait(t, 15*time.Second, "the offer in the child's quarantine", func() bool {
+		q, err = cop.QuarantineList(ctx(t))
+		return err == nil && len(q) >= 1
+	})
+	if q[0].From != "PAR" || q[0].What != "offer" || q[0].Package != "" && q[0].Package != "evil" || q[0].Reason == "" {
+		t.Fatalf("quarantine entry %+v", q[0])
+	}
+	if list, err := cop.PackageList(ctx(t), ""); err != nil || len(list) != 0 {
+		t.Fatalf("child library = %v, %v; want nothing installed", list, err)
+	}
+	if rest, err := cop.QuarantineDelete(ctx(t), q[0].ID); err != nil || len(rest) != len(q)-1 {
+		t.Fatalf("quarantine delete = %v, %v; want %d entries left", rest, err, len(q)-1)
+	}
+	if _, err := cop.QuarantineDelete(ctx(t), q[0].ID); contracts.CodeOf(err) != contracts.CodeNotFound {
+		t.Fatalf("deleting it again = %v, want not_found", err)
 	}
 }

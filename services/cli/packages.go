@@ -53,8 +53,66 @@ func newPackagesCmd(g *globals) *cobra.Command {
 		newPackagesStatusCmd(g),
 		newPackagesDeployCmd(g, true),
 		newPackagesDeployCmd(g, false),
+		newPackagesQuarantineCmd(g),
 	)
 	return cmd
+}
+
+func newPackagesQuarantineCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "quarantine",
+		Short: "What other sites sent that failed verification here",
+		Long: `The despooler quarantines whatever a sending site offers that fails
+verification: a manifest signed by an unknown site or with the wrong key, a
+manifest with an unsafe path, a link escaping the package or a size over the
+limits, a chunk whose SHA-256 is not its name or that the manifest does not
+list. Nothing quarantined is ever installed; each entry also sent status
+message 6001. Entries expire after 30 days.`,
+		Example: `  steward packages quarantine list
+  steward packages quarantine delete 0195a3c4-0000-7000-8000-0000000000a1`,
+	}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List quarantined offers and chunks, newest first",
+		Long:  `List the quarantine: when, what (offer, chunk or commit), from which site, the package and version it claimed, why it was refused, and the size and SHA-256 of what was received.`,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				list, err := c.QuarantineList(ctx)
+				if err != nil {
+					return err
+				}
+				return g.print(list, func(w io.Writer) { printQuarantine(w, list) })
+			})
+		},
+	}
+	del := &cobra.Command{
+		Use:   "delete ID",
+		Short: "Forget a quarantine entry",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				list, err := c.QuarantineDelete(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return g.print(list, func(w io.Writer) { printQuarantine(w, list) })
+			})
+		},
+	}
+	cmd.AddCommand(list, del)
+	return cmd
+}
+
+func printQuarantine(w io.Writer, list []contracts.QuarantineInfo) {
+	fmt.Fprintln(w, "ID\tWHEN\tWHAT\tFROM\tPACKAGE\tSIZE\tREASON")
+	for _, q := range list {
+		pkg := "-"
+		if q.Package != "" {
+			pkg = contracts.PackageKey(q.Package, q.Version)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", q.ID, ago(q.Time), q.What, q.From, pkg, bytesText(int64(q.Size)), q.Reason)
+	}
 }
 
 // packageArg requires the one package name argument.

@@ -310,3 +310,22 @@ func (c *Client) RouteList(ctx context.Context) ([]contracts.RouteInfo, error) {
 	}
 	return resp.Routes, nil
 }
+
+// QuarantineList lists what peer sites sent that failed verification here.
+func (c *Client) QuarantineList(ctx context.Context) ([]contracts.QuarantineInfo, error) {
+	var resp contracts.QuarantineListResponse
+	if err := c.call(ctx, contracts.KindQuarantineList, contracts.QuarantineListRequest{Header: contracts.NewHeader(contracts.TypeQuarantineListRequest)}, &resp); err != nil {
+		return nil, err
+	}
+	if resp.Entries == nil {
+		resp.Entries = []contracts.QuarantineInfo{}
+	}
+	return resp.Entries, nil
+}
+
+// QuarantineDelete forgets one entry and returns what is left.
+func (c *Client) QuarantineDelete(ctx context.Context, id string) ([]contracts.QuarantineInfo, error) {
+	var resp contracts.QuarantineListResponse
+	err := c.call(ctx, contracts.KindQuarantineDelete, contracts.QuarantineDeleteRequest{Header: contracts.NewHeader(contracts.TypeQuarantineDeleteRequest), Entry: id}, &resp)
+	return resp.Entries, err
+}

@@ -32,6 +32,8 @@ func (s *Service) operatorRoutes() []rpc.Endpoint {
 		rpc.Route("packages-undeploy", rpc.OpUp(contracts.KindPackagesUndeploy), rpc.Handler(s.log, contracts.TypePackageDeployRequest, s.opDeploy(false))),
 		rpc.Route("routes-set", rpc.OpUp(contracts.KindRoutesSet), rpc.Handler(s.log, contracts.TypeRouteSetRequest, s.opRouteSet)),
 		rpc.Route("routes-list", rpc.OpUp(contracts.KindRoutesList), rpc.Handler(s.log, contracts.TypeRouteListRequest, s.opRouteList)),
+		rpc.Route("quarantine-list", rpc.OpUp(contracts.KindQuarantineList), rpc.Handler(s.log, contracts.TypeQuarantineListRequest, s.opQuarantineList)),
+		rpc.Route("quarantine-delete", rpc.OpUp(contracts.KindQuarantineDelete), rpc.Handler(s.log, contracts.TypeQuarantineDeleteRequest, s.opQuarantineDelete)),
 	}
 }
 
@@ -285,4 +287,31 @@ func (s *Service) opRouteList(_ context.Context, from contracts.SubjectInfo, _ *
 	}
 	slices.SortFunc(routes, func(a, b contracts.RouteInfo) int { return strings.Compare(a.Site, b.Site) })
 	return &contracts.RouteListResponse{Header: contracts.NewHeader(contracts.TypeRouteListResponse), Routes: routes}, nil
+}
+
+func (s *Service) opQuarantineList(ctx context.Context, from contracts.SubjectInfo, _ *contracts.QuarantineListRequest) (*contracts.QuarantineListResponse, error) {
+	if err := s.allowed(from.Principal, rbac.PackageRead); err != nil {
+		return nil, err
+	}
+	entries, err := s.Quarantined(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]contracts.QuarantineInfo, len(entries))
+	for i, e := range entries {
+		out[i] = contracts.QuarantineInfo{ID: e.ID, What: e.What, From: e.From, Package: e.Package, Version: e.Version, Digest: e.Digest,
+			Chunk: e.Chunk, Reason: e.Reason, Code: e.Code, Time: e.Time, Size: e.Size, SHA256: e.SHA256}
+	}
+	return &contracts.QuarantineListResponse{Header: contracts.NewHeader(contracts.TypeQuarantineListResponse), Entries: out}, nil
+}
+
+func (s *Service) opQuarantineDelete(ctx context.Context, from contracts.SubjectInfo, req *contracts.QuarantineDeleteRequest) (*contracts.QuarantineListResponse, error) {
+	if err := s.allowed(from.Principal, rbac.PackageDelete); err != nil {
+		return nil, err
+	}
+	if err := s.DeleteQuarantined(ctx, req.Entry); err != nil {
+		return nil, err
+	}
+	s.log.Info("quarantine entry deleted", "entry", req.Entry, "by", from.Principal)
+	return s.opQuarantineList(ctx, from, nil)
 }
