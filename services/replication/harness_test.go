@@ -27,6 +27,10 @@ import (
 
 const waitFor = 15 * time.Second
 
+// syncAlways makes the test servers sync every JetStream write, as a
+// site's server does (sync_interval: always); the benchmark sets it.
+var syncAlways bool
+
 // testSite is one site: a server, its service's connections and key, and
 // a replication service that can be stopped and started again.
 type testSite struct {
@@ -64,7 +68,7 @@ func newSite(t testing.TB, code string, parent *testSite) *testSite {
 	t.Helper()
 	opts := &server.Options{
 		ServerName: code, Host: "127.0.0.1", Port: -1, JetStream: true, JetStreamDomain: code,
-		StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+		StoreDir: t.TempDir(), NoLog: true, NoSigs: true, SyncAlways: syncAlways,
 	}
 	ts := &testSite{t: t, code: code, peers: StaticPeers{}, dir: newFakeDirectory(), emit: &recEmitter{}}
 	ts.leafPort = freePort(t)
