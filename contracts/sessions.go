@@ -403,6 +403,7 @@ const (
 	TypeSessionOpenRequest        = "steward.v1.session_open_request"
 	TypeSessionJoinRequest        = "steward.v1.session_join_request"
 	TypeSessionEndRequest         = "steward.v1.session_end_request"
+	TypeSessionForward            = "steward.v1.session_forward"
 	TypeSessionOpenResponse       = "steward.v1.session_open_response"
 	TypeSessionListRequest        = "steward.v1.session_list_request"
 	TypeSessionListResponse       = "steward.v1.session_list_response"
@@ -461,3 +462,29 @@ const (
 	TypeEffectivePolicyRequest  = "steward.v1.effective_policy_request"
 	TypeEffectivePolicyResponse = "steward.v1.effective_policy_response"
 )
+
+// SessionForward is a broker instance handing an operator's join or end of
+// a session to the instance that relays it, on that instance's svc subject
+// (SessionForwardVerb): only services may publish there, so Operator, who
+// asked, is trusted. One of Join and End is set (the receiver refuses both).
+type SessionForward struct {
+	Header
+	Operator string              `json:"operator"`
+	Join     *SessionJoinRequest `json:"join,omitempty"`
+	End      *SessionEndRequest  `json:"end,omitempty"`
+}
+
+// Validate checks the forward names an operator and one request.
+func (f *SessionForward) Validate() error {
+	if err := ValidToken(f.Operator); err != nil {
+		return fmt.Errorf("operator: %w", err)
+	}
+	if f.Join == nil && f.End == nil {
+		return fmt.Errorf("a forward carries a join or an end")
+	}
+	return nil
+}
+
+// SessionForwardVerb is the svc verb on which broker instance (its micro
+// service ID) takes forwarded joins and ends.
+func SessionForwardVerb(instance string) string { return "forward-" + instance }

@@ -54,6 +54,12 @@ func init() {
 	}
 	goldenExamples[TypeSessionJoinRequest] = &SessionJoinRequest{Header: hdr(TypeSessionJoinRequest), Session: exampleSessionID, Observe: true}
 	goldenExamples[TypeSessionEndRequest] = &SessionEndRequest{Header: hdr(TypeSessionEndRequest), Session: exampleSessionID, Reason: "done"}
+	// Every field is set for the golden file; a real forward carries one of join and end.
+	goldenExamples[TypeSessionForward] = &SessionForward{
+		Header: hdr(TypeSessionForward), Operator: "alice",
+		Join: &SessionJoinRequest{Header: hdr(TypeSessionJoinRequest), Session: exampleSessionID, Observe: true},
+		End:  &SessionEndRequest{Header: hdr(TypeSessionEndRequest), Session: exampleSessionID, Reason: "done"},
+	}
 	goldenExamples[TypeSessionOpenResponse] = &SessionOpenResponse{Header: hdr(TypeSessionOpenResponse), Session: exampleSessionInfo}
 	goldenExamples[TypeSessionListRequest] = &SessionListRequest{Header: hdr(TypeSessionListRequest), Client: "web-01"}
 	goldenExamples[TypeSessionListResponse] = &SessionListResponse{Header: hdr(TypeSessionListResponse), Sessions: []SessionInfo{exampleSessionInfo}}

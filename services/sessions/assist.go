@@ -103,6 +103,13 @@ func (s *Service) assistAccept(ctx context.Context, from contracts.SubjectInfo, 
 	w := want{operator: from.Principal, kind: contracts.SessionAssist, assist: r.Info.ID}
 	resp, err := s.start(ctx, w, &contracts.SessionOpenRequest{Session: req.Session, Ref: r.Info.Client.ID, Kind: contracts.SessionAssist})
 	if err != nil {
+		if contracts.CodeOf(err) == contracts.CodeClientRefused {
+			// The agent has no such shared terminal any more (the user's
+			// steward-agent assist ended): the request is over, not given
+			// back for the next helper to fail on.
+			_ = s.assistKV.Delete(context.Background(), r.Info.ID)
+			return nil, err
+		}
 		r.Info.Session = "" // give the request back
 		b, _ := json.Marshal(r)
 		_, _ = s.assistKV.Put(context.Background(), r.Info.ID, b)

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/rpc"
 	"github.com/stewardhq/steward/services/rbac"
 )
 
@@ -210,12 +211,20 @@ func (s *Service) sendGrant(ctx context.Context, g contracts.SessionGrant, d dec
 // or watches it (observe). The three conditions apply to the joiner too,
 // and the agent gets a grant for the joiner.
 func (s *Service) join(ctx context.Context, from contracts.SubjectInfo, req *contracts.SessionJoinRequest) (*contracts.SessionOpenResponse, error) {
+	if !s.local(req.Session) {
+		return s.forward(ctx, from.Principal, req.Session, contracts.SessionForward{Join: req})
+	}
+	return s.joinLocal(ctx, from, req)
+}
+
+// joinLocal joins a session this instance relays.
+func (s *Service) joinLocal(ctx context.Context, from contracts.SubjectInfo, req *contracts.SessionJoinRequest) (*contracts.SessionOpenResponse, error) {
 	op := from.Principal
 	s.mu.Lock()
 	ss := s.sessions[req.Session]
 	s.mu.Unlock()
 	if ss == nil {
-		return nil, contracts.Errorf(contracts.CodeNotFound, "no active session %q on this broker (steward session list shows them)", req.Session)
+		return nil, contracts.Errorf(contracts.CodeNotFound, "no active session %q (steward session list shows them)", req.Session)
 	}
 	info := ss.snapshot()
 	ss.mu.Lock()
@@ -279,22 +288,20 @@ func (s *Service) join(ctx context.Context, from contracts.SubjectInfo, req *con
 // endByOperator answers session.end: the session's operator ends it, or
 // an administrator with Session:End on the client.
 func (s *Service) endByOperator(ctx context.Context, from contracts.SubjectInfo, req *contracts.SessionEndRequest) (*contracts.SessionOpenResponse, error) {
+	if !s.local(req.Session) {
+		return s.forward(ctx, from.Principal, req.Session, contracts.SessionForward{End: req})
+	}
+	return s.endLocal(ctx, from, req)
+}
+
+// endLocal ends a session this instance relays.
+func (s *Service) endLocal(ctx context.Context, from contracts.SubjectInfo, req *contracts.SessionEndRequest) (*contracts.SessionOpenResponse, error) {
 	op := from.Principal
 	s.mu.Lock()
 	ss := s.sessions[req.Session]
 	s.mu.Unlock()
 	if ss == nil {
-		r, err := s.getRecord(ctx, req.Session)
-		if err != nil {
-			return nil, err
-		}
-		if err := s.mayRead(op, rbac.SessionRead, r); err != nil {
-			return nil, err
-		}
-		if r.Info.State == contracts.SessionEnded {
-			return nil, contracts.Errorf(contracts.CodeConflict, "session %s ended already (%s)", r.Info.ID, r.Info.EndReason)
-		}
-		return nil, contracts.Errorf(contracts.CodeUnavailable, "session %s is relayed by another broker instance (%s); try again", r.Info.ID, r.Info.Instance)
+		return nil, contracts.Errorf(contracts.CodeNotFound, "no active session %q (steward session list shows them)", req.Session)
 	}
 	info := ss.snapshot()
 	rec := record{Info: info, Collections: ss.collections}
@@ -429,4 +436,61 @@ func (s *Service) readRecording(ctx context.Context, from contracts.SubjectInfo,
 	}
 	return &contracts.RecordingReadResponse{Header: contracts.NewHeader(contracts.TypeRecordingReadResponse), Session: r.Info,
 		Data: buf[:n], Size: size, Next: req.Offset + int64(n)}, nil
+}
+
+// local says whether this instance relays session id.
+func (s *Service) local(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[id] != nil
+}
+
+// forward hands an operator's join or end of a session this instance does
+// not relay to the instance that does (its record says which), on that
+// instance's own svc subject. A session that ended, or that no live
+// instance relays (the sweep ends those), is answered here.
+func (s *Service) forward(ctx context.Context, op, id string, f contracts.SessionForward) (*contracts.SessionOpenResponse, error) {
+	r, err := s.getRecord(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.mayRead(op, rbac.SessionRead, r); err != nil {
+		return nil, err
+	}
+	if r.Info.State == contracts.SessionEnded {
+		return nil, contracts.Errorf(contracts.CodeConflict, "session %s ended already (%s)", r.Info.ID, r.Info.EndReason)
+	}
+	if r.Info.Instance == "" || r.Info.Instance == s.instance {
+		return nil, contracts.Errorf(contracts.CodeNotFound, "no active session %q (steward session list shows them)", id)
+	}
+	subj, err := contracts.Svc(s.cfg.Site, ServiceName, contracts.SessionForwardVerb(r.Info.Instance))
+	if err != nil {
+		return nil, err
+	}
+	f.Header, f.Operator = contracts.NewHeader(contracts.TypeSessionForward), op
+	var resp contracts.SessionOpenResponse
+	err = rpc.Call(ctx, s.cfg.NC, subj, f, &resp)
+	if contracts.CodeOf(err) == contracts.CodeUnavailable {
+		return nil, contracts.Errorf(contracts.CodeUnavailable, "session %s is relayed by broker instance %s, which does not answer; its sessions end at the next sweep", id, r.Info.Instance)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// forwarded serves this instance's forward subject: the join or end of a
+// session it relays, on behalf of the operator another instance named.
+func (s *Service) forwarded(ctx context.Context, from contracts.SubjectInfo, f *contracts.SessionForward) (*contracts.SessionOpenResponse, error) {
+	op := contracts.SubjectInfo{Site: from.Site, Space: "op", Principal: f.Operator, Direction: "up"}
+	switch {
+	case f.Join != nil && f.End != nil:
+		return nil, contracts.Errorf(contracts.CodeBadRequest, "a forward carries a join or an end, not both")
+	case f.Join != nil:
+		op.Kind = contracts.KindSessionJoin
+		return s.joinLocal(ctx, op, f.Join)
+	default:
+		op.Kind = contracts.KindSessionEnd
+		return s.endLocal(ctx, op, f.End)
+	}
 }

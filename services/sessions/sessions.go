@@ -213,6 +213,15 @@ func (s *Service) Run(ctx context.Context) error {
 	s.svc = svc
 	s.instance = svc.Info().ID
 	defer svc.Stop()
+	// Joins and ends of this instance's sessions that reach another instance
+	// come here.
+	fwd, err := contracts.Svc(s.cfg.Site, ServiceName, contracts.SessionForwardVerb(s.instance))
+	if err == nil {
+		err = svc.AddEndpoint("session-forward", rpc.Handler(s.log, contracts.TypeSessionForward, s.forwarded), micro.WithEndpointSubject(fwd))
+	}
+	if err != nil {
+		return fmt.Errorf("sessions: forward endpoint: %w", err)
+	}
 	if err := s.cfg.NC.FlushTimeout(5 * time.Second); err != nil {
 		s.log.Warn("subscriptions not confirmed by the server yet", "err", err)
 	}
