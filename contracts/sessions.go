@@ -111,6 +111,16 @@ const (
 	FrameResize = "resize" // body: SessionResize
 	FrameEOF    = "eof"    // the sender writes no more (a tunnel's half close)
 	FrameEnd    = "end"    // body: SessionEnd; the session is over
+	FramePing   = "ping"   // operator -> broker every SessionPing: the operator is still there
+)
+
+// An operator's CLI sends FramePing every SessionPing while it is in a
+// session; the broker ends a session whose operator sent nothing for
+// SessionOperatorTimeout (a CLI killed, a laptop closed), and removes a
+// joined operator who did, instead of leaving it to the idle timeout.
+const (
+	SessionPing            = 2 * time.Second
+	SessionOperatorTimeout = 5 * SessionPing
 )
 
 // Flow control and size limits of frames.

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,5 +82,37 @@ func TestSessionJoinAndEndAcrossBrokerInstances(t *testing.T) {
 	t.Logf("sessions were relayed by %d instances", len(instances))
 	if _, err := l.admin.SessionEnd(ctx(t), sessions[0].Info.ID, ""); contracts.CodeOf(err) != contracts.CodeConflict {
 		t.Fatalf("ending an ended session = %v, want conflict", err)
+	}
+}
+
+// TestSessionEndsWhenTheOperatorGoesAway: an operator's CLI that dies
+// without ending its session stops pinging; the broker ends the session
+// (abnormally, audited) after contracts.SessionOperatorTimeout instead of
+// leaving it open to the idle timeout, and the agent ends it too.
+func TestSessionEndsWhenTheOperatorGoesAway(t *testing.T) {
+	l := startSessionLab(t, nil, nil)
+	l.setPolicy(t, remoteTools(true, contracts.AccessFull, false, []string{"admin"}, nil))
+	cli, err := client.Connect(context.Background(), client.Options{Server: l.rs.URL(), Identity: l.rs.AdminIdentity()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := cli.SessionOpen(ctx(t), contracts.SessionOpenRequest{Ref: "web-01", Kind: contracts.SessionShell, Command: []string{"cat"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, 15*time.Second, "the session at the agent", func() bool { return len(l.agent.Sessions()) == 1 })
+	// Pings keep a quiet session open past the operator timeout.
+	time.Sleep(contracts.SessionOperatorTimeout + 2*time.Second)
+	if open, err := l.admin.SessionList(ctx(t), ""); err != nil || len(open) != 1 {
+		t.Fatalf("a quiet session whose CLI pings: active = %+v, %v; want it open", open, err)
+	}
+	cli.Close() // the CLI dies: no end frame, no more pings
+	wait(t, contracts.SessionOperatorTimeout+15*time.Second, "the broker to end the session", func() bool {
+		open, err := l.admin.SessionList(ctx(t), "")
+		return err == nil && len(open) == 0
+	})
+	wait(t, 15*time.Second, "the agent to end the session", func() bool { return len(l.agent.Sessions()) == 0 })
+	if m := l.auditOf(t, contracts.StatusSessionAbnormal, s.Info.ID); !strings.Contains(m.Text, "went away") {
+		t.Fatalf("abnormal end audit: %+v", m)
 	}
 }

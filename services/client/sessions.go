@@ -140,7 +140,23 @@ func (c *Client) sessionCall(ctx context.Context, id, kind string, req any) (*Se
 		return nil, err
 	}
 	s.Info = resp.Session
+	go s.ping()
 	return s, nil
+}
+
+// ping tells the broker every contracts.SessionPing that this operator is
+// still there, until the session ends.
+func (s *Session) ping() {
+	t := time.NewTicker(contracts.SessionPing)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			_ = s.send(contracts.FramePing, 0, nil)
+		}
+	}
 }
 
 // SessionJoin joins a running session (observe: read-only).

@@ -21,7 +21,8 @@ type participant struct {
 	down     string // the operator's down data subject
 	sub      *nats.Subscription
 	joined   time.Time
-	inFlight int // input frames sent to the agent and not yet acknowledged
+	seen     time.Time // the last frame from the operator (ss.mu)
+	inFlight int       // input frames sent to the agent and not yet acknowledged
 }
 
 // inputRef maps an input frame as the agent numbers it to the operator's
@@ -121,7 +122,8 @@ func (ss *session) addParticipant(op, access string) error {
 	if err != nil {
 		return err
 	}
-	p := &participant{operator: op, access: access, down: down, joined: ss.svc.cfg.Now().UTC()}
+	now := ss.svc.cfg.Now().UTC()
+	p := &participant{operator: op, access: access, down: down, joined: now, seen: now}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if old, ok := ss.parts[op]; ok {
@@ -240,6 +242,7 @@ func (ss *session) fromOperator(p *participant, m *nats.Msg) {
 	}
 	primary := p.operator == ss.info.Operator
 	full := p.access == contracts.AccessFull
+	p.seen = ss.svc.cfg.Now()
 	switch kind {
 	case contracts.FrameData:
 		ss.touch()
@@ -394,6 +397,45 @@ func (s *Service) expireIdle() {
 	s.mu.Unlock()
 	for _, ss := range idle {
 		go s.end(ss, contracts.SessionEnd{Reason: fmt.Sprintf("idle for %s", s.cfg.IdleTimeout), By: "site"})
+	}
+	s.expireOperators()
+}
+
+// expireOperators ends each session whose own operator went silent for
+// OperatorTimeout (abnormally: nobody ended it), and removes joined
+// operators who did.
+func (s *Service) expireOperators() {
+	cut := s.cfg.Now().Add(-s.cfg.OperatorTimeout)
+	s.mu.Lock()
+	all := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		all = append(all, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range all {
+		var gone []*participant
+		ownerGone := false
+		ss.mu.Lock()
+		if ss.info.State == contracts.SessionActive {
+			for _, p := range ss.parts {
+				if p.seen.Before(cut) {
+					if p.operator == ss.info.Operator {
+						ownerGone = true
+					} else {
+						gone = append(gone, p)
+					}
+				}
+			}
+		}
+		ss.mu.Unlock()
+		if ownerGone {
+			go s.end(ss, contracts.SessionEnd{Reason: fmt.Sprintf("the operator's CLI went away (nothing from it for %s)", s.cfg.OperatorTimeout),
+				By: "site", Abnormal: true})
+			continue
+		}
+		for _, p := range gone {
+			ss.leave(p)
+		}
 	}
 }
 

@@ -92,6 +92,10 @@ type Config struct {
 	// IdleTimeout ends a session without a frame in either direction for
 	// this long (default 15m).
 	IdleTimeout time.Duration
+	// OperatorTimeout ends a session whose own operator sent no frame (its
+	// CLI pings every contracts.SessionPing) for this long, and removes a
+	// joined operator who did not. Default contracts.SessionOperatorTimeout.
+	OperatorTimeout time.Duration
 	// SweepEvery is how often records of sessions whose broker instance is
 	// gone are ended (default 30s; negative: only at start).
 	SweepEvery time.Duration
@@ -123,6 +127,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.Facts == nil {
 		c.Facts = BusFacts{NC: c.NC, Site: c.Site}
+	}
+	if c.OperatorTimeout == 0 {
+		c.OperatorTimeout = contracts.SessionOperatorTimeout
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout
