@@ -238,7 +238,7 @@ type RouteListResponse struct {
 // this site's despooler: kept for the operator to inspect, never installed.
 type QuarantineInfo struct {
 	ID      string    `json:"id"`
-	What    string    `json:"what"` // offer | chunk | commit
+	What    string    `json:"what"` // offer | chunk
 	From    string    `json:"from"` // the sending site, from the subject
 	Package string    `json:"package,omitempty"`
 	Version string    `json:"version,omitempty"`

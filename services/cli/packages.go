@@ -74,7 +74,7 @@ message 6001. Entries expire after 30 days.`,
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List quarantined offers and chunks, newest first",
-		Long:  `List the quarantine: when, what (offer, chunk or commit), from which site, the package and version it claimed, why it was refused, and the size and SHA-256 of what was received.`,
+		Long:  `List the quarantine: when, what (an offer or a chunk), from which site, the package and version it claimed, why it was refused, and the size and SHA-256 of what was received.`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {

@@ -75,7 +75,7 @@ func (s *Service) handleOffer(ctx context.Context, from contracts.SubjectInfo, r
 
 // receiveOffer is handleOffer's domain: verify, record, answer.
 func (s *Service) receiveOffer(ctx context.Context, site string, data []byte) (*contracts.ReplicationOfferReply, error) {
-	entry := QuarantineEntry{What: QuarantineOffer, From: site}
+	entry := QuarantineEntry{QuarantineInfo: contracts.QuarantineInfo{What: QuarantineOffer, From: site}}
 	pinned, err := s.pinnedKey(ctx, site)
 	if rej, ok := asRejection(err); ok {
 		describeOffer(&entry, data)
@@ -165,7 +165,7 @@ func (s *Service) handleChunk(ctx context.Context, from contracts.SubjectInfo, r
 
 // receiveChunk is handleChunk's domain.
 func (s *Service) receiveChunk(ctx context.Context, site string, h nats.Header, data []byte) error {
-	entry := QuarantineEntry{What: QuarantineChunk, From: site}
+	entry := QuarantineEntry{QuarantineInfo: contracts.QuarantineInfo{What: QuarantineChunk, From: site}}
 	ref, err := chunkHeaders(h)
 	entry.Package, entry.Version, entry.Chunk = ref.Package, ref.Version, ref.Hash
 	if rej, ok := asRejection(err); ok {

@@ -299,8 +299,7 @@ func (s *Service) opQuarantineList(ctx context.Context, from contracts.SubjectIn
 	}
 	out := make([]contracts.QuarantineInfo, len(entries))
 	for i, e := range entries {
-		out[i] = contracts.QuarantineInfo{ID: e.ID, What: e.What, From: e.From, Package: e.Package, Version: e.Version, Digest: e.Digest,
-			Chunk: e.Chunk, Reason: e.Reason, Code: e.Code, Time: e.Time, Size: e.Size, SHA256: e.SHA256}
+		out[i] = e.QuarantineInfo
 	}
 	return &contracts.QuarantineListResponse{Header: contracts.NewHeader(contracts.TypeQuarantineListResponse), Entries: out}, nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,29 +18,16 @@ const maxQuarantineData = 256 << 10
 
 // What was quarantined.
 const (
-	QuarantineOffer  = "offer"
-	QuarantineChunk  = "chunk"
-	QuarantineCommit = "commit"
+	QuarantineOffer = "offer"
+	QuarantineChunk = "chunk"
 )
 
 // QuarantineEntry is one thing a peer site sent that failed verification:
-// kept for the operator to inspect, never installed.
+// kept for the operator to inspect, never installed. Data holds the first
+// maxQuarantineData bytes of the rejected message (Truncated when there
+// were more); for a chunk it is empty: its hash and size say enough.
 type QuarantineEntry struct {
-	ID      string    `json:"id"`
-	What    string    `json:"what"` // offer | chunk | commit
-	From    string    `json:"from"` // the sending site, from the subject
-	Package string    `json:"package,omitempty"`
-	Version string    `json:"version,omitempty"`
-	Digest  string    `json:"digest,omitempty"` // of the offered manifest, when it could be read
-	Chunk   string    `json:"chunk,omitempty"`  // the hash a chunk claimed
-	Reason  string    `json:"reason"`
-	Code    string    `json:"code"` // the error code the sender was answered with
-	Time    time.Time `json:"time"`
-	// Size and SHA256 describe the rejected message; Data holds its first
-	// maxQuarantineData bytes (Truncated when there were more). For a chunk
-	// Data is empty: its hash and size say enough.
-	Size      int    `json:"size"`
-	SHA256    string `json:"sha256"`
+	contracts.QuarantineInfo
 	Data      []byte `json:"data,omitempty"`
 	Truncated bool   `json:"truncated,omitempty"`
 }
