@@ -478,7 +478,7 @@ func (snd *sender) attempt(ctx context.Context, jw *jobWriter) error {
 	if first {
 		s.emit(ctx, contracts.StatusSendStarted, map[string]string{"package": name, "to": j.Site, "chunks": strconv.Itoa(len(reply.Missing))})
 	}
-	if err := snd.sendChunks(ctx, jw, reply.Missing, sizes); err != nil {
+	if err := snd.sendChunks(ctx, jw, inManifestOrder(&v.Manifest, reply.Missing), sizes); err != nil {
 		return err
 	}
 
@@ -506,6 +506,25 @@ func (snd *sender) finish(ctx context.Context, jw *jobWriter, digest string) err
 	snd.s.emit(ctx, contracts.StatusSendInstalled, map[string]string{"package": name, "to": j.Site,
 		"chunks": strconv.Itoa(j.Chunks), "bytes": strconv.FormatInt(j.Bytes, 10)})
 	return nil
+}
+
+// inManifestOrder returns the chunks of missing in the order the manifest
+// names them (the order they were most likely stored in): read that way,
+// the library loads each block of its stream once rather than again for
+// chunks scattered by the hash order of the destination's answer.
+func inManifestOrder(m *contracts.Manifest, missing []string) []string {
+	want := make(map[string]bool, len(missing))
+	for _, h := range missing {
+		want[h] = true
+	}
+	out := make([]string, 0, len(missing))
+	for _, h := range m.Chunks() {
+		if want[h] {
+			out = append(out, h)
+			delete(want, h)
+		}
+	}
+	return out
 }
 
 // sendChunks sends the chunks, up to SendWindow at once, each after the
@@ -568,17 +587,19 @@ func (snd *sender) sendChunks(ctx context.Context, jw *jobWriter, missing []stri
 		if failed() != nil {
 			break
 		}
-		data, err := s.ReadChunk(ctx, h)
-		if err != nil {
-			<-sem
-			if contracts.CodeOf(err) == contracts.CodeNotFound {
-				err = permanent(fmt.Errorf("chunk %s of %s is missing from the library of site %s", h, contracts.PackageKey(j.Package, j.Version), s.cfg.Site))
-			}
-			fail(err)
-			break
-		}
+		// Each chunk of the window is read in its own goroutine: reading
+		// one after another would bound the whole transfer by the
+		// library's read latency.
 		wg.Go(func() {
 			defer func() { <-sem }()
+			data, err := s.ReadChunk(ctx, h)
+			if err != nil {
+				if contracts.CodeOf(err) == contracts.CodeNotFound {
+					err = permanent(fmt.Errorf("chunk %s of %s is missing from the library of site %s", h, contracts.PackageKey(j.Package, j.Version), s.cfg.Site))
+				}
+				fail(err)
+				return
+			}
 			if err := snd.sendChunk(ctx, j, h, data); err != nil {
 				fail(err)
 				return
