@@ -57,7 +57,13 @@ func (s *Site) start(ctx context.Context) error {
 		return fmt.Errorf("start %s: %w", s.Bin, err)
 	}
 	s.done = make(chan error, 1)
-	go func() { s.done <- s.cmd.Wait() }()
+	go func() {
+		err := s.cmd.Wait()
+		// Say in the site's log how the process ended (a signal leaves no
+		// line of its own).
+		fmt.Fprintf(logf, "bench: steward serve (pid %d) ended: %v (%s)\n", s.cmd.Process.Pid, err, s.cmd.ProcessState)
+		s.done <- err
+	}()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		c, err := s.Operator(ctx)
