@@ -18,11 +18,11 @@ import (
 // Session benchmarks: a site (bin/steward serve), a fleet of sessionAgents
 // simulated agents, and sessions through the site's broker.
 const (
-	sessionAgents  = 50  // concurrent sessions of session-relay
-	keystrokes     = 200 // per session
+	sessionAgents = 50  // concurrent sessions of session-relay
+	keystrokes    = 200 // per session
 	// typing is the pace of one session's keystrokes: a fast typist's 10
 	// keys a second, so 50 sessions type 500 keys a second together.
-	typing = 100 * time.Millisecond
+	typing         = 100 * time.Millisecond
 	tunnelBytes    = 64 << 20
 	rawChunk       = contracts.MaxFrameBytes
 	relayGoalAdded = time.Millisecond
