@@ -112,6 +112,12 @@ type Config struct {
 	// (default DefaultContentMax); a larger one fails before anything is
 	// fetched, as does one that does not fit the free disk space.
 	ContentMax int64
+	// ContentSpread is the longest the agent waits, at random, before it
+	// asks for its content list after (re)connecting or being told
+	// content.changed: the clients of a collection, or a fleet reconnecting
+	// after a site restart, spread their requests over it instead of asking
+	// at once. Default DefaultContentSpread; negative: no wait.
+	ContentSpread time.Duration
 }
 
 // CheckAndSetDefaults validates c and fills in defaults. Site defaults to
@@ -176,6 +182,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.PolicyRefresh == 0 {
 		c.PolicyRefresh = DefaultPolicyRefresh
+	}
+	if c.ContentSpread == 0 {
+		c.ContentSpread = DefaultContentSpread
 	}
 	if c.ContentMax == 0 {
 		c.ContentMax = DefaultContentMax

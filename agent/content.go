@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,6 +34,9 @@ import (
 // DefaultContentMax is the largest package version the agent downloads
 // unless Config.ContentMax says otherwise.
 const DefaultContentMax = int64(16) << 30
+
+// DefaultContentSpread is Config.ContentSpread's default.
+const DefaultContentSpread = 30 * time.Second
 
 // ContentDirName is the content directory's name inside the state dir.
 const ContentDirName = "content"
@@ -186,6 +190,17 @@ func (a *Agent) runContent(ctx context.Context, nc *nats.Conn, id state.Identity
 		case <-ctx.Done():
 			return
 		case <-a.content.wake:
+			// A (re)connection or content.changed: every client of a
+			// collection, or of a restarted site, was told at once.
+			if spread := a.cfg.ContentSpread; spread > 0 {
+				wait := time.NewTimer(rand.N(spread))
+				select {
+				case <-ctx.Done():
+					wait.Stop()
+					return
+				case <-wait.C:
+				}
+			}
 		case <-refresh.C:
 		case <-retry.C:
 		}

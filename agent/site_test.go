@@ -238,6 +238,9 @@ func (b *bench) newAgent(mod func(*Config)) *Agent {
 		RetryMax:    300 * time.Millisecond,
 		// Inventory reports are tested on their own (report_test.go).
 		InventoryInterval: -1,
+		// Content is fetched as soon as the agent is told to (the spread is
+		// tested on its own).
+		ContentSpread: -1,
 	}
 	if mod != nil {
 		mod(&cfg)

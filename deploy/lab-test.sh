@@ -157,8 +157,9 @@ step_packages() {
     head -c 3000000 /dev/urandom >/tmp/pkg/data.bin' || return 1
   op packages create labtools --version 1.0 --source /tmp/pkg >/dev/null || return 1
   op packages deploy labtools --collection "Lab agents" >/dev/null || return 1
+  # Agents wait up to 30 s at random before fetching (ContentSpread).
   local i
-  for i in $(seq 60); do
+  for i in $(seq 120); do
     [ "$(op packages status labtools -o json | grep -c '"state": "installed"')" -ge 3 ] && return 0
     sleep 1
   done

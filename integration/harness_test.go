@@ -186,7 +186,7 @@ type runningAgent struct {
 
 func startAgent(t testing.TB, url, token, dir, name string) *runningAgent {
 	t.Helper()
-	a, err := agent.New(agent.Config{Server: url, Token: token, StateDir: dir, Name: name, Heartbeat: time.Second, Log: testLog(t)})
+	a, err := agent.New(agent.Config{Server: url, Token: token, StateDir: dir, Name: name, Heartbeat: time.Second, Log: testLog(t), ContentSpread: time.Second})
 	if err != nil {
 		t.Fatalf("agent %s: %v", name, err)
 	}
