@@ -267,14 +267,21 @@ func (e *Env) reconnectStorm(ctx context.Context, fs *fleetSite, raw float64) (R
 	if err := waitFor(ctx, time.Minute, func() bool { return fs.fleet.Stats().Connected == 0 }); err != nil {
 		return Result{}, fmt.Errorf("agents did not notice the site stopping")
 	}
+	// The clock runs from the process's start: the agents' storm and the
+	// site's own start overlap, and the site's readiness for an operator is
+	// checked only after the fleet is back (during the storm an operator's
+	// connection waits in the same callout queue as the agents').
 	start := time.Now()
-	if err := fs.site.start(ctx); err != nil {
+	if err := fs.site.launch(); err != nil {
 		return Result{}, err
 	}
 	if err := waitFor(ctx, 10*time.Minute, func() bool { return fs.fleet.Stats().Connected == e.Agents }); err != nil {
 		return Result{}, fmt.Errorf("storm did not settle: %+v", fs.fleet.Stats())
 	}
 	settled := time.Since(start).Seconds()
+	if err := fs.site.ready(ctx, time.Minute); err != nil {
+		return Result{}, err
+	}
 	// The goal is stated for 10,000 agents: a smaller fleet cannot show it.
 	r := measured("reconnect-storm", "s", settled, raw, "< 30 s for 10,000 agents", settled < 30 && e.Agents >= 10000,
 		"from the restarted site's start to every agent reconnected (auth callout per connection, jittered backoff); baseline: raw connect+subscribe to a plain nats-server")

@@ -21,6 +21,7 @@ type Site struct {
 	Bin, Dir, Listen string
 	Args             []string // more `steward serve` flags
 	cmd              *exec.Cmd
+	stopped          bool // Stop (or the process's end) was seen
 	done             chan error
 	log              *os.File
 }
@@ -46,6 +47,14 @@ func freeAddr() (string, error) {
 }
 
 func (s *Site) start(ctx context.Context) error {
+	if err := s.launch(); err != nil {
+		return err
+	}
+	return s.ready(ctx, time.Minute)
+}
+
+// launch starts the process without waiting for it to serve.
+func (s *Site) launch() error {
 	logf, err := os.OpenFile(filepath.Join(s.Dir, "..", filepath.Base(s.Dir)+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -56,6 +65,7 @@ func (s *Site) start(ctx context.Context) error {
 	if err := s.cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", s.Bin, err)
 	}
+	s.stopped = false
 	s.done = make(chan error, 1)
 	go func() {
 		err := s.cmd.Wait()
@@ -64,7 +74,12 @@ func (s *Site) start(ctx context.Context) error {
 		fmt.Fprintf(logf, "bench: steward serve (pid %d) ended: %v (%s)\n", s.cmd.Process.Pid, err, s.cmd.ProcessState)
 		s.done <- err
 	}()
-	deadline := time.Now().Add(60 * time.Second)
+	return nil
+}
+
+// ready waits up to limit until the site's services answer an operator.
+func (s *Site) ready(ctx context.Context, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
 	for {
 		c, err := s.Operator(ctx)
 		if err == nil {
@@ -76,12 +91,14 @@ func (s *Site) start(ctx context.Context) error {
 		}
 		select {
 		case err := <-s.done:
-			return fmt.Errorf("steward serve exited: %v (log: %s)", err, logf.Name())
+			s.stopped = true
+			s.log.Close()
+			return fmt.Errorf("steward serve exited: %v (log: %s)", err, s.log.Name())
 		default:
 		}
 		if time.Now().After(deadline) {
 			s.Stop()
-			return fmt.Errorf("site not ready after 60s: %v", err)
+			return fmt.Errorf("site not ready after %s: %v", limit, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -106,11 +123,13 @@ func (s *Site) Token(ctx context.Context, uses int) (string, error) {
 	return tok, err
 }
 
-// Stop ends the process with SIGTERM (a clean shutdown) and waits.
+// Stop ends the process with SIGTERM (a clean shutdown) and waits; a
+// stopped site stays stopped.
 func (s *Site) Stop() error {
-	if s.cmd == nil || s.cmd.Process == nil {
+	if s.cmd == nil || s.cmd.Process == nil || s.stopped {
 		return nil
 	}
+	s.stopped = true
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:
