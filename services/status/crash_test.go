@@ -125,9 +125,6 @@ func freePort(t *testing.T) int {
 // and lets the agents resend what was not acknowledged, as their outboxes
 // do. Every acknowledged message must be stored, and none twice.
 func TestCrashDuringBurst(t *testing.T) {
-	if testing.Short() {
-		t.Skip("kills and restarts a site process")
-	}
 	const (
 		agents    = 4
 		perAgent  = 2500
