@@ -153,6 +153,12 @@ func TestReplicationParentChildAgent(t *testing.T) {
 	if dep.Deployment.Version != "1.0" {
 		t.Fatalf("deployed %+v, want the newest version 1.0", dep.Deployment)
 	}
+	if _, err := cop.PackageDeploy(ctx(t), "tools", "", "No such collection", true); contracts.CodeOf(err) != contracts.CodeNotFound {
+		t.Fatalf("deploy to an unknown collection = %v, want not_found", err)
+	}
+	if _, err := cop.PackageDelete(ctx(t), "tools", "1.0"); contracts.CodeOf(err) != contracts.CodeConflict {
+		t.Fatalf("deleting a deployed version = %v, want conflict", err)
+	}
 	installed := filepath.Join(adir, "content", "tools", "1.0")
 	wait(t, 30*time.Second, "the agent to install tools 1.0", func() bool {
 		b, err := os.ReadFile(filepath.Join(installed, "data.bin"))

@@ -111,7 +111,7 @@ func printQuarantine(w io.Writer, list []contracts.QuarantineInfo) {
 		if q.Package != "" {
 			pkg = contracts.PackageKey(q.Package, q.Version)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", q.ID, ago(q.Time), q.What, q.From, pkg, bytesText(int64(q.Size)), q.Reason)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", q.ID, ago(q.Time), q.What, q.From, pkg, bytesIEC(uint64(q.Size)), q.Reason)
 	}
 }
 
@@ -187,7 +187,7 @@ new one).`,
 			}
 			return g.print(info, func(w io.Writer) {
 				fmt.Fprintf(w, "created %s %s: %s in %s, %d of %d chunks uploaded (the site had the rest)\n",
-					info.Package, info.Version, plural(info.Files, "file"), bytesText(info.Size), uploaded, src.Chunks())
+					info.Package, info.Version, plural(info.Files, "file"), bytesIEC(uint64(info.Size)), uploaded, src.Chunks())
 				fmt.Fprintf(w, "digest %s\n", info.Digest)
 			})
 		},
@@ -225,7 +225,7 @@ NAME), with where it came from, its size and its digest.`,
 						if from == "" {
 							from = "-"
 						}
-						fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", p.Package, p.Version, bytesText(p.Size), p.Files, p.Site, from, ago(p.Created), short(p.Digest))
+						fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", p.Package, p.Version, bytesIEC(uint64(p.Size)), p.Files, p.Site, from, ago(p.Created), short(p.Digest))
 					}
 				})
 			})
@@ -252,7 +252,7 @@ func newPackagesShowCmd(g *globals) *cobra.Command {
 					p := resp.Package
 					fmt.Fprintf(w, "Package:\t%s %s\n", p.Package, p.Version)
 					fmt.Fprintf(w, "Created:\t%s by %s at site %s\n", p.Created.Local().Format(time.RFC3339), p.CreatedBy, p.Site)
-					fmt.Fprintf(w, "Size:\t%s in %s, %d chunks\n", bytesText(p.Size), plural(p.Files, "file"), p.Chunks)
+					fmt.Fprintf(w, "Size:\t%s in %s, %d chunks\n", bytesIEC(uint64(p.Size)), plural(p.Files, "file"), p.Chunks)
 					fmt.Fprintf(w, "Digest:\t%s\n", p.Digest)
 					for _, d := range resp.Deployments {
 						fmt.Fprintf(w, "Deployed to:\t%s (by %s, %s)\n", d.Collection.Name, d.By, ago(d.Created))
@@ -364,18 +364,18 @@ the collections it is deployed to: installed, failed (why) or pending.`,
 
 func printPackageStatus(w io.Writer, resp contracts.PackageStatusResponse) {
 	p := resp.Package
-	fmt.Fprintf(w, "%s %s (%s, digest %s)\n", p.Package, p.Version, bytesText(p.Size), short(p.Digest))
+	fmt.Fprintf(w, "%s %s (%s, digest %s)\n", p.Package, p.Version, bytesIEC(uint64(p.Size)), short(p.Digest))
 	if len(resp.Sites) > 0 {
 		fmt.Fprintln(w, "SITE\tSTATE\tSENT\tCHUNKS\tVERIFIED\tATTEMPTS\tUPDATED\tERROR")
 		for _, s := range resp.Sites {
-			fmt.Fprintf(w, "%s\t%s\t%s/%s\t%d/%d\t%s\t%d\t%s\t%s\n", s.Site, s.State, bytesText(s.Bytes), bytesText(s.Total),
+			fmt.Fprintf(w, "%s\t%s\t%s/%s\t%d/%d\t%s\t%d\t%s\t%s\n", s.Site, s.State, bytesIEC(uint64(s.Bytes)), bytesIEC(uint64(s.Total)),
 				s.Chunks, s.ChunksTotal, dash(short(s.Verified)), s.Attempts, ago(s.Updated), dash(s.Error))
 		}
 	}
 	if len(resp.Clients) > 0 {
 		fmt.Fprintln(w, "CLIENT\tSTATE\tBYTES\tUPDATED\tERROR")
 		for _, c := range resp.Clients {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", c.Client.Name, c.State, bytesText(c.Bytes), ago(c.Updated), dash(c.Error))
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", c.Client.Name, c.State, bytesIEC(uint64(c.Bytes)), ago(c.Updated), dash(c.Error))
 		}
 	}
 }
@@ -493,9 +493,9 @@ func printRoutes(w io.Writer, routes []contracts.RouteInfo) {
 	for _, r := range routes {
 		rate := "unlimited"
 		if r.Rate > 0 {
-			rate = bytesText(r.Rate) + "/s"
+			rate = bytesIEC(uint64(r.Rate)) + "/s"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%t\t%s\t%s\n", r.Site, rate, dash(r.Schedule), r.Open, bytesText(r.Backlog), ago(r.Updated))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%t\t%s\t%s\n", r.Site, rate, dash(r.Schedule), r.Open, bytesIEC(uint64(r.Backlog)), ago(r.Updated))
 	}
 }
 
@@ -526,20 +526,6 @@ func parseRate(s string) (int64, error) {
 		return 0, fmt.Errorf("%q: a rate under 1 KiB/s would never finish; use 0 for unlimited", s)
 	}
 	return r, nil
-}
-
-// bytesText renders a byte count for tables (binary units).
-func bytesText(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // short abbreviates a digest for tables.

@@ -118,7 +118,7 @@ It needs Site:Read.`,
 				return g.print(list, func(w io.Writer) {
 					fmt.Fprintln(w, "SITE\tROLE\tSIGNING KEY\tLINKED\tLAST CONTACT\tCONNECTED\tBACKLOG\tERROR")
 					for _, p := range list {
-						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Site, p.Role, dash(p.SigningKey), ago(p.Linked), ago(p.LastContact), yesNo(p.Connected), bytesText(p.Backlog), dash(p.Error))
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Site, p.Role, dash(p.SigningKey), ago(p.Linked), ago(p.LastContact), yesNo(p.Connected), bytesIEC(uint64(p.Backlog)), dash(p.Error))
 					}
 				})
 			})

@@ -220,11 +220,9 @@ func (s *Service) join(ctx context.Context, from contracts.SubjectInfo, req *con
 // joinLocal joins a session this instance relays.
 func (s *Service) joinLocal(ctx context.Context, from contracts.SubjectInfo, req *contracts.SessionJoinRequest) (*contracts.SessionOpenResponse, error) {
 	op := from.Principal
-	s.mu.Lock()
-	ss := s.sessions[req.Session]
-	s.mu.Unlock()
-	if ss == nil {
-		return nil, contracts.Errorf(contracts.CodeNotFound, "no active session %q (steward session list shows them)", req.Session)
+	ss, err := s.relayed(req.Session)
+	if err != nil {
+		return nil, err
 	}
 	info := ss.snapshot()
 	ss.mu.Lock()
@@ -297,11 +295,9 @@ func (s *Service) endByOperator(ctx context.Context, from contracts.SubjectInfo,
 // endLocal ends a session this instance relays.
 func (s *Service) endLocal(ctx context.Context, from contracts.SubjectInfo, req *contracts.SessionEndRequest) (*contracts.SessionOpenResponse, error) {
 	op := from.Principal
-	s.mu.Lock()
-	ss := s.sessions[req.Session]
-	s.mu.Unlock()
-	if ss == nil {
-		return nil, contracts.Errorf(contracts.CodeNotFound, "no active session %q (steward session list shows them)", req.Session)
+	ss, err := s.relayed(req.Session)
+	if err != nil {
+		return nil, err
 	}
 	info := ss.snapshot()
 	rec := record{Info: info, Collections: ss.collections}
@@ -440,9 +436,18 @@ func (s *Service) readRecording(ctx context.Context, from contracts.SubjectInfo,
 
 // local says whether this instance relays session id.
 func (s *Service) local(id string) bool {
+	_, err := s.relayed(id)
+	return err == nil
+}
+
+// relayed is session id if this instance relays it, else not found.
+func (s *Service) relayed(id string) (*session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.sessions[id] != nil
+	if ss := s.sessions[id]; ss != nil {
+		return ss, nil
+	}
+	return nil, contracts.Errorf(contracts.CodeNotFound, "no active session %q (steward session list shows them)", id)
 }
 
 // forward hands an operator's join or end of a session this instance does
