@@ -18,10 +18,12 @@ package agent
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,9 +86,9 @@ type Config struct {
 	// socket. StateDir is then unused.
 	Store state.Store
 	Key   nkeys.KeyPair
-	// NATSOptions are added to the agent's connection options (the
-	// simulator sets a dialer with its own source address).
-	NATSOptions []nats.Option
+	// Dialer dials the site (default: a plain dialer); the simulator
+	// sets one with its own source address.
+	Dialer *net.Dialer
 	// InventoryInterval is how often changes are looked for (default
 	// DefaultInventoryInterval); negative turns scheduled reports off (the
 	// site can still ask for one, and policy cannot turn them on).
@@ -213,6 +215,7 @@ type Agent struct {
 	log      *slog.Logger
 	store    state.Store
 	kp       nkeys.KeyPair
+	signKey  ed25519.PrivateKey // kp expanded once: it signs every connect's nonce
 	pub      string
 	token    *contracts.EnrollmentToken
 	site     string // site code to enroll with
@@ -310,6 +313,19 @@ func (a *Agent) init(explicitName bool) error {
 		return err
 	}
 	if a.pub, err = a.kp.PublicKey(); err != nil {
+		return fmt.Errorf("agent key: %w", err)
+	}
+	seed, err := a.kp.Seed()
+	if err == nil {
+		var raw []byte
+		_, raw, err = nkeys.DecodeSeed(seed)
+		clear(seed)
+		if err == nil {
+			a.signKey = ed25519.NewKeyFromSeed(raw)
+			clear(raw)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("agent key: %w", err)
 	}
 
@@ -424,6 +440,7 @@ func (a *Agent) Close() error {
 		}
 		a.closeErr = errors.Join(cerr, a.store.Close())
 		a.kp.Wipe()
+		clear(a.signKey)
 	})
 	return a.closeErr
 }
@@ -484,6 +501,21 @@ func (a *Agent) Identity() (id state.Identity, ok bool) {
 		return state.Identity{}, false
 	}
 	return *a.st.id, true
+}
+
+// Connected says whether the agent is connected to its site now.
+func (a *Agent) Connected() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.st.connected
+}
+
+// Refused says whether the server refused the agent's key at its last
+// attempt (it retries slowly).
+func (a *Agent) Refused() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.st.authRefused != ""
 }
 
 // ClientID is the client ID the site assigned, "" before enrollment.

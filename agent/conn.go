@@ -1,10 +1,13 @@
 package agent
 
 import (
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,9 +55,10 @@ func (a *Agent) dial(inbox string, up chan<- struct{}, report bool) (*nats.Conn,
 			a.log.Error("the server refused the agent", "server", a.cfg.Server, "public_key", a.pub, "err", err)
 		}
 	}
+	dialer := newAttemptDialer(a.cfg.Dialer)
 	opts := []nats.Option{
 		nats.Name("steward-agent " + a.cfg.Name),
-		nats.Nkey(a.pub, a.kp.Sign),
+		nats.Nkey(a.pub, a.signNonce),
 		nats.CustomInboxPrefix(inbox),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
@@ -66,8 +70,12 @@ func (a *Agent) dial(inbox string, up chan<- struct{}, report bool) (*nats.Conn,
 		nats.PingInterval(20 * time.Second),
 		nats.MaxPingsOutstanding(3),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
-			// The delay is asked for after each failed round; the
-			// connection's last error says whether the server refused us.
+			// The delay is asked for after each failed round: nats.go
+			// keeps the failed attempt's socket until the next dial (or
+			// the garbage collector), so close it now.
+			dialer.closeLast()
+			// The connection's last error says whether the server
+			// refused us.
 			if nc := current.Load(); nc != nil && isAuthError(nc.LastError()) {
 				refused(nc.LastError())
 				return jitter(a.cfg.RetryMax)
@@ -122,13 +130,62 @@ func (a *Agent) dial(inbox string, up chan<- struct{}, report bool) (*nats.Conn,
 			}
 		}),
 	}
-	opts = append(opts, a.siteTLS())
-	nc, err := nats.Connect(a.cfg.Server, append(opts, a.cfg.NATSOptions...)...)
+	opts = append(opts, a.siteTLS(), nats.SetCustomDialer(dialer))
+	nc, err := nats.Connect(a.cfg.Server, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", a.cfg.Server, err)
 	}
 	current.Store(nc)
 	return nc, nil
+}
+
+// attemptDialer dials the site and remembers the last connection it made,
+// so that a failed handshake's socket is closed before the agent waits to
+// retry. nats.go leaves it open after a refused or timed-out handshake
+// until it dials again; thousands of agents refused at once in a
+// reconnect storm (or one simulator process) would hold thousands of dead
+// sockets, each a file descriptor, at the agents and at the site.
+type attemptDialer struct {
+	base net.Dialer
+	mu   sync.Mutex
+	last net.Conn
+}
+
+func newAttemptDialer(base *net.Dialer) *attemptDialer {
+	d := &attemptDialer{}
+	if base != nil {
+		d.base = *base
+	}
+	if d.base.Timeout == 0 {
+		d.base.Timeout = connectTimeout
+	}
+	return d
+}
+
+// Dial is nats.CustomDialer's.
+func (d *attemptDialer) Dial(network, address string) (net.Conn, error) {
+	d.closeLast()
+	c, err := d.base.Dial(network, address)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.last = c
+	d.mu.Unlock()
+	return c, nil
+}
+
+// closeLast closes the last connection dialed. It is called only between
+// attempts (before the next dial, and when nats.go asks how long to wait
+// after a failed round), when that connection is no longer in use.
+func (d *attemptDialer) closeLast() {
+	d.mu.Lock()
+	c := d.last
+	d.last = nil
+	d.mu.Unlock()
+	if c != nil {
+		_ = c.Close()
+	}
 }
 
 // isAuthError reports whether the server refused the connection's
@@ -146,6 +203,11 @@ func backoff(attempt int, base, max time.Duration) time.Duration {
 		d *= 2
 	}
 	return jitter(min(d, max))
+}
+
+// signNonce signs the server's nonce with the agent key (expanded once).
+func (a *Agent) signNonce(nonce []byte) ([]byte, error) {
+	return ed25519.Sign(a.signKey, nonce), nil
 }
 
 // jitter spreads d over [d/2, d) so that many agents do not retry in step.

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/stewardhq/steward/agent"
 	"github.com/stewardhq/steward/agent/inventory"
@@ -113,7 +112,7 @@ func (f *Fleet) startOne(ctx context.Context, i int) error {
 	}
 	if len(f.cfg.SourceIPs) > 0 {
 		ip := f.cfg.SourceIPs[i%len(f.cfg.SourceIPs)]
-		cfg.NATSOptions = []nats.Option{nats.SetCustomDialer(&net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 10 * time.Second})}
+		cfg.Dialer = &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
 	}
 	a, err := agent.New(cfg)
 	if err != nil {
@@ -142,7 +141,8 @@ type Stats struct {
 	Failed    int `json:"failed"`
 	Enrolled  int `json:"enrolled"`
 	Connected int `json:"connected"`
-	Outbox    int `json:"outbox"` // messages waiting for the site, fleet-wide
+	Refused   int `json:"refused"` // the server refused the key at the last attempt (or the callout timed out)
+	Outbox    int `json:"outbox"`  // messages waiting for the site, fleet-wide
 }
 
 // Stats counts the fleet's agents by state.
@@ -151,13 +151,17 @@ func (f *Fleet) Stats() Stats {
 	agents := append([]*agent.Agent(nil), f.agents...)
 	f.mu.Unlock()
 	st := Stats{Started: len(agents), Failed: int(f.failed.Load())}
+	// Cheap reads only: a benchmark polls this while it measures.
 	for _, a := range agents {
-		s := a.Status()
-		if s.ClientID != "" {
-			st.Enrolled++
+		if a.ClientID() == "" {
+			continue
 		}
-		if s.Connected && s.ClientID != "" {
+		st.Enrolled++
+		if a.Connected() {
 			st.Connected++
+		}
+		if a.Refused() {
+			st.Refused++
 		}
 		st.Outbox += a.OutboxLen()
 	}

@@ -28,6 +28,11 @@ type Env struct {
 	Root       string // the repository, where go test runs
 	Agents     int
 	Log        func(format string, args ...any)
+	// ProfileDir, when set, receives CPU profiles of the measured part of
+	// the benchmarks that take them: the site's (from its --debug-listen)
+	// and this process's (the simulated fleet), as <name>-site.pprof and
+	// <name>-fleet.pprof.
+	ProfileDir string
 }
 
 // fleetSite is a site with a connected simulated fleet.
@@ -47,10 +52,15 @@ func (e *Env) startFleetWith(ctx context.Context, name string, setup func(*agent
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	site, err := StartSite(ctx, e.Steward, dir)
+	args, debug, err := e.debugArgs()
 	if err != nil {
 		return nil, err
 	}
+	site, err := StartSite(ctx, e.Steward, dir, args...)
+	if err != nil {
+		return nil, err
+	}
+	site.DebugAddr = debug
 	tok, err := site.Token(ctx, e.Agents)
 	if err != nil {
 		site.Stop()
@@ -149,6 +159,7 @@ func (e *Env) Fleet(ctx context.Context, want func(string) bool) ([]Result, erro
 		if err != nil {
 			return nil, err
 		}
+		e.heapProfile(ctx, fs.site, "memory-per-agent")
 		perAgent := float64(rss1-rss0) / float64(e.Agents) / 1024
 		raw := rawMem
 		out = append(out, measured("memory-per-agent", "KiB", perAgent, raw, "< 60 KiB", perAgent < 60,
@@ -275,10 +286,21 @@ func (e *Env) reconnectStorm(ctx context.Context, fs *fleetSite, raw float64) (R
 	if err := fs.site.launch(); err != nil {
 		return Result{}, err
 	}
-	if err := waitFor(ctx, 10*time.Minute, func() bool { return fs.fleet.Stats().Connected == e.Agents }); err != nil {
+	stopProfile := e.profile(ctx, fs.site, "reconnect-storm", 30*time.Second)
+	// The fleet's count every second: where the storm spends its time.
+	var curve []string
+	if err := waitFor(ctx, 10*time.Minute, func() bool {
+		st := fs.fleet.Stats()
+		if s := int(time.Since(start) / time.Second); s >= len(curve) {
+			curve = append(curve, fmt.Sprintf("%d/%d", st.Connected, st.Refused))
+		}
+		return st.Connected == e.Agents
+	}); err != nil {
 		return Result{}, fmt.Errorf("storm did not settle: %+v", fs.fleet.Stats())
 	}
 	settled := time.Since(start).Seconds()
+	e.Log("reconnect-storm: settled after %.1f s; connected/refused at each second: %v", settled, curve)
+	stopProfile()
 	if err := fs.site.ready(ctx, time.Minute); err != nil {
 		return Result{}, err
 	}

@@ -88,6 +88,7 @@ func (e *Env) policyFanout(ctx context.Context) (Result, error) {
 	done := make([]time.Duration, len(agents))
 	applied := make([]time.Duration, len(agents))
 	answered := make(chan error, 1)
+	stopProfile := e.profile(ctx, fs.site, "policy-fanout", 5*time.Second)
 	start := time.Now()
 	go func() {
 		_, err := op.SettingsApply(ctx, settings("alice", "group:helpdesk", "bob"))
@@ -113,6 +114,7 @@ func (e *Env) policyFanout(ctx context.Context) (Result, error) {
 		}
 		time.Sleep(2 * time.Millisecond) // a fine poll: the times are read in this process
 	}
+	stopProfile()
 	p99 := percentile(done, 0.99)
 	e.Log("policy-fanout: the site answered the change after %s; applied: p50 %s, p99 %s; applied and acknowledged: p50 %s, p99 %s",
 		took.Round(time.Millisecond), percentile(applied, 0.5).Round(time.Millisecond), percentile(applied, 0.99).Round(time.Millisecond),

@@ -20,6 +20,7 @@ import (
 type Site struct {
 	Bin, Dir, Listen string
 	Args             []string // more `steward serve` flags
+	DebugAddr        string   // the site's profiler (--debug-listen), if any
 	cmd              *exec.Cmd
 	stopped          bool // Stop (or the process's end) was seen
 	done             chan error

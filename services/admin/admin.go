@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/stewardhq/steward/contracts"
 	"github.com/stewardhq/steward/services/internal/rpc"
+	"github.com/stewardhq/steward/services/internal/sign"
 	"github.com/stewardhq/steward/services/rbac"
 	"github.com/stewardhq/steward/services/status"
 )
@@ -96,6 +97,14 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
+	}
+	if _, expanded := c.Issuer.(*sign.KeyPair); !expanded {
+		// The callout signs two JWTs per connection: expand the key once.
+		ex, err := sign.Expand(c.Issuer)
+		if err != nil {
+			return fmt.Errorf("admin: issuer: %w", err)
+		}
+		c.Issuer = ex
 	}
 	if c.SealKey != nil {
 		if pub, err := c.SealKey.PublicKey(); err != nil || !nkeys.IsValidPublicCurveKey(pub) {

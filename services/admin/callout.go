@@ -132,6 +132,12 @@ func (s *Service) handleAuth(r micro.Request) {
 		log.Warn("auth callout: undecodable request", "err", err)
 		return // no answer: the server refuses after its timeout
 	}
+	if req.Expires > 0 && time.Now().Unix() >= req.Expires {
+		// The server has given up on this connection (its authorization
+		// timeout): deciding would only delay the ones still waiting.
+		log.Debug("auth callout: request expired before its turn; dropped", "key", req.ConnectOptions.Nkey)
+		return
+	}
 	respond := func(userJWT, denial string) {
 		rc := jwt.NewAuthorizationResponseClaims(req.UserNkey)
 		rc.Audience = req.Server.ID

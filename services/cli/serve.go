@@ -13,7 +13,7 @@ import (
 
 func newServeCmd(g *globals) *cobra.Command {
 	var cfg site.Config
-	var services, tlsHosts, logLevel, logFormat string
+	var services, tlsHosts, logLevel, logFormat, debugListen string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the site: embedded NATS server with JetStream, and the services",
@@ -49,6 +49,11 @@ remembered in parent.json (--parent again replaces it). Each site's
 JetStream is its own (its domain is the site code): only the site subjects
 cross a link.
 
+--debug-listen serves Go's profiler (net/http/pprof) on a loopback address
+only, for diagnosing a site under load: go tool pprof
+http://127.0.0.1:6060/debug/pprof/profile (CPU, 30 s), .../heap, or
+.../goroutine?debug=1 for what every goroutine waits on.
+
 Stop it with Ctrl-C (SIGINT) or SIGTERM: services stop, then the server.`,
 		Example: `  steward serve
   steward serve --data /var/lib/steward --listen 0.0.0.0:4222 --site HQ1
@@ -74,6 +79,13 @@ Stop it with Ctrl-C (SIGINT) or SIGTERM: services stop, then the server.`,
 			cfg.TLSHosts = splitList(tlsHosts)
 			if cfg.ParentToken == "" {
 				cfg.ParentToken = os.Getenv("STEWARD_PARENT_TOKEN") // kept out of the process list
+			}
+			if debugListen != "" {
+				addr, err := serveDebug(cmd.Context(), debugListen)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stderr, "steward: profiler on http://%s/debug/pprof/\n", addr)
 			}
 			s, err := site.New(cmd.Context(), cfg)
 			if err != nil {
@@ -102,6 +114,7 @@ Stop it with Ctrl-C (SIGINT) or SIGTERM: services stop, then the server.`,
 	f.StringVar(&services, "services", "", "comma-separated services to run (default: all: "+strings.Join(site.AllServices, ",")+")")
 	f.StringVar(&logLevel, "log-level", envOr("STEWARD_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&debugListen, "debug-listen", "", "serve Go's profiler (/debug/pprof/) on this loopback HOST:PORT, for diagnosing load (go tool pprof http://HOST:PORT/debug/pprof/profile)")
 	return cmd
 }
 

@@ -26,6 +26,7 @@ func main() {
 	out := flag.String("out", "bench/results.json", "results file (merged)")
 	keep := flag.Bool("keep", false, "keep the scratch directory")
 	root := flag.String("root", ".", "the repository (go test -bench runs there)")
+	profile := flag.String("profile", "", "write CPU profiles of the measured parts (the site's and the fleet's) into this directory")
 	flag.Parse()
 
 	// Each simulated agent and each raw baseline client is a socket: allow
@@ -45,7 +46,7 @@ func main() {
 		defer os.RemoveAll(dir)
 	}
 	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
-	env := &bench.Env{Steward: abs(*steward), NATSServer: abs(*natsServer), Dir: dir, Agents: *agents, Root: abs(*root),
+	env := &bench.Env{Steward: abs(*steward), NATSServer: abs(*natsServer), Dir: dir, Agents: *agents, Root: abs(*root), ProfileDir: *profile,
 		Log: func(format string, args ...any) {
 			fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
 		}}

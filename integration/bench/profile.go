@@ -1,0 +1,119 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"time"
+)
+
+// debugArgs are the serve flags that let the bench profile a site: a
+// profiler on a free loopback port when the run asks for profiles.
+func (e *Env) debugArgs() ([]string, string, error) {
+	if e.ProfileDir == "" {
+		return nil, "", nil
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	return []string{"--debug-listen", addr}, addr, nil
+}
+
+// profile starts CPU profiles of the site (at its profiler, for up to
+// limit) and of this process, named after name; the returned stop writes
+// them. Without a ProfileDir it does nothing.
+func (e *Env) profile(ctx context.Context, s *Site, name string, limit time.Duration) (stop func()) {
+	if e.ProfileDir == "" {
+		return func() {}
+	}
+	if err := os.MkdirAll(e.ProfileDir, 0o755); err != nil {
+		e.Log("profile: %v", err)
+		return func() {}
+	}
+	siteDone := make(chan error, 1)
+	if s.DebugAddr != "" {
+		// Opened now: a fleet's sockets may leave no descriptor later.
+		out, err := os.Create(filepath.Join(e.ProfileDir, name+"-site.pprof"))
+		if err != nil {
+			siteDone <- err
+		} else {
+			go func() { siteDone <- fetchProfile(ctx, s.DebugAddr, limit, out) }()
+		}
+	} else {
+		siteDone <- nil
+	}
+	f, err := os.Create(filepath.Join(e.ProfileDir, name+"-fleet.pprof"))
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		e.Log("profile: %v", err)
+	}
+	return func() {
+		if f != nil {
+			pprof.StopCPUProfile()
+			f.Close()
+		}
+		if err := <-siteDone; err != nil {
+			e.Log("profile: the site's: %v", err)
+		}
+		e.Log("profile: %s written to %s", name, e.ProfileDir)
+	}
+}
+
+// heapProfile writes the site's heap profile as <name>-heap.pprof, when
+// the run asks for profiles.
+func (e *Env) heapProfile(ctx context.Context, s *Site, name string) {
+	if e.ProfileDir == "" || s.DebugAddr == "" {
+		return
+	}
+	if err := os.MkdirAll(e.ProfileDir, 0o755); err != nil {
+		e.Log("profile: %v", err)
+		return
+	}
+	out, err := os.Create(filepath.Join(e.ProfileDir, name+"-heap.pprof"))
+	if err == nil {
+		err = fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", s.DebugAddr), out)
+	}
+	if err != nil {
+		e.Log("profile: the site's heap: %v", err)
+	}
+}
+
+func fetchProfile(ctx context.Context, addr string, d time.Duration, out *os.File) error {
+	return fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(1, int(d.Seconds()))), out)
+}
+
+// fetch writes what url answers into out, and closes out.
+func fetch(ctx context.Context, url string, out *os.File) error {
+	defer out.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	// Its own connections: a fleet's sockets may leave few descriptors.
+	req.Close = true
+	// A site just launched listens soon: try for a few seconds.
+	var resp *http.Response
+	for try := 0; ; try++ {
+		resp, err = http.DefaultClient.Do(req)
+		if err == nil || try == 50 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	_, err = io.Copy(out, resp.Body)
+	return err
+}
