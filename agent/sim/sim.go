@@ -141,7 +141,7 @@ type Stats struct {
 	Failed    int `json:"failed"`
 	Enrolled  int `json:"enrolled"`
 	Connected int `json:"connected"`
-	Refused   int `json:"refused"` // the server refused the key at the last attempt (or the callout timed out)
+	Refused   int `json:"refused"` // the server refused the key at the last attempt
 	Outbox    int `json:"outbox"`  // messages waiting for the site, fleet-wide
 }
 

@@ -124,6 +124,13 @@ func (s *Service) authConcurrently(r micro.Request) {
 	}()
 }
 
+// expired says whether a callout request whose claims expire at expires
+// (Unix seconds; 0: never) is past it at now: the server has stopped
+// waiting for the answer.
+func expired(expires int64, now time.Time) bool {
+	return expires > 0 && now.Unix() >= expires
+}
+
 // handleAuth answers the server's auth callout request.
 func (s *Service) handleAuth(r micro.Request) {
 	log := s.cfg.Log
@@ -132,7 +139,7 @@ func (s *Service) handleAuth(r micro.Request) {
 		log.Warn("auth callout: undecodable request", "err", err)
 		return // no answer: the server refuses after its timeout
 	}
-	if req.Expires > 0 && time.Now().Unix() >= req.Expires {
+	if expired(req.Expires, time.Now()) {
 		// The server has given up on this connection (its authorization
 		// timeout): deciding would only delay the ones still waiting.
 		log.Debug("auth callout: request expired before its turn; dropped", "key", req.ConnectOptions.Nkey)

@@ -169,3 +169,23 @@ func TestAgentClaimsOutlastConsent(t *testing.T) {
 		t.Fatalf("operator response permission: got %+v, want none", uc.Resp)
 	}
 }
+
+// A callout request is dropped once the server has stopped waiting for it,
+// and only then.
+func TestCalloutRequestExpiry(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	for _, c := range []struct {
+		expires int64
+		want    bool
+	}{
+		{0, false},              // no expiry
+		{now.Unix() + 5, false}, // the server waits 5 s more
+		{now.Unix() + 1, false}, // one second left
+		{now.Unix(), true},      // due now
+		{now.Unix() - 3, true},  // given up 3 s ago
+	} {
+		if got := expired(c.expires, now); got != c.want {
+			t.Errorf("expires %d at %d: expired %v, want %v", c.expires, now.Unix(), got, c.want)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -33,11 +32,7 @@ func serveDebug(ctx context.Context, addr string) (string, error) {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return
-		}
-	}()
+	go func() { _ = srv.Serve(l) }() // ends with http.ErrServerClosed below
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()

@@ -47,8 +47,8 @@ func (k *Key) Sign(input []byte) []byte { return ed25519.Sign(k.key, input) }
 // KeyPair is an NKey key pair whose signing key is expanded once: what
 // signs often through the nkeys interface (the auth callout's JWTs, two
 // per connection) would otherwise expand the seed twice per signature,
-// once for the public key and once for the private key. Seed, PrivateKey
-// and the rest are the wrapped pair's.
+// once for the public key and once for the private key. Seed, Verify and
+// the rest are the wrapped pair's.
 type KeyPair struct {
 	nkeys.KeyPair
 	k *Key
@@ -68,11 +68,3 @@ func (p *KeyPair) PublicKey() (string, error) { return p.k.pub, nil }
 
 // Sign signs input with the expanded key.
 func (p *KeyPair) Sign(input []byte) ([]byte, error) { return p.k.Sign(input), nil }
-
-// Verify checks sig over input against the pair's public key.
-func (p *KeyPair) Verify(input, sig []byte) error {
-	if !ed25519.Verify(p.k.key.Public().(ed25519.PublicKey), input, sig) {
-		return nkeys.ErrInvalidSignature
-	}
-	return nil
-}
