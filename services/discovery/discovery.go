@@ -41,6 +41,17 @@ import (
 	"github.com/stewardhq/steward/services/status"
 )
 
+// collectionsHistory is how many revisions of each collection definition
+// the bucket keeps. A watch delivers only revisions still in the stream:
+// with one, an instance that lags behind two quick writes of a definition
+// (create then update) sees only the second, evaluates both changes as one
+// and publishes that under another event ID than the instances that saw
+// both, so the stream would hold the change twice, and could order it
+// after a later removal. Definitions are few and small; keeping the last
+// 16 lets an instance lag that far behind one collection and still see
+// every revision.
+const collectionsHistory = 16
+
 // Names fixed on the wire and on the server.
 const (
 	ServiceName    = "steward-discovery"
@@ -199,11 +210,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discovery: jetstream: %w", err)
 	}
-	bucket := func(name, desc string) (jetstream.KeyValue, error) {
+	bucket := func(name, desc string, history uint8) (jetstream.KeyValue, error) {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      name,
 			Description: desc,
-			History:     1,
+			History:     history,
 			Storage:     jetstream.FileStorage,
 			Replicas:    cfg.Replicas,
 		})
@@ -212,15 +223,15 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		}
 		return kv, nil
 	}
-	kv, err := bucket(Bucket, "Steward discovery: one record per client")
+	kv, err := bucket(Bucket, "Steward discovery: one record per client", 1)
 	if err != nil {
 		return nil, err
 	}
-	invKV, err := bucket(InventoryBucket, "Steward discovery: the current inventory of every client")
+	invKV, err := bucket(InventoryBucket, "Steward discovery: the current inventory of every client", 1)
 	if err != nil {
 		return nil, err
 	}
-	collKV, err := bucket(CollectionsBucket, "Steward discovery: collection definitions")
+	collKV, err := bucket(CollectionsBucket, "Steward discovery: collection definitions", collectionsHistory)
 	if err != nil {
 		return nil, err
 	}
