@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/stewardhq/steward/agent/state"
@@ -23,20 +24,27 @@ func (a *Agent) HandleDown(kind string, h DownHandler) {
 	a.down[kind] = h
 }
 
-// subscribeDown subscribes every registered down handler. Subscriptions
-// survive reconnects.
+// subscribeDown subscribes to the agent's whole down space with one
+// subscription and hands each message to the handler of its kind: one
+// subscription instead of one per kind keeps the site's memory per agent
+// down (each costs the server an entry in its subject index). Messages of
+// a kind nobody handles are dropped. Subscriptions survive reconnects.
 func (a *Agent) subscribeDown(ctx context.Context, nc *nats.Conn, id state.Identity) error {
-	for kind, h := range a.down {
-		subject, err := contracts.AgentDown(id.Site, id.ClientID, kind)
-		if err != nil {
-			return fmt.Errorf("down subject %s: %w", kind, err)
+	space, err := contracts.AgentSpace(id.Site, id.ClientID, "down")
+	if err != nil {
+		return fmt.Errorf("down subjects: %w", err)
+	}
+	prefix := strings.TrimSuffix(space, ">")
+	if _, err := nc.Subscribe(space, func(m *nats.Msg) {
+		kind := strings.TrimPrefix(m.Subject, prefix)
+		h, ok := a.down[kind]
+		if !ok {
+			a.log.Debug("message of an unhandled kind dropped", "subject", m.Subject)
+			return
 		}
-		if _, err := nc.Subscribe(subject, func(m *nats.Msg) {
-			mctx := telemetry.Extract(ctx, m.Header)
-			h(mctx, m)
-		}); err != nil {
-			return fmt.Errorf("subscribe %s: %w", subject, err)
-		}
+		h(telemetry.Extract(ctx, m.Header), m)
+	}); err != nil {
+		return fmt.Errorf("subscribe %s: %w", space, err)
 	}
 	return nil
 }

@@ -52,11 +52,13 @@ func (e *Env) startFleetWith(ctx context.Context, name string, setup func(*agent
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	args, debug, err := e.debugArgs()
+	// The profiler always: memory-per-agent reads the site's memory
+	// statistics from it.
+	debug, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	site, err := StartSite(ctx, e.Steward, dir, args...)
+	site, err := StartSite(ctx, e.Steward, dir, "--debug-listen", debug)
 	if err != nil {
 		return nil, err
 	}
@@ -159,11 +161,16 @@ func (e *Env) Fleet(ctx context.Context, want func(string) bool) ([]Result, erro
 		if err != nil {
 			return nil, err
 		}
+		ms, err := siteMemStats(ctx, fs.site)
+		if err != nil {
+			return nil, err
+		}
 		e.heapProfile(ctx, fs.site, "memory-per-agent")
 		perAgent := float64(rss1-rss0) / float64(e.Agents) / 1024
 		raw := rawMem
 		out = append(out, measured("memory-per-agent", "KiB", perAgent, raw, "< 60 KiB", perAgent < 60,
-			fmt.Sprintf("site RSS %d MiB idle, %d MiB with the fleet; baseline: plain nats-server per connection", rss0>>20, rss1>>20)))
+			fmt.Sprintf("site RSS %d MiB idle, %d MiB with the fleet (Go heap in use %d MiB, free and kept %d MiB, goroutine stacks %d MiB); baseline: plain nats-server per connection",
+				rss0>>20, rss1>>20, ms.HeapInuse>>20, (ms.HeapIdle-ms.HeapReleased)>>20, ms.StackInuse>>20)))
 		out[len(out)-1].Agents = e.Agents
 	}
 	if want("heartbeat-ingest") {

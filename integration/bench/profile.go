@@ -2,11 +2,13 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"time"
 )
@@ -28,6 +30,12 @@ func (e *Env) debugArgs() ([]string, string, error) {
 // limit) and of this process, named after name; the returned stop writes
 // them. Without a ProfileDir it does nothing.
 func (e *Env) profile(ctx context.Context, s *Site, name string, limit time.Duration) (stop func()) {
+	return e.profileSites(ctx, name, limit, map[string]*Site{"site": s})
+}
+
+// profileSites is profile for several sites: <name>-<key>.pprof for each
+// site of sites, and <name>-fleet.pprof for this process.
+func (e *Env) profileSites(ctx context.Context, name string, limit time.Duration, sites map[string]*Site) (stop func()) {
 	if e.ProfileDir == "" {
 		return func() {}
 	}
@@ -35,17 +43,19 @@ func (e *Env) profile(ctx context.Context, s *Site, name string, limit time.Dura
 		e.Log("profile: %v", err)
 		return func() {}
 	}
-	siteDone := make(chan error, 1)
-	if s.DebugAddr != "" {
+	siteDone := make(chan error, len(sites))
+	for key, s := range sites {
+		if s.DebugAddr == "" {
+			siteDone <- nil
+			continue
+		}
 		// Opened now: a fleet's sockets may leave no descriptor later.
-		out, err := os.Create(filepath.Join(e.ProfileDir, name+"-site.pprof"))
+		out, err := os.Create(filepath.Join(e.ProfileDir, name+"-"+key+".pprof"))
 		if err != nil {
 			siteDone <- err
-		} else {
-			go func() { siteDone <- fetchProfile(ctx, s.DebugAddr, limit, out) }()
+			continue
 		}
-	} else {
-		siteDone <- nil
+		go func() { siteDone <- fetchProfile(ctx, s.DebugAddr, limit, out) }()
 	}
 	f, err := os.Create(filepath.Join(e.ProfileDir, name+"-fleet.pprof"))
 	if err == nil {
@@ -59,8 +69,10 @@ func (e *Env) profile(ctx context.Context, s *Site, name string, limit time.Dura
 			pprof.StopCPUProfile()
 			f.Close()
 		}
-		if err := <-siteDone; err != nil {
-			e.Log("profile: the site's: %v", err)
+		for range sites {
+			if err := <-siteDone; err != nil {
+				e.Log("profile: a site's: %v", err)
+			}
 		}
 		e.Log("profile: %s written to %s", name, e.ProfileDir)
 	}
@@ -116,4 +128,30 @@ func fetch(ctx context.Context, url string, out *os.File) error {
 	}
 	_, err = io.Copy(out, resp.Body)
 	return err
+}
+
+// siteMemStats reads the site's runtime memory statistics from its
+// profiler's /debug/vars.
+func siteMemStats(ctx context.Context, s *Site) (runtime.MemStats, error) {
+	var v struct {
+		MemStats runtime.MemStats `json:"memstats"`
+	}
+	if s.DebugAddr == "" {
+		return v.MemStats, fmt.Errorf("the site serves no profiler")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.DebugAddr+"/debug/vars", nil)
+	if err != nil {
+		return v.MemStats, err
+	}
+	req.Close = true
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return v.MemStats, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return v.MemStats, fmt.Errorf("/debug/vars: %s", resp.Status)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&v)
+	return v.MemStats, err
 }

@@ -49,11 +49,16 @@ func (e *Env) replication(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	parent, err := StartSite(ctx, e.Steward, filepath.Join(dir, "parent"), "--site", "PAR", "--leaf-listen", leaf)
+	pdebug, paddr, err := e.debugArgs()
+	if err != nil {
+		return Result{}, err
+	}
+	parent, err := StartSite(ctx, e.Steward, filepath.Join(dir, "parent"), append([]string{"--site", "PAR", "--leaf-listen", leaf}, pdebug...)...)
 	if err != nil {
 		return Result{}, fmt.Errorf("replication: parent: %w", err)
 	}
 	defer parent.Stop()
+	parent.DebugAddr = paddr
 	op, err := parent.Operator(ctx)
 	if err != nil {
 		return Result{}, err
@@ -63,11 +68,16 @@ func (e *Env) replication(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("replication: site token: %w", err)
 	}
-	child, err := StartSite(ctx, e.Steward, filepath.Join(dir, "child"), "--site", "CHD", "--parent", "nats://"+leaf, "--parent-token", tok)
+	cdebug, caddr, err := e.debugArgs()
+	if err != nil {
+		return Result{}, err
+	}
+	child, err := StartSite(ctx, e.Steward, filepath.Join(dir, "child"), append([]string{"--site", "CHD", "--parent", "nats://" + leaf, "--parent-token", tok}, cdebug...)...)
 	if err != nil {
 		return Result{}, fmt.Errorf("replication: child: %w", err)
 	}
 	defer child.Stop()
+	child.DebugAddr = caddr
 	if err := waitFor(ctx, 60*time.Second, func() bool {
 		peers, err := op.SitesList(ctx)
 		return err == nil && len(peers) == 1 && peers[0].Site == "CHD" && peers[0].SigningKey != "" && peers[0].Connected
@@ -111,7 +121,9 @@ func (e *Env) replication(ctx context.Context) (Result, error) {
 		return Result{}, fmt.Errorf("replication: create: %w", err)
 	}
 	e.Log("replication: distributing %d MiB to the child", v1.Size>>20)
+	stopProfile := e.profileSites(ctx, "replication", 5*time.Second, map[string]*Site{"parent": parent, "child": child})
 	st1, took, err := distribute("1")
+	stopProfile()
 	if err != nil {
 		return Result{}, fmt.Errorf("replication: %w", err)
 	}

@@ -139,7 +139,7 @@ type Service struct {
 	stopWatch context.CancelFunc
 	siteKey   string
 	svc       micro.Service
-	authSlots chan struct{} // bounds concurrent auth callout decisions
+	auth      authQueue // callout requests waiting to be decided
 	emit      *status.Emitter
 
 	peers      *peers
@@ -199,7 +199,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, js: js, ids: &identities{kv: idKV}, tokens: &tokens{kv: tokKV}, rbac: &rbacStore{kv: rbacKV}, accts: &accounts{kv: accKV}, siteKey: pub,
-		authSlots: make(chan struct{}, authWorkers), peers: &peers{kv: peerKV}, siteTokens: &tokens{kv: stokKV, noun: "site token"}}
+		peers: &peers{kv: peerKV}, siteTokens: &tokens{kv: stokKV, noun: "site token"}}
 	if cfg.Parent != nil {
 		if err := s.ensureParent(ctx, cfg.Parent); err != nil {
 			return nil, fmt.Errorf("admin: parent site: %w", err)
@@ -232,6 +232,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s.stopWatch = stop
+	if err := s.ids.watch(wctx); err != nil {
+		stop()
+		return nil, err
+	}
 	if _, err := s.watch.Wait(ctx, 0); err != nil {
 		stop()
 		return nil, fmt.Errorf("admin: load rbac model: %w (last problem: %v)", err, s.watch.Err())

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -111,17 +112,121 @@ func verifyNonce(key, nonce, sig string) error {
 
 // authWorkers bounds the auth callout requests decided at once. A micro
 // handler runs serially on its subscription; a reconnect storm of
-// thousands of agents needs the identity look-ups overlapped, or the
-// server's clients time out waiting and retry, feeding the storm.
+// thousands of agents needs the identity look-ups overlapped.
 const authWorkers = 32
 
-// authConcurrently hands each callout request to a bounded pool.
+// AuthTimeout is the embedded server's authorization timeout (nats.conf):
+// how long a connection may take from its accept to the callout's answer.
+// Long enough that a reconnect storm of 10,000 agents is admitted in one
+// wave, newest first (authQueue), instead of timing out and retrying in
+// waves; a connection that never authenticates is closed after it.
+const AuthTimeout = 15 * time.Second
+
+// authMaxWait is how long a callout request may wait for a worker before
+// it is dropped undecided: an answer after AuthTimeout is work thrown
+// away, and the request travelled from the server and the answer must
+// travel back (each hop slow in a storm), so a third of it is left for
+// that.
+const authMaxWait = AuthTimeout * 2 / 3
+
+// authQueueMax bounds the requests waiting; beyond it the oldest go.
+const authQueueMax = 1 << 16
+
+// authQueue holds callout requests waiting for a worker, newest first.
+//
+// A reconnect storm brings more connections than the site can admit
+// within the server's timeout. Served oldest first, every request would
+// be answered after its connection had already been refused, and the site
+// would admit no one while working at full speed. Served newest first, the
+// site admits as many as it can decide in time; the ones left behind time
+// out at the server, retry later with backoff, and are dropped here
+// without being decoded once they are older than authMaxWait.
+type authQueue struct {
+	mu      sync.Mutex
+	items   []queuedAuth // oldest first
+	workers int          // running workers
+	dropped int          // requests dropped since the last report
+	lastLog time.Time
+}
+
+type queuedAuth struct {
+	r  micro.Request
+	at time.Time
+}
+
+// push queues r, arrived at now, and says whether a worker should be
+// started for it.
+func (q *authQueue) push(r micro.Request, now time.Time) (startWorker bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) >= authQueueMax {
+		n := len(q.items) / 2
+		q.dropped += n
+		q.items = append(q.items[:0], q.items[n:]...)
+	}
+	q.items = append(q.items, queuedAuth{r: r, at: now})
+	if q.workers < authWorkers {
+		q.workers++
+		return true
+	}
+	return false
+}
+
+// pop takes the newest request waiting at most authMaxWait at now. When
+// there is none the calling worker ends (ok false). Requests past
+// authMaxWait are dropped: when the newest is that old, so is every other.
+func (q *authQueue) pop(now time.Time) (r micro.Request, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if n := len(q.items); n > 0 {
+		it := q.items[n-1]
+		q.items[n-1] = queuedAuth{}
+		q.items = q.items[:n-1]
+		if now.Sub(it.at) <= authMaxWait {
+			return it.r, true
+		}
+		q.dropped += n
+		clear(q.items)
+		q.items = q.items[:0]
+	}
+	q.workers--
+	return nil, false
+}
+
+// overload returns how many requests were dropped since the last call that
+// returned some, at most once per interval.
+func (q *authQueue) overload(now time.Time, interval time.Duration) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.dropped == 0 || now.Sub(q.lastLog) < interval {
+		return 0
+	}
+	n := q.dropped
+	q.dropped, q.lastLog = 0, now
+	return n
+}
+
+// authConcurrently queues each callout request for the workers, starting
+// one when fewer than authWorkers run.
 func (s *Service) authConcurrently(r micro.Request) {
-	s.authSlots <- struct{}{}
-	go func() {
-		defer func() { <-s.authSlots }()
+	if s.auth.push(r, time.Now()) {
+		go s.authWorker()
+	}
+}
+
+// authWorker decides queued requests, newest first, until none is left.
+func (s *Service) authWorker() {
+	for {
+		r, ok := s.auth.pop(time.Now())
+		if n := s.auth.overload(time.Now(), 10*time.Second); n > 0 {
+			s.cfg.Log.Warn("auth callout overloaded: requests dropped undecided (their connections time out at the server and retry with backoff)",
+				"dropped", n, "max_wait", authMaxWait)
+		}
+		if !ok {
+			return
+		}
 		s.handleAuth(r)
-	}()
+	}
 }
 
 // expired says whether a callout request whose claims expire at expires
@@ -176,7 +281,7 @@ func (s *Service) handleAuth(r micro.Request) {
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		id, _, lookupErr := s.ids.get(ctx, key)
+		id, lookupErr := s.ids.forAuth(ctx, key)
 		if grant, err = decide(s.cfg.Site, key, id, lookupErr, time.Now()); err != nil {
 			log.Warn("auth denied", "key", key, "host", req.ClientInformation.Host, "reason", err)
 			respond("", err.Error())

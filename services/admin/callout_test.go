@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 	"github.com/stewardhq/steward/contracts"
 )
@@ -187,5 +188,68 @@ func TestCalloutRequestExpiry(t *testing.T) {
 		if got := expired(c.expires, now); got != c.want {
 			t.Errorf("expires %d at %d: expired %v, want %v", c.expires, now.Unix(), got, c.want)
 		}
+	}
+}
+
+// queuedReq is a callout request the queue only stores.
+type queuedReq struct {
+	micro.Request
+	n int
+}
+
+// TestAuthQueueNewestFirst: workers take the newest request; when the
+// newest has waited past authMaxWait every request is dropped; the worker
+// count follows the pushes and the empty pops.
+func TestAuthQueueNewestFirst(t *testing.T) {
+	var q authQueue
+	t0 := time.Unix(1_700_000_000, 0)
+	for i := range authWorkers + 3 {
+		start := q.push(queuedReq{n: i}, t0.Add(time.Duration(i)*time.Millisecond))
+		if want := i < authWorkers; start != want {
+			t.Fatalf("push %d: start a worker %v, want %v", i, start, want)
+		}
+	}
+	now := t0.Add(time.Second)
+	for want := authWorkers + 2; want >= authWorkers; want-- {
+		r, ok := q.pop(now)
+		if !ok || r.(queuedReq).n != want {
+			t.Fatalf("pop: got %v %v, want request %d", r, ok, want)
+		}
+	}
+	// The rest are too old: all dropped, and the worker ends.
+	if r, ok := q.pop(t0.Add(authMaxWait + 50*time.Millisecond)); ok {
+		t.Fatalf("a request past authMaxWait was handed out: %v", r)
+	}
+	if len(q.items) != 0 || q.workers != authWorkers-1 {
+		t.Fatalf("after the drop: %d waiting, %d workers", len(q.items), q.workers)
+	}
+	if n := q.overload(now, time.Minute); n != authWorkers {
+		t.Errorf("overload reported %d dropped, want %d", n, authWorkers)
+	}
+	if n := q.overload(now, time.Minute); n != 0 {
+		t.Errorf("overload reported %d again", n)
+	}
+	// A request exactly authMaxWait old is still decided.
+	q.push(queuedReq{n: 99}, t0)
+	if r, ok := q.pop(t0.Add(authMaxWait)); !ok || r.(queuedReq).n != 99 {
+		t.Errorf("request at the limit: got %v %v", r, ok)
+	}
+}
+
+// TestAuthQueueBounded: a full queue drops its oldest half.
+func TestAuthQueueBounded(t *testing.T) {
+	var q authQueue
+	now := time.Now()
+	for i := range authQueueMax + 1 {
+		q.push(queuedReq{n: i}, now)
+	}
+	if len(q.items) != authQueueMax/2+1 {
+		t.Fatalf("%d waiting, want %d", len(q.items), authQueueMax/2+1)
+	}
+	if q.items[0].r.(queuedReq).n != authQueueMax/2 {
+		t.Errorf("oldest left is %d, want %d", q.items[0].r.(queuedReq).n, authQueueMax/2)
+	}
+	if q.dropped != authQueueMax/2 {
+		t.Errorf("dropped %d, want %d", q.dropped, authQueueMax/2)
 	}
 }

@@ -57,8 +57,12 @@ func (s *Service) blockClient(ctx context.Context, from contracts.SubjectInfo, r
 	if err != nil {
 		return nil, err
 	}
-	// The identity is blocked before anything is kicked, so the reconnect
-	// that follows the kick is refused by the callout.
+	// The identity is blocked, here and in this instance's callout cache,
+	// before anything is kicked, so the reconnect that follows the kick is
+	// refused by the callout.
+	if err := s.ids.settle(ctx, id.Key); err != nil {
+		s.cfg.Log.Warn("kicking a blocked client before the callout's cache saw the block", "client", id.ClientID, "err", err)
+	}
 	kicked, kerr := s.disconnect(ctx, connUsers(id)...)
 	if err := s.publishClientEvent(ctx, contracts.ClientBlockedE, id, from.Principal); err != nil {
 		return nil, err
@@ -77,6 +81,9 @@ func (s *Service) deleteClient(ctx context.Context, from contracts.SubjectInfo, 
 	}
 	if err := s.ids.delete(ctx, id.Key); err != nil {
 		return nil, err
+	}
+	if err := s.ids.settle(ctx, id.Key); err != nil {
+		s.cfg.Log.Warn("kicking a deleted client before the callout's cache saw the deletion", "client", id.ClientID, "err", err)
 	}
 	kicked, kerr := s.disconnect(ctx, connUsers(id)...)
 	if err := s.publishClientEvent(ctx, contracts.ClientDeleted, id, from.Principal); err != nil {

@@ -51,7 +51,41 @@ func (id Identity) Client() contracts.Client {
 }
 
 // identities is the identity bucket, keyed by NKey public key.
-type identities struct{ kv jetstream.KeyValue }
+type identities struct {
+	kv    jetstream.KeyValue
+	cache *agentCache // nil: every read goes to the bucket
+}
+
+// forAuth returns the identity of key for the auth callout: from the cache
+// when it decides for the key, else from the bucket.
+func (s *identities) forAuth(ctx context.Context, key string) (Identity, error) {
+	if id, ok := s.cache.agent(key); ok {
+		return id, nil
+	}
+	id, _, err := s.get(ctx, key)
+	return id, err
+}
+
+// settle waits (at most cacheSettle) until this instance's callout no
+// longer admits key as an approved agent, so that a kick that follows is
+// not undone by the reconnect.
+func (s *identities) settle(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, cacheSettle)
+	defer cancel()
+	return s.cache.awaitNotApproved(ctx, key)
+}
+
+// watch starts the cache of approved and blocked agents, fed until ctx
+// ends.
+func (s *identities) watch(ctx context.Context) error {
+	w, err := s.kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("admin: watch identities: %w", err)
+	}
+	s.cache = newAgentCache()
+	go s.cache.follow(w)
+	return nil
+}
 
 var errNoIdentity = errors.New("no such identity")
 

@@ -39,6 +39,15 @@ func TestServeDebugLoopbackOnly(t *testing.T) {
 	if !strings.Contains(string(body), "goroutine profile") {
 		t.Fatalf("goroutine profile not served: %.200s", body)
 	}
+	resp, err = http.Get("http://" + addr + "/debug/vars")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"StackInuse"`) {
+		t.Fatalf("memstats not served: %.200s", body)
+	}
 	cancel()
 	deadline := time.Now().Add(5 * time.Second)
 	for {

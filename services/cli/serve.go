@@ -52,7 +52,8 @@ cross a link.
 --debug-listen serves Go's profiler (net/http/pprof) on a loopback address
 only, for diagnosing a site under load: go tool pprof
 http://127.0.0.1:6060/debug/pprof/profile (CPU, 30 s), .../heap, or
-.../goroutine?debug=1 for what every goroutine waits on.
+.../goroutine?debug=1 for what every goroutine waits on; /debug/vars has
+the memory statistics (heap, goroutine stacks, memory returned to the OS).
 
 Stop it with Ctrl-C (SIGINT) or SIGTERM: services stop, then the server.`,
 		Example: `  steward serve

@@ -114,14 +114,14 @@ accounts {
 }
 system_account: SYS
 authorization {
-  timeout: 5
+  timeout: %d
   auth_callout {
     issuer: %s
     account: %s
     auth_users: [ %s, %s ]
   }
 }
-`, info.Site, c.Name, host, port, c.StoreDir, info.Site, admin.Account, svc, sys, issuer, admin.Account, svc, sys)
+`, info.Site, c.Name, host, port, c.StoreDir, info.Site, admin.Account, svc, sys, int(admin.AuthTimeout/time.Second), issuer, admin.Account, svc, sys)
 	if c.TLS != nil {
 		fmt.Fprintf(&b, `tls {
   cert_file: %q
@@ -215,6 +215,16 @@ func (s *Site) startServer() error {
 		return fmt.Errorf("embedded server config %s: %w", path, err)
 	}
 	opts.NoSigs = true
+	// Agents reconnect the moment the port opens. Before the auth callout
+	// subscribes, their requests reach no one and each waits out the
+	// authorization timeout: in a storm, the whole first wave. So the
+	// client port opens after the admin service is up (openClients); the
+	// connections before it are in-process. A random port (0, -1) must be
+	// known at once: it opens now.
+	if _, port, _ := net.SplitHostPort(s.cfg.Listen); port != "0" && port != "-1" {
+		opts.DontListen = true
+		s.clientsLater = true
+	}
 	nlog := &serverLog{log: s.cfg.Log.With("component", "nats")}
 	if p := s.parent; p != nil {
 		// The link to the parent, on the options only: the token (first
@@ -279,6 +289,28 @@ func (s *Site) connect(name string, system bool) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// openClients opens the embedded server's client listener, when it was
+// held back (startServer); a failure to listen ends the process (the
+// server's Fatalf), as at start.
+func (s *Site) openClients() error {
+	if !s.clientsLater {
+		return nil
+	}
+	s.clientsLater = false
+	ready := make(chan struct{})
+	go s.ns.AcceptLoop(ready)
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("embedded server did not start listening on %s", s.cfg.Listen)
+	}
+	if s.ns.Addr() == nil {
+		return fmt.Errorf("embedded server is not listening on %s (is the port in use?)", s.cfg.Listen)
+	}
+	s.cfg.Log.Info("accepting clients", "component", "site", "url", s.url)
+	return nil
+}
+
 // connectSite opens a service connection for asking other sites: its
 // reply inbox is this site's cross-site inbox (contracts.SiteInbox), the
 // only one to which the leaf connection between two sites carries answers.
@@ -312,15 +344,21 @@ func (s *Site) dial(name string, system bool, extra ...nats.Option) (*nats.Conn,
 		nats.ReconnectWait(500 * time.Millisecond),
 	}
 	opts = append(opts, extra...)
-	if s.tls != nil {
+	url := s.url
+	if s.clientsLater {
+		// In process: no socket, so no TLS (the server offers none here).
+		opts = append(opts, nats.InProcessServer(s.ns))
+		url = strings.Replace(url, "tls://", "nats://", 1)
+	}
+	if s.tls != nil && !s.clientsLater {
 		opts = append(opts, func(o *nats.Options) error {
 			o.TLSConfig, o.Secure = s.tls, s.tlsRequired
 			return nil
 		})
 	}
-	nc, err := nats.Connect(s.url, opts...)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("%s: connect to %s: %w", name, s.url, err)
+		return nil, fmt.Errorf("%s: connect to %s: %w", name, url, err)
 	}
 	return nc, nil
 }

@@ -114,18 +114,22 @@ func (c *Config) CheckAndSetDefaults() error {
 
 // Site is a running site process.
 type Site struct {
-	cfg         Config
-	Info        Info
-	keys        Keys
-	ns          *server.Server
-	url         string
-	tls         *tls.Config // the services' TLS; nil: plain (loopback)
-	tlsRequired bool
-	parent      *parentLink        // the link to the parent site; nil: none
-	leafURL     string             // the leaf listener, when there is one
-	stopAttempt context.CancelFunc // ends the context the services were made with (external mode)
-	conns       []*nats.Conn
-	runs        []func(context.Context) error
+	cfg  Config
+	Info Info
+	keys Keys
+	ns   *server.Server
+	// clientsLater: the embedded server's client listener opens only once
+	// the admin service (the auth callout) is up; the connections made
+	// before that are in-process.
+	clientsLater bool
+	url          string
+	tls          *tls.Config // the services' TLS; nil: plain (loopback)
+	tlsRequired  bool
+	parent       *parentLink        // the link to the parent site; nil: none
+	leafURL      string             // the leaf listener, when there is one
+	stopAttempt  context.CancelFunc // ends the context the services were made with (external mode)
+	conns        []*nats.Conn
+	runs         []func(context.Context) error
 }
 
 // New starts a site process. With the embedded server it initialises the
@@ -231,6 +235,11 @@ func (s *Site) startServices(ctx context.Context) error {
 		if !slices.Contains(s.cfg.Services, name) {
 			continue
 		}
+		if name != "admin" {
+			if err := s.openClients(); err != nil {
+				return err
+			}
+		}
 		nc, err := s.connect("steward-"+name, false)
 		if err != nil {
 			return err
@@ -317,7 +326,7 @@ func (s *Site) startServices(ctx context.Context) error {
 		}
 		log.Info("service started", "component", "site", "service", name)
 	}
-	return nil
+	return s.openClients()
 }
 
 // withEmitter runs a service that was given emit: a started and a

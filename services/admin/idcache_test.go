@@ -1,0 +1,100 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/natstest"
+)
+
+// TestAgentCache: the callout's cache follows the identity bucket for
+// approved and blocked agents only; everything else is read from the
+// bucket; waiting for a block or a deletion ends when the cache has it.
+func TestAgentCache(t *testing.T) {
+	ns := natstest.Start(t)
+	js, err := jetstream.New(natstest.Connect(t, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: IdentityBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(id Identity) {
+		t.Helper()
+		b, _ := json.Marshal(id)
+		if _, err := kv.Put(ctx, id.Key, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agent := func(key, status string) Identity {
+		return Identity{Key: key, Kind: KindAgent, ClientID: "c-" + key, Name: "n-" + key, Status: status, Hostname: "h"}
+	}
+	put(agent("UA", contracts.ClientApproved))
+	put(agent("UP", contracts.ClientPending))
+	put(Identity{Key: "UO", Kind: KindOperator, Name: "alice"})
+
+	ids := &identities{kv: kv}
+	if err := ids.watch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Wait(t, 5*time.Second, "the cache loaded", func() bool { _, ok := ids.cache.agent("UA"); return ok })
+	if id, _ := ids.cache.agent("UA"); id.Status != contracts.ClientApproved || id.ClientID != "c-UA" || id.Name != "n-UA" || id.Hostname != "" {
+		t.Errorf("cached approved agent: %+v", id)
+	}
+	for _, key := range []string{"UP", "UO", "UNKNOWN"} {
+		if id, ok := ids.cache.agent(key); ok {
+			t.Errorf("the cache decides for %s: %+v", key, id)
+		}
+	}
+	// Not cached: read from the bucket, unknown keys included.
+	if id, err := ids.forAuth(ctx, "UO"); err != nil || id.Kind != KindOperator {
+		t.Errorf("operator through the bucket: %+v %v", id, err)
+	}
+	if _, err := ids.forAuth(ctx, "UNKNOWN"); err != errNoIdentity {
+		t.Errorf("unknown key: got %v, want errNoIdentity", err)
+	}
+	// An approval shows up (pending is never answered from the cache).
+	put(agent("UP", contracts.ClientApproved))
+	natstest.Wait(t, 5*time.Second, "the approval cached", func() bool { id, ok := ids.cache.agent("UP"); return ok && id.Status == contracts.ClientApproved })
+
+	// Blocking: settle returns once the cache has the block.
+	settled := make(chan error, 1)
+	go func() { settled <- ids.settle(ctx, "UA") }()
+	select {
+	case err := <-settled:
+		t.Fatalf("settle returned before the block: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	put(agent("UA", contracts.ClientBlocked))
+	if err := <-settled; err != nil {
+		t.Fatal(err)
+	}
+	if id, ok := ids.cache.agent("UA"); !ok || id.Status != contracts.ClientBlocked {
+		t.Errorf("after the block: %+v %v", id, ok)
+	}
+	// Deleting: gone from the cache.
+	if err := kv.Delete(ctx, "UP"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ids.settle(ctx, "UP"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ids.cache.agent("UP"); ok {
+		t.Error("a deleted agent is still cached")
+	}
+	// Without a cache every read goes to the bucket and settle is immediate.
+	plain := &identities{kv: kv}
+	if err := plain.settle(ctx, "UA"); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := plain.forAuth(ctx, "UA"); err != nil || id.Hostname != "h" {
+		t.Errorf("bucket read: %+v %v", id, err)
+	}
+}
