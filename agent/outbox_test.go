@@ -173,8 +173,21 @@ func TestDownHandler(t *testing.T) {
 	waitFor(t, "agent connected", func() bool { return a.Status().Connected })
 	svc := b.services()
 	subj, _ := contracts.AgentDown(testSite, b.clientID, "test.ping")
+	// Kinds nobody handles, a prefix and an extension of the handled one
+	// among them, are dropped: the one down.> subscription dispatches by
+	// the exact kind.
+	var others []string
+	for _, kind := range []string{"test", "test.ping.more", "test.other"} {
+		o, _ := contracts.AgentDown(testSite, b.clientID, kind)
+		others = append(others, o)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
+		for _, o := range others {
+			if err := svc.Publish(o, []byte(o)); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if err := svc.Publish(subj, []byte("hello")); err != nil {
 			t.Fatal(err)
 		}

@@ -111,8 +111,9 @@ func verifyNonce(key, nonce, sig string) error {
 }
 
 // authWorkers bounds the auth callout requests decided at once. A micro
-// handler runs serially on its subscription; a reconnect storm of
-// thousands of agents needs the identity look-ups overlapped.
+// handler runs serially on its subscription; the decisions (two
+// signatures checked, two made, a bucket read for keys the cache does not
+// decide) run on the workers.
 const authWorkers = 32
 
 // AuthTimeout is the embedded server's authorization timeout (nats.conf):
@@ -217,8 +218,9 @@ func (s *Service) authConcurrently(r micro.Request) {
 // authWorker decides queued requests, newest first, until none is left.
 func (s *Service) authWorker() {
 	for {
-		r, ok := s.auth.pop(time.Now())
-		if n := s.auth.overload(time.Now(), 10*time.Second); n > 0 {
+		now := time.Now()
+		r, ok := s.auth.pop(now)
+		if n := s.auth.overload(now, 10*time.Second); n > 0 {
 			s.cfg.Log.Warn("auth callout overloaded: requests dropped undecided (their connections time out at the server and retry with backoff)",
 				"dropped", n, "max_wait", authMaxWait)
 		}

@@ -47,8 +47,14 @@ func cachedStatus(id Identity) bool {
 	return id.Kind == KindAgent && (id.Status == contracts.ClientApproved || id.Status == contracts.ClientBlocked)
 }
 
-// follow applies the bucket's entries until the watch ends.
+// follow applies the bucket's entries until the watch ends; after that
+// the cache answers for no one (every read goes to the bucket).
 func (c *agentCache) follow(w jetstream.KeyWatcher) {
+	defer func() {
+		c.mu.Lock()
+		c.loaded = false
+		c.mu.Unlock()
+	}()
 	for e := range w.Updates() {
 		c.mu.Lock()
 		if e == nil {

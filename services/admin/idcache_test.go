@@ -89,6 +89,18 @@ func TestAgentCache(t *testing.T) {
 	if _, ok := ids.cache.agent("UP"); ok {
 		t.Error("a deleted agent is still cached")
 	}
+	// A watch that ends leaves a cache that decides for no one.
+	wctx, stopWatch := context.WithCancel(ctx)
+	ended := &identities{kv: kv}
+	if err := ended.watch(wctx); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Wait(t, 5*time.Second, "the second cache loaded", func() bool { _, ok := ended.cache.agent("UA"); return ok })
+	stopWatch()
+	natstest.Wait(t, 5*time.Second, "the ended cache out of use", func() bool { _, ok := ended.cache.agent("UA"); return !ok })
+	if id, err := ended.forAuth(ctx, "UA"); err != nil || id.Hostname != "h" {
+		t.Errorf("after the watch ended, a bucket read: %+v %v", id, err)
+	}
 	// Without a cache every read goes to the bucket and settle is immediate.
 	plain := &identities{kv: kv}
 	if err := plain.settle(ctx, "UA"); err != nil {
