@@ -97,7 +97,10 @@ func (s *Service) runJob(ctx context.Context, m jetstream.Msg) {
 		"error": truncate(err.Error(), 512),
 	}
 	if attempt >= uint64(s.cfg.ActionAttempts) {
-		s.log.Error("rule action failed; giving up", "rule", r.def.Name, "action", r.def.Action, "uuid", j.Message.ID, "attempts", attempt, "err", err)
+		// Warn, not Error: the status service's errors become status
+		// messages (502), which a rule forwarding errors would take up,
+		// fail on and give up on again, without end. 4003 reports it.
+		s.log.Warn("rule action failed; giving up", "rule", r.def.Name, "action", r.def.Action, "uuid", j.Message.ID, "attempts", attempt, "err", err)
 		s.emit.Emit(ctx, contracts.StatusRuleActionGaveUp, props)
 		_ = m.TermWithReason("gave up")
 		return

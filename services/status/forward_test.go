@@ -102,6 +102,24 @@ func TestForwardNoParent(t *testing.T) {
 	}
 }
 
+// TestGiveUpDoesNotFeedRules: a rule forwarding every error to a parent
+// that does not exist gives up once per message; the give-up is reported
+// as 4003 only, not also as a service error that the same rule would
+// forward, fail and give up on again, without end.
+func TestGiveUpDoesNotFeedRules(t *testing.T) {
+	e := newForwardEnv(t, StaticPeers{{Site: "KID", Role: contracts.PeerChild}}, true, nil)
+	e.addRule(contracts.StatusRule{Name: "errors-up", Match: `id == 10001 || severity == "error"`, Action: contracts.RuleForward, Target: contracts.ForwardParent})
+	e.send(client1, item(t, agentMsg(contracts.StatusAgentConnectionLost, map[string]string{"site": site, "server": "x", "error": "eof"})))
+	e.waitFor("the action to give up", func() bool { return len(e.find(contracts.StatusRuleActionGaveUp)) >= 1 })
+	time.Sleep(time.Second) // a loop gives up again every few tens of ms here
+	if n := len(e.find(contracts.StatusRuleActionGaveUp)); n != 1 {
+		t.Errorf("%d give-ups for one message, want 1", n)
+	}
+	if n := len(e.find(contracts.StatusServiceFailed)); n != 0 {
+		t.Errorf("%d service-failed messages from the give-up, want 0", n)
+	}
+}
+
 // forwardAs sends m to this site's forward endpoint as site from would.
 func forwardAs(e *env, nc *nats.Conn, from string, m contracts.StatusMessage) (contracts.StatusForwardAck, error) {
 	subj, err := contracts.SiteSubject(site, from, contracts.KindStatusForward)
