@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/rpc"
 )
 
 // Grant is what one connection may do: the subjects it may publish and
@@ -210,7 +211,9 @@ func (q *authQueue) overload(now time.Time, interval time.Duration) int {
 // authConcurrently queues each callout request for the workers, starting
 // one when fewer than authWorkers run.
 func (s *Service) authConcurrently(r micro.Request) {
-	if s.auth.push(r, time.Now()) {
+	// Decided after this handler returns: answered on the connection,
+	// not through micro's request (rpc.Detach).
+	if s.auth.push(rpc.Detach(r, s.cfg.NC), time.Now()) {
 		go s.authWorker()
 	}
 }

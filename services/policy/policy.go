@@ -325,13 +325,7 @@ func (s *Service) addService() (micro.Service, error) {
 // concurrent serves h's requests on goroutines, at most Workers at once;
 // beyond that the subscription waits (and the server buffers).
 func (s *Service) concurrent(h micro.Handler) micro.Handler {
-	return micro.HandlerFunc(func(r micro.Request) {
-		s.sem <- struct{}{}
-		go func() {
-			defer func() { <-s.sem }()
-			h.Handle(r)
-		}()
-	})
+	return rpc.Concurrent(s.cfg.NC, s.sem, nil, h)
 }
 
 // emit sends a status message when the service has an emitter.

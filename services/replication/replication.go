@@ -27,7 +27,6 @@ package replication
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -401,51 +400,9 @@ func (s *Service) addService() (micro.Service, error) {
 		"Steward replication: content library, sender, despooler, agent content", table)
 }
 
-// concurrent serves h's requests on goroutines, at most Workers at once;
-// beyond that the subscription waits (and the server buffers). The
-// goroutine answers through a detached request: micro's own request may
-// not be written once its handler returned (its error statistics read it
-// then), so these endpoints' errors are not counted in $SRV STATS.
+// concurrent serves h's requests on goroutines, at most Workers at once.
 func (s *Service) concurrent(h micro.Handler) micro.Handler {
-	return micro.HandlerFunc(func(r micro.Request) {
-		s.sem <- struct{}{}
-		s.inflight.Add(1)
-		d := &detached{Request: r, nc: s.cfg.NC}
-		go func() {
-			defer func() {
-				<-s.sem
-				s.inflight.Done()
-			}()
-			h.Handle(d)
-		}()
-	})
-}
-
-// detached answers a micro request by publishing to its reply subject.
-type detached struct {
-	micro.Request
-	nc *nats.Conn
-}
-
-func (d *detached) Respond(data []byte, opts ...micro.RespondOpt) error {
-	m := &nats.Msg{Subject: d.Reply(), Data: data}
-	for _, o := range opts {
-		o(m)
-	}
-	return d.nc.PublishMsg(m)
-}
-
-func (d *detached) RespondJSON(v any, opts ...micro.RespondOpt) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return micro.ErrMarshalResponse
-	}
-	return d.Respond(b, opts...)
-}
-
-func (d *detached) Error(code, description string, data []byte, opts ...micro.RespondOpt) error {
-	h := micro.Headers{micro.ErrorHeader: {description}, micro.ErrorCodeHeader: {code}}
-	return d.Respond(data, append([]micro.RespondOpt{micro.WithHeaders(h)}, opts...)...)
+	return rpc.Concurrent(s.cfg.NC, s.sem, &s.inflight, h)
 }
 
 // emit sends a status message when the service has an emitter.

@@ -122,6 +122,10 @@ func (c *Config) CheckAndSetDefaults() error {
 	if c.Replicas == 0 {
 		c.Replicas = 1
 	}
+	if c.OperatorTimeout < 0 || c.IdleTimeout < 0 || c.SweepEvery < 0 || c.AssistTTL < 0 {
+		// A negative timeout would end every session at the first sweep.
+		return errors.New("sessions: OperatorTimeout, IdleTimeout, SweepEvery and AssistTTL must not be negative")
+	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}

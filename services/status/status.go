@@ -461,14 +461,7 @@ func (s *Service) addService() (micro.Service, error) {
 // endpoint otherwise handles its requests one after another, and the
 // stream would idle while one batch's answer travels back.
 func (s *Service) concurrent(h micro.Handler) micro.Handler {
-	sem := make(chan struct{}, s.cfg.IngestWorkers)
-	return micro.HandlerFunc(func(r micro.Request) {
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem }()
-			h.Handle(r)
-		}()
-	})
+	return rpc.Concurrent(s.cfg.NC, make(chan struct{}, s.cfg.IngestWorkers), nil, h)
 }
 
 // catalog answers status.catalog.
