@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/sitepeers"
 )
 
 func TestDecide(t *testing.T) {
@@ -251,5 +252,13 @@ func TestAuthQueueBounded(t *testing.T) {
 	}
 	if q.dropped != authQueueMax/2 {
 		t.Errorf("dropped %d, want %d", q.dropped, authQueueMax/2)
+	}
+}
+
+// TestSitePeersAsksThisService: the services that ask for site peers
+// (status, replication) address this service by the name it runs as.
+func TestSitePeersAsksThisService(t *testing.T) {
+	if sitepeers.AdminService != ServiceName {
+		t.Fatalf("sitepeers.AdminService %q, admin runs as %q", sitepeers.AdminService, ServiceName)
 	}
 }

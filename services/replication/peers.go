@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/stewardhq/steward/contracts"
-	"github.com/stewardhq/steward/services/internal/rpc"
+	"github.com/stewardhq/steward/services/internal/sitepeers"
 )
 
 // PeerSource gives the peer record of a site linked to this one, with the
@@ -26,16 +26,11 @@ type BusPeers struct {
 
 // Peer implements PeerSource.
 func (b BusPeers) Peer(ctx context.Context, site string) (contracts.SitePeer, error) {
-	subj, err := contracts.Svc(b.Site, AdminService, contracts.VerbSitePeers)
+	peers, err := sitepeers.Ask(ctx, b.NC, b.Site, site)
 	if err != nil {
 		return contracts.SitePeer{}, err
 	}
-	var resp contracts.SitePeersResponse
-	req := contracts.SitePeersRequest{Header: contracts.NewHeader(contracts.TypeSitePeersRequest), Site: site}
-	if err := rpc.Call(ctx, b.NC, subj, req, &resp); err != nil {
-		return contracts.SitePeer{}, err
-	}
-	for _, p := range resp.Peers {
+	for _, p := range peers {
 		if p.Site == site {
 			return p, nil
 		}

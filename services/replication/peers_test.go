@@ -9,6 +9,7 @@ import (
 
 	"github.com/stewardhq/steward/contracts"
 	"github.com/stewardhq/steward/services/internal/rpc"
+	"github.com/stewardhq/steward/services/internal/sitepeers"
 )
 
 // TestBusPeers asks a stand-in for admin's site-peers verb.
@@ -24,8 +25,8 @@ func TestBusPeers(t *testing.T) {
 		}
 		return &contracts.SitePeersResponse{Header: contracts.NewHeader(contracts.TypeSitePeersResponse), Peers: []contracts.SitePeer{p}}, nil
 	}
-	svc, err := rpc.AddService(par.nc, "PAR", AdminService, "0.0.1", "stand-in", []rpc.Endpoint{
-		rpc.Route("site-peers", rpc.Svc(AdminService, contracts.VerbSitePeers), rpc.Handler(par.config().Log, contracts.TypeSitePeersRequest, fn)),
+	svc, err := rpc.AddService(par.nc, "PAR", sitepeers.AdminService, "0.0.1", "stand-in", []rpc.Endpoint{
+		rpc.Route("site-peers", rpc.Svc(sitepeers.AdminService, contracts.VerbSitePeers), rpc.Handler(par.config().Log, contracts.TypeSitePeersRequest, fn)),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -76,8 +76,6 @@ const (
 	MembershipConsumer = "replication-membership"
 	// DiscoveryEventsStream is discovery's stream of membership events.
 	DiscoveryEventsStream = discovery.DiscoveryEventsStream
-	// AdminService is the service that keeps the site's peers.
-	AdminService = "steward-admin"
 )
 
 // Defaults of Config.

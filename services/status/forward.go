@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stewardhq/steward/contracts"
 	"github.com/stewardhq/steward/services/internal/rpc"
+	"github.com/stewardhq/steward/services/internal/sitepeers"
 )
 
 // Forwarding to the parent site (docs/replication.md, "Site hierarchy").
@@ -28,10 +29,6 @@ import (
 // message is stored in this site's STATUS stream with Source and
 // ForwardedFrom the sending site and its uuid as Nats-Msg-Id, so a resend
 // is never stored twice; the rules then run on it like on any message.
-
-// AdminService is the service that keeps the site's peers (service verb
-// contracts.VerbSitePeers).
-const AdminService = "steward-admin"
 
 // peerCacheTTL is how long the peers admin answered are used before asking
 // again. Failures are not remembered.
@@ -57,16 +54,7 @@ type BusPeers struct {
 
 // Peers implements PeerSource.
 func (b BusPeers) Peers(ctx context.Context) ([]contracts.SitePeer, error) {
-	subj, err := contracts.Svc(b.Site, AdminService, contracts.VerbSitePeers)
-	if err != nil {
-		return nil, err
-	}
-	var resp contracts.SitePeersResponse
-	req := contracts.SitePeersRequest{Header: contracts.NewHeader(contracts.TypeSitePeersRequest)}
-	if err := rpc.Call(ctx, b.NC, subj, req, &resp); err != nil {
-		return nil, err
-	}
-	return resp.Peers, nil
+	return sitepeers.Ask(ctx, b.NC, b.Site, "")
 }
 
 // StaticPeers is a fixed list of peers (tests, tools).
