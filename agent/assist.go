@@ -219,7 +219,7 @@ func (a *Agent) assistTarget(g *contracts.SessionGrant, pol state.PolicyState) (
 		}
 		t := a.sess.shared[g.Assist]
 		if t == nil {
-			return nil, refuse(contracts.DenyClient, "no assistance request %s is open on this client (its steward-agent assist is not running)", g.Assist)
+			return nil, refuse(contracts.DenyAssistClosed, "no assistance request %s is open on this client (its steward-agent assist is not running)", g.Assist)
 		}
 		if s := t.busy(); s != nil {
 			return nil, refuse(contracts.DenyClient, "assistance request %s already has a helper (session %s)", g.Assist, s.info.ID)

@@ -169,7 +169,7 @@ func TestAssistSolicited(t *testing.T) {
 	u.shows("Assistance ended")
 	waitFor(t, "the shared terminal to go", func() bool {
 		ans, _ := sb.open(sb.grantFor(contracts.SessionAssist, func(g *contracts.SessionGrant) { g.Assist = req.Request }))
-		return !ans.Accepted && strings.Contains(ans.Reason, "no assistance request")
+		return !ans.Accepted && ans.Deny == contracts.DenyAssistClosed && strings.Contains(ans.Reason, "no assistance request")
 	})
 }
 

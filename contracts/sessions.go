@@ -174,6 +174,9 @@ const (
 	DenyConsent = "consent" // the user refused, or did not answer
 	DenyOffline = "offline" // the client is not connected
 	DenyClient  = "client"  // the agent's own check refused the grant
+	// The assistance request the grant is for is no longer open on the
+	// client (the user's steward-agent assist ended): the request is over.
+	DenyAssistClosed = "assist-closed"
 )
 
 // SessionGrant is what the broker allows, signed by the site key: the

@@ -103,10 +103,11 @@ func (s *Service) assistAccept(ctx context.Context, from contracts.SubjectInfo, 
 	w := want{operator: from.Principal, kind: contracts.SessionAssist, assist: r.Info.ID}
 	resp, err := s.start(ctx, w, &contracts.SessionOpenRequest{Session: req.Session, Ref: r.Info.Client.ID, Kind: contracts.SessionAssist})
 	if err != nil {
-		if contracts.CodeOf(err) == contracts.CodeClientRefused {
+		if dn := (*denial)(nil); errors.As(err, &dn) && dn.reason == contracts.DenyAssistClosed {
 			// The agent has no such shared terminal any more (the user's
 			// steward-agent assist ended): the request is over, not given
-			// back for the next helper to fail on.
+			// back for the next helper to fail on. Any other refusal (the
+			// agent could not record the grant, say) gives it back.
 			_ = s.assistKV.Delete(context.Background(), r.Info.ID)
 			return nil, err
 		}

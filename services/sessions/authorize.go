@@ -52,6 +52,9 @@ type denial struct {
 
 func (d *denial) Error() string { return d.err.Error() }
 
+// Unwrap gives the operator's error (its code) to errors.As and CodeOf.
+func (d *denial) Unwrap() error { return d.err }
+
 func deny(reason string, code contracts.Code, format string, args ...any) *denial {
 	return &denial{reason: reason, err: contracts.Errorf(code, format, args...)}
 }

@@ -109,7 +109,7 @@ func (s *Service) start(ctx context.Context, w want, req *contracts.SessionOpenR
 		var dn *denial
 		if errors.As(err, &dn) {
 			s.denied(ctx, info, dn)
-			return fail(dn.err)
+			return fail(dn) // the reason goes on with the error (assistAccept reads it)
 		}
 		return fail(err)
 	}
