@@ -139,9 +139,6 @@ func parseClock(s string, end bool) (int, error) {
 	return h*60 + m, nil
 }
 
-// Always reports whether the schedule is always open (the empty one).
-func (s Schedule) Always() bool { return len(s.windows) == 0 }
-
 // Open reports whether t (in the location the schedule is read in) is
 // inside a window.
 func (s Schedule) Open(t time.Time) bool {
