@@ -21,11 +21,11 @@ func (s *Service) Deploy(ctx context.Context, pkg, version string, collection co
 	if err := contracts.ValidToken(collection.ID); err != nil {
 		return contracts.PackageDeployment{}, 0, contracts.Errorf(contracts.CodeBadRequest, "collection ID: %v", err)
 	}
-	v, err := s.Version(ctx, pkg, version)
+	info, err := s.Info(ctx, pkg, version)
 	if err != nil {
 		return contracts.PackageDeployment{}, 0, err
 	}
-	d := contracts.PackageDeployment{Package: v.Info.Package, Version: v.Info.Version, Collection: collection, By: by, Created: s.now()}
+	d := contracts.PackageDeployment{Package: info.Package, Version: info.Version, Collection: collection, By: by, Created: s.now()}
 	b, _ := json.Marshal(d)
 	rev, err := s.deployKV.Create(ctx, deploymentKey(d.Package, d.Version, collection.ID), b)
 	if errors.Is(err, jetstream.ErrKeyExists) {

@@ -331,6 +331,28 @@ func (s *Service) Version(ctx context.Context, pkg, version string) (*Version, e
 	return s.readVersion(ctx, pkg, version)
 }
 
+// Info returns an installed version's summary (version "": the package's
+// newest) from memory, without reading and decoding its manifest, which
+// for a large package is megabytes: status and distribution need only
+// this. A version this instance has not seen yet is read from the bucket.
+func (s *Service) Info(ctx context.Context, pkg, version string) (contracts.PackageInfo, error) {
+	if version == "" {
+		vs := s.model.versionList(pkg)
+		if len(vs) == 0 {
+			return contracts.PackageInfo{}, contracts.Errorf(contracts.CodeNotFound, "no package %q", pkg)
+		}
+		return vs[len(vs)-1], nil
+	}
+	if info, ok := s.model.version(pkg, version); ok {
+		return info, nil
+	}
+	v, err := s.readVersion(ctx, pkg, version)
+	if err != nil {
+		return contracts.PackageInfo{}, err
+	}
+	return v.Info, nil
+}
+
 // readVersion reads a version's record and decodes its manifest.
 func (s *Service) readVersion(ctx context.Context, pkg, version string) (*Version, error) {
 	if err := contracts.ValidPackageName(pkg); err != nil {

@@ -90,6 +90,22 @@ func TestLibrary(t *testing.T) {
 	if newest, err := p.Version(ctx, "tools", ""); err != nil || newest.Info.Digest != v2.Digest {
 		t.Fatalf("newest: %+v %v", newest, err)
 	}
+	// Info answers what Version's Info does, without the manifest.
+	for _, ver := range []string{"1.0", "2.0", ""} {
+		v, verr := p.Version(ctx, "tools", ver)
+		info, err := p.Info(ctx, "tools", ver)
+		if verr != nil || err != nil || info != v.Info {
+			t.Fatalf("Info(tools, %q) = %+v %v, want %+v %v", ver, info, err, v.Info, verr)
+		}
+	}
+	for _, ver := range []string{"3.0", ""} {
+		if _, err := p.Info(ctx, "nothing", ver); contracts.CodeOf(err) != contracts.CodeNotFound {
+			t.Fatalf("Info(nothing, %q): got %v, want not_found", ver, err)
+		}
+	}
+	if _, err := p.Info(ctx, "tools", "bad version"); contracts.CodeOf(err) != contracts.CodeBadRequest {
+		t.Fatalf("Info of a bad version: got %v, want bad_request", err)
+	}
 
 	// Delete every version of tools, then prune: the chunk only tools
 	// used goes; the one other@1 shares stays.

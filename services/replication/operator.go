@@ -149,26 +149,26 @@ func (s *Service) opDistribute(ctx context.Context, from contracts.SubjectInfo, 
 	if err := s.allowed(from.Principal, rbac.PackageDistribute); err != nil {
 		return nil, err
 	}
-	v, err := s.Version(ctx, req.Package, req.Version)
+	info, err := s.Info(ctx, req.Package, req.Version)
 	if err != nil {
 		return nil, err
 	}
-	jobs, err := s.Distribute(ctx, v.Info.Package, v.Info.Version, req.Sites, from.Principal)
+	jobs, err := s.Distribute(ctx, info.Package, info.Version, req.Sites, from.Principal)
 	if err != nil {
 		return nil, err
 	}
-	return &contracts.PackageStatusResponse{Header: contracts.NewHeader(contracts.TypePackageStatusResponse), Package: v.Info, Sites: jobs, Clients: []contracts.PackageClientStatus{}}, nil
+	return &contracts.PackageStatusResponse{Header: contracts.NewHeader(contracts.TypePackageStatusResponse), Package: info, Sites: jobs, Clients: []contracts.PackageClientStatus{}}, nil
 }
 
 func (s *Service) opStatus(ctx context.Context, from contracts.SubjectInfo, req *contracts.PackageRequest) (*contracts.PackageStatusResponse, error) {
 	if err := s.allowed(from.Principal, rbac.PackageRead); err != nil {
 		return nil, err
 	}
-	v, err := s.Version(ctx, req.Package, req.Version)
+	info, err := s.Info(ctx, req.Package, req.Version)
 	if err != nil {
 		return nil, err
 	}
-	clients, err := s.ClientStates(ctx, v.Info.Package, v.Info.Version)
+	clients, err := s.ClientStates(ctx, info.Package, info.Version)
 	if err != nil {
 		return nil, err
 	}
@@ -184,11 +184,11 @@ func (s *Service) opStatus(ctx context.Context, from contracts.SubjectInfo, req 
 		named = append(named, c)
 	}
 	slices.SortFunc(named, func(a, b contracts.PackageClientStatus) int { return strings.Compare(a.Client.Name, b.Client.Name) })
-	sites := s.Jobs(v.Info.Package, v.Info.Version)
+	sites := s.Jobs(info.Package, info.Version)
 	if sites == nil {
 		sites = []contracts.PackageSiteStatus{}
 	}
-	return &contracts.PackageStatusResponse{Header: contracts.NewHeader(contracts.TypePackageStatusResponse), Package: v.Info, Sites: sites, Clients: named}, nil
+	return &contracts.PackageStatusResponse{Header: contracts.NewHeader(contracts.TypePackageStatusResponse), Package: info, Sites: sites, Clients: named}, nil
 }
 
 // clientNamed asks discovery for a client's name on behalf of operator.

@@ -81,12 +81,12 @@ func (s *Service) Distribute(ctx context.Context, pkg, version string, sites []s
 	if s.cfg.SiteNC == nil {
 		return nil, contracts.Errorf(contracts.CodeUnavailable, "site %s has no connection to other sites", s.cfg.Site)
 	}
-	v, err := s.Version(ctx, pkg, version)
+	info, err := s.Info(ctx, pkg, version)
 	if err != nil {
 		return nil, err
 	}
 	if len(sites) == 0 {
-		return nil, contracts.Errorf(contracts.CodeBadRequest, "name at least one site to send %s to", contracts.PackageKey(v.Info.Package, v.Info.Version))
+		return nil, contracts.Errorf(contracts.CodeBadRequest, "name at least one site to send %s to", contracts.PackageKey(info.Package, info.Version))
 	}
 	sites = slices.Compact(slices.Sorted(slices.Values(sites)))
 	for _, site := range sites {
@@ -110,7 +110,7 @@ func (s *Service) Distribute(ctx context.Context, pkg, version string, sites []s
 	out := make([]contracts.PackageSiteStatus, 0, len(sites))
 	var last uint64
 	for _, site := range sites {
-		j := job{Package: v.Info.Package, Version: v.Info.Version, Site: site, Digest: v.Info.Digest, State: contracts.ContentPending,
+		j := job{Package: info.Package, Version: info.Version, Site: site, Digest: info.Digest, State: contracts.ContentPending,
 			By: by, Created: now, Updated: now}
 		b, _ := json.Marshal(j)
 		rev, err := s.jobsKV.Put(ctx, jobKey(j.Package, j.Version, site), b)
@@ -123,7 +123,7 @@ func (s *Service) Distribute(ctx context.Context, pkg, version string, sites []s
 	if err := s.model.wait(ctx, JobsBucket, last); err != nil {
 		return nil, err
 	}
-	s.log.Info("distribution queued", "package", v.Info.Package, "version", v.Info.Version, "sites", strings.Join(sites, ","), "by", by)
+	s.log.Info("distribution queued", "package", info.Package, "version", info.Version, "sites", strings.Join(sites, ","), "by", by)
 	return out, nil
 }
 
