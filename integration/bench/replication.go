@@ -101,7 +101,9 @@ func (e *Env) replication(ctx context.Context) (Result, error) {
 			return contracts.PackageSiteStatus{}, 0, err
 		}
 		var last contracts.PackageSiteStatus
-		err := waitFor(ctx, 20*time.Minute, func() bool {
+		// Asked ten times a second: each answer lists the version's client
+		// reports, work taken from the transfer it times.
+		err := waitEvery(ctx, 20*time.Minute, 100*time.Millisecond, func() bool {
 			st, err := op.PackageStatus(ctx, "bench", version)
 			if err != nil || len(st.Sites) != 1 {
 				return false
