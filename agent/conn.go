@@ -91,6 +91,9 @@ func (a *Agent) dial(inbox string, up chan<- struct{}, report bool) (*nats.Conn,
 			if a.live.Load() != nc {
 				return
 			}
+			// The time of the loss is taken before the status shows it,
+			// so the status message is never later than what anyone saw.
+			at := time.Now()
 			a.update(func(st *status) {
 				st.connected = false
 				if err != nil {
@@ -101,7 +104,7 @@ func (a *Agent) dial(inbox string, up chan<- struct{}, report bool) (*nats.Conn,
 				a.log.Warn("disconnected from the site; reconnecting", "err", err)
 			}
 			if report && err != nil {
-				a.linkDown(err)
+				a.linkDown(at, err)
 			}
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {

@@ -9,21 +9,23 @@ import (
 // linkDown records that the enrolled agent lost the site, as a status
 // message written to the outbox at once with the time it happened; it is
 // delivered when the site is back.
-func (a *Agent) linkDown(err error) {
+func (a *Agent) linkDown(at time.Time, err error) {
 	a.mu.Lock()
 	if !a.lostAt.IsZero() {
 		a.mu.Unlock()
 		return
 	}
-	a.lostAt = time.Now().UTC()
+	a.lostAt = at.UTC()
 	a.mu.Unlock()
 	reason := "connection closed"
 	if err != nil {
 		reason = err.Error()
 	}
-	a.reportStatus(contracts.StatusAgentConnectionLost, map[string]string{
+	m := contracts.NewStatus(contracts.StatusAgentConnectionLost, map[string]string{
 		"site": a.site, "server": a.cfg.Server, "error": reason,
 	})
+	m.Time = at.UTC()
+	a.enqueueStatus(m)
 }
 
 // linkUp records that the site is back after a loss.
@@ -42,8 +44,12 @@ func (a *Agent) linkUp() {
 
 // reportStatus puts a status message from the catalog in the outbox.
 func (a *Agent) reportStatus(id int, props map[string]string) {
-	m := contracts.NewStatus(id, props)
+	a.enqueueStatus(contracts.NewStatus(id, props))
+}
+
+// enqueueStatus puts status message m in the outbox.
+func (a *Agent) enqueueStatus(m contracts.StatusMessage) {
 	if err := a.Enqueue(contracts.KindStatus, contracts.TypeStatusMessage, m); err != nil {
-		a.log.Error("status message not kept", "status_id", id, "err", err)
+		a.log.Error("status message not kept", "status_id", m.MsgID, "err", err)
 	}
 }
