@@ -53,6 +53,8 @@ func (c *agentCache) follow(w jetstream.KeyWatcher) {
 	defer func() {
 		c.mu.Lock()
 		c.loaded = false
+		close(c.change) // wake awaitNotApproved: the cache decides for no one now
+		c.change = make(chan struct{})
 		c.mu.Unlock()
 	}()
 	for e := range w.Updates() {
@@ -88,8 +90,9 @@ func (c *agentCache) agent(key string) (Identity, bool) {
 	return id, ok
 }
 
-// awaitNotApproved waits until the cache no longer holds key as an
-// approved agent (blocked, deleted, or never cached), or ctx ends.
+// awaitNotApproved waits until the cache no longer admits key as an
+// approved agent (blocked, deleted, never cached, or the cache out of use
+// because its watch has not loaded or has ended), or ctx ends.
 func (c *agentCache) awaitNotApproved(ctx context.Context, key string) error {
 	if c == nil {
 		return nil
@@ -97,9 +100,9 @@ func (c *agentCache) awaitNotApproved(ctx context.Context, key string) error {
 	for {
 		c.mu.RLock()
 		id, ok := c.agents[key]
-		change := c.change
+		loaded, change := c.loaded, c.change
 		c.mu.RUnlock()
-		if !ok || id.Status != contracts.ClientApproved {
+		if !loaded || !ok || id.Status != contracts.ClientApproved {
 			return nil
 		}
 		select {

@@ -89,7 +89,9 @@ func TestAgentCache(t *testing.T) {
 	if _, ok := ids.cache.agent("UP"); ok {
 		t.Error("a deleted agent is still cached")
 	}
-	// A watch that ends leaves a cache that decides for no one.
+	// A watch that ends leaves a cache that decides for no one, and does
+	// not hold up a block or deletion of an agent it had as approved.
+	put(agent("UC", contracts.ClientApproved))
 	wctx, stopWatch := context.WithCancel(ctx)
 	ended := &identities{kv: kv}
 	if err := ended.watch(wctx); err != nil {
@@ -98,6 +100,11 @@ func TestAgentCache(t *testing.T) {
 	natstest.Wait(t, 5*time.Second, "the second cache loaded", func() bool { _, ok := ended.cache.agent("UA"); return ok })
 	stopWatch()
 	natstest.Wait(t, 5*time.Second, "the ended cache out of use", func() bool { _, ok := ended.cache.agent("UA"); return !ok })
+	short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
+	if err := ended.settle(short, "UC"); err != nil {
+		t.Errorf("settle on an ended cache: %v, want at once (the bucket decides)", err)
+	}
+	cancelShort()
 	if id, err := ended.forAuth(ctx, "UA"); err != nil || id.Hostname != "h" {
 		t.Errorf("after the watch ended, a bucket read: %+v %v", id, err)
 	}
