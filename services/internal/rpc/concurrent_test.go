@@ -40,6 +40,11 @@ func TestConcurrent(t *testing.T) {
 	if err := svc.AddEndpoint("work", Concurrent(nc, make(chan struct{}, 2), &inflight, h), micro.WithEndpointSubject("conc.work")); err != nil {
 		t.Fatal(err)
 	}
+	// The endpoint's subscription must reach the server before another
+	// connection's requests do, or they find no responders.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	client := natstest.Connect(t, ns)
 	type answer struct {
 		data, errHeader string
