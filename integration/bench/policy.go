@@ -63,8 +63,16 @@ func (e *Env) policyFanout(ctx context.Context) (Result, error) {
 	if _, err := op.SettingsDeploy(ctx, "Bench remote tools", "Bench fleet"); err != nil {
 		return Result{}, err
 	}
+	// Settled: every agent has applied the deployment and the site has
+	// stored every acknowledgement, so the measured change is all the
+	// site is doing.
 	if err := waitFor(ctx, 5*time.Minute, func() bool {
-		return countAt(agents, func(p contracts.AgentPolicyStatus) bool { return hasViewer(p, "alice") }) == len(agents)
+		for _, a := range agents {
+			if !hasViewer(a.PolicyStatus(), "alice") || a.OutboxLen() != 0 {
+				return false
+			}
+		}
+		return true
 	}); err != nil {
 		return Result{}, fmt.Errorf("policy-fanout: the deployment did not reach every agent: %w", err)
 	}
@@ -95,9 +103,27 @@ func (e *Env) policyFanout(ctx context.Context) (Result, error) {
 		answered <- err
 	}()
 	var took time.Duration
+	// The fleet shares the machine with the site: poll only the agents
+	// not done yet, and less often the larger the fleet (a pass over
+	// 10,000 agents every 2 ms took a sixth of the fleet's CPU).
+	poll := time.Duration(max(2, len(agents)/1000)) * time.Millisecond
+	waiting := make([]int, len(agents))
+	for i := range waiting {
+		waiting[i] = i
+	}
 	for {
-		markDone(agents, applied, start, func(a *agent.Agent) bool { return hasViewer(a.PolicyStatus(), "bob") })
-		n := markDone(agents, done, start, func(a *agent.Agent) bool { return hasViewer(a.PolicyStatus(), "bob") && a.OutboxLen() == 0 })
+		now := time.Since(start)
+		waiting = slices.DeleteFunc(waiting, func(i int) bool {
+			a := agents[i]
+			if applied[i] == 0 && hasViewer(a.PolicyStatus(), "bob") {
+				applied[i] = now
+			}
+			if applied[i] != 0 && a.OutboxLen() == 0 {
+				done[i] = now
+				return true
+			}
+			return false
+		})
 		select {
 		case err := <-answered:
 			if err != nil {
@@ -106,13 +132,13 @@ func (e *Env) policyFanout(ctx context.Context) (Result, error) {
 			took = time.Since(start)
 		default:
 		}
-		if n >= len(agents)*99/100 && took > 0 {
+		if len(waiting) <= len(agents)/100 && took > 0 {
 			break
 		}
 		if time.Since(start) > 2*time.Minute || ctx.Err() != nil {
 			return Result{}, fmt.Errorf("policy-fanout: 99%% of the agents did not apply and acknowledge within 2 minutes")
 		}
-		time.Sleep(2 * time.Millisecond) // a fine poll: the times are read in this process
+		time.Sleep(poll)
 	}
 	stopProfile()
 	p99 := percentile(done, 0.99)
@@ -153,22 +179,6 @@ func countAt(agents []*agent.Agent, cond func(contracts.AgentPolicyStatus) bool)
 	n := 0
 	for _, a := range agents {
 		if cond(a.PolicyStatus()) {
-			n++
-		}
-	}
-	return n
-}
-
-// markDone records, for every agent that now satisfies cond and had not,
-// the time since start; it returns how many are done.
-func markDone(agents []*agent.Agent, done []time.Duration, start time.Time, cond func(*agent.Agent) bool) int {
-	n := 0
-	now := time.Since(start)
-	for i, a := range agents {
-		if done[i] == 0 && cond(a) {
-			done[i] = now
-		}
-		if done[i] != 0 {
 			n++
 		}
 	}

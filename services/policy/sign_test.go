@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -58,5 +59,45 @@ func TestSignVerifies(t *testing.T) {
 	var back contracts.SignedPolicy
 	if err := json.Unmarshal(env, &back); err != nil || string(back.Policy) != string(body) {
 		t.Fatalf("envelope round trip: %v", err)
+	}
+}
+
+// TestSignAllByBatch: signAll signs every new revision (and nothing else)
+// and says per batch of maxBatch when that batch is done; each batch's
+// signatures are for its own clients.
+func TestSignAllByBatch(t *testing.T) {
+	kp, _ := nkeys.CreateOperator()
+	signer, err := NewSigner(kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Service{cfg: Config{Site: "LAB", Now: func() time.Time { return now }, Validity: time.Hour}, signer: signer}
+	res := NewCatalog(now).Resolve(nil)
+	staged := make([]outcome, 2*maxBatch+7)
+	for i := range staged {
+		staged[i] = outcome{id: fmt.Sprintf("c%d", i), res: res, newRev: i%5 != 0, rec: clientRecord{Revision: uint64(i + 1)}}
+	}
+	out, done := s.signAll(staged)
+	if len(done) != 3 {
+		t.Fatalf("%d batches, want 3", len(done))
+	}
+	for b := range done {
+		done[b].Wait()
+		for i := b * maxBatch; i < min((b+1)*maxBatch, len(staged)); i++ {
+			if !staged[i].newRev {
+				if out[i] != nil {
+					t.Fatalf("client %d has no new revision but was signed", i)
+				}
+				continue
+			}
+			var sp contracts.SignedPolicy
+			var p contracts.Policy
+			if err := json.Unmarshal(out[i], &sp); err != nil {
+				t.Fatalf("batch %d, client %d: %v", b, i, err)
+			}
+			if err := json.Unmarshal(sp.Policy, &p); err != nil || p.ClientID != staged[i].id || p.Revision != uint64(i+1) {
+				t.Fatalf("batch %d, client %d: signed policy for %s revision %d (%v)", b, i, p.ClientID, p.Revision, err)
+			}
+		}
 	}
 }

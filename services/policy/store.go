@@ -162,6 +162,11 @@ const maxInflight = 4
 // Write commits ws and returns each write's new revision or error
 // (errConflict for a compare-and-set that lost).
 func (w *writer) Write(ctx context.Context, ws []kvWrite) []result {
+	return w.collect(ctx, w.submit(ws))
+}
+
+// submit queues ws for the flusher, behind what is queued already.
+func (w *writer) submit(ws []kvWrite) []*pending {
 	ps := make([]*pending, len(ws))
 	for i, kw := range ws {
 		ps[i] = &pending{w: kw, done: make(chan result, 1)}
@@ -173,6 +178,11 @@ func (w *writer) Write(ctx context.Context, ws []kvWrite) []result {
 	case w.wake <- struct{}{}:
 	default:
 	}
+	return ps
+}
+
+// collect waits for the results of submitted writes.
+func (w *writer) collect(ctx context.Context, ps []*pending) []result {
 	out := make([]result, len(ps))
 	for i, p := range ps {
 		select {

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -119,12 +120,15 @@ func (s *Service) update(ctx context.Context, ids []string, mut mutation, push b
 			writes = append(writes, kvWrite{key: id, value: data, cas: true, last: e.rev})
 			staged = append(staged, o)
 		}
-		// Sign while the records are written: the signatures wait for
-		// the disk, never the other way round.
-		var signed [][]byte
-		var signing sync.WaitGroup
+		// Sign while the records are written, in the order of the
+		// batches: the signatures wait for the disk, never the other way
+		// round, and the first batch is pushed before the last is signed.
+		var (
+			signed  [][]byte
+			signing []sync.WaitGroup
+		)
 		if push {
-			signed = s.signAll(staged, &signing)
+			signed, signing = s.signAll(staged)
 		}
 		// A batch at a time, each pushed as soon as it is durable.
 		w0 := time.Now()
@@ -132,12 +136,13 @@ func (s *Service) update(ctx context.Context, ids []string, mut mutation, push b
 		var batches sync.WaitGroup
 		for from := 0; from < len(writes); from += maxBatch {
 			to := min(from+maxBatch, len(writes))
+			queued := s.clients.submit(writes[from:to]) // in order, as signed
 			batches.Go(func() {
-				copy(results[from:to], s.clients.Write(ctx, writes[from:to]))
+				copy(results[from:to], s.clients.collect(ctx, queued))
 				if !push {
 					return
 				}
-				signing.Wait()
+				signing[from/maxBatch].Wait()
 				for i := from; i < to; i++ {
 					if results[i].err == nil && staged[i].newRev {
 						s.publish(staged[i], signed[i])
@@ -147,7 +152,6 @@ func (s *Service) update(ctx context.Context, ids []string, mut mutation, push b
 		}
 		batches.Wait()
 		wrote += time.Since(w0)
-		signing.Wait()
 		for i, r := range results {
 			o := staged[i]
 			switch {
@@ -204,28 +208,32 @@ func (s *Service) refresh(ctx context.Context, id string) error {
 }
 
 // signAll signs the new revisions among staged on the CPUs, in the
-// background (wg says when they are done); an agent that is not connected
-// misses its push and fetches at connect.
-func (s *Service) signAll(staged []outcome, wg *sync.WaitGroup) [][]byte {
-	out := make([][]byte, len(staged))
-	now := s.cfg.Now().UTC()
-	workers := min(runtime.GOMAXPROCS(0), len(staged))
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < len(staged); i += workers {
-				if !staged[i].newRev {
-					continue
-				}
-				data, err := s.signed(&staged[i], now)
-				if err != nil {
-					s.log.Warn("policy not signed; the agent gets it at its next fetch", "client", staged[i].id, "err", err)
-					continue
-				}
-				out[i] = data
-			}
-		})
+// background and in order: done[b] says when the b-th batch of maxBatch
+// is signed. An agent that is not connected misses its push and fetches
+// at connect.
+func (s *Service) signAll(staged []outcome) (out [][]byte, done []sync.WaitGroup) {
+	out = make([][]byte, len(staged))
+	done = make([]sync.WaitGroup, (len(staged)+maxBatch-1)/maxBatch)
+	for b := range done {
+		done[b].Add(min(maxBatch, len(staged)-b*maxBatch))
 	}
-	return out
+	now := s.cfg.Now().UTC()
+	var next atomic.Int64
+	for range min(runtime.GOMAXPROCS(0), len(staged)) {
+		go func() {
+			for i := int(next.Add(1) - 1); i < len(staged); i = int(next.Add(1) - 1) {
+				if staged[i].newRev {
+					data, err := s.signed(&staged[i], now)
+					if err != nil {
+						s.log.Warn("policy not signed; the agent gets it at its next fetch", "client", staged[i].id, "err", err)
+					}
+					out[i] = data
+				}
+				done[i/maxBatch].Done()
+			}
+		}()
+	}
+	return out, done
 }
 
 // publish sends o's signed policy to its agent.
