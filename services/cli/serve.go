@@ -47,7 +47,10 @@ variable STEWARD_PARENT_TOKEN, which keeps it out of the process list) is
 kept in memory only, never written to any file; later starts link with the leaf key alone, to the URL
 remembered in parent.json (--parent again replaces it). Each site's
 JetStream is its own (its domain is the site code): only the site subjects
-cross a link.
+cross a link. --link-compression sets the links' compression: auto
+(nats-server's default) compresses more the longer the round trip, and
+under 10 ms only frames the data, which costs CPU for nothing; off suits
+sites on one LAN (off at either end turns a link's compression off).
 
 --debug-listen serves Go's profiler (net/http/pprof) on a loopback address
 only, for diagnosing a site under load: go tool pprof
@@ -112,6 +115,7 @@ Stop it with Ctrl-C (SIGINT) or SIGTERM: services stop, then the server.`,
 	f.StringVar(&cfg.LeafListen, "leaf-listen", "", "accept child sites' leaf connections on HOST:PORT (e.g. 0.0.0.0:7422; TLS off loopback)")
 	f.StringVar(&cfg.Parent, "parent", "", "link to the parent site's leaf listener, nats://host:7422 (remembered in <data>/parent.json)")
 	f.StringVar(&cfg.ParentToken, "parent-token", "", "site token of the first link to --parent (steward sites token create, at the parent; or env STEWARD_PARENT_TOKEN); never stored")
+	f.StringVar(&cfg.LinkCompression, "link-compression", "auto", "compression of the links to the parent and from child sites: auto (by round trip), off (sites on one LAN), fast, better, best")
 	f.StringVar(&services, "services", "", "comma-separated services to run (default: all: "+strings.Join(site.AllServices, ",")+")")
 	f.StringVar(&logLevel, "log-level", envOr("STEWARD_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")

@@ -171,6 +171,7 @@ same path in the server's container.`,
 	f.StringVar(&cluster, "cluster", "", "comma-separated routes of every cluster node, host[:port] (port 6222 by default)")
 	f.StringVar(&cl.Listen, "cluster-listen", "0.0.0.0:6222", "route listener of a cluster node")
 	f.StringVar(&sc.LeafListen, "leaf-listen", "", "accept child sites' leaf connections on HOST:PORT (e.g. 0.0.0.0:7422)")
+	f.StringVar(&sc.LinkCompression, "link-compression", "auto", "compression of child sites' links: auto, off, fast, better, best (steward serve --help)")
 	f.StringVar(&out, "out", "", "write the configuration to this file instead of stdout")
 	return cmd
 }

@@ -168,7 +168,7 @@ func leafURL(raw string) (string, error) {
 // account to the parent's, authenticated with the leaf key (and the token
 // as the password the first time), and TLS with the parent's pinned CA off
 // loopback (or with tls://).
-func (p *parentLink) leafRemote(site string) (*server.RemoteLeafOpts, error) {
+func (p *parentLink) leafRemote(site, compression string) (*server.RemoteLeafOpts, error) {
 	u, err := url.Parse(p.URL)
 	if err != nil {
 		return nil, err
@@ -180,7 +180,8 @@ func (p *parentLink) leafRemote(site string) (*server.RemoteLeafOpts, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &server.RemoteLeafOpts{LocalAccount: admin.Account, URLs: []*url.URL{u}, Nkey: string(seed)}
+	r := &server.RemoteLeafOpts{LocalAccount: admin.Account, URLs: []*url.URL{u}, Nkey: string(seed),
+		Compression: server.CompressionOpts{Mode: compression}}
 	if u.Scheme == "tls" || !contracts.LoopbackOnly(p.URL) {
 		pin := p.CA
 		if pin == "" {

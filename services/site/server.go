@@ -40,6 +40,35 @@ type ServerConfig struct {
 	// LeafTLS are the certificate files of the leaf listener; nil serves
 	// plain text, which only a loopback listener may.
 	LeafTLS *TLSFiles
+	// LinkCompression is the compression of links between sites
+	// (LinkCompressions; "" is auto).
+	LinkCompression string
+}
+
+// LinkCompressions are the modes of --link-compression, the compression of
+// the leaf connections between sites, and nats-server's name for each.
+// auto (nats-server's default) picks by the link's round trip: none under
+// 10 ms (but still S2's framing, whose copying and checksums cost CPU on a
+// fast link), fast to 50 ms, better to 100 ms, best beyond. A link is
+// compressed only if both ends allow it: off at either end turns it off.
+var LinkCompressions = map[string]string{
+	"auto":   server.CompressionS2Auto,
+	"off":    server.CompressionOff,
+	"fast":   server.CompressionS2Fast,
+	"better": server.CompressionS2Better,
+	"best":   server.CompressionS2Best,
+}
+
+// linkCompression is nats-server's mode for a --link-compression value.
+func linkCompression(name string) (string, error) {
+	if name == "" {
+		name = "auto"
+	}
+	mode, ok := LinkCompressions[name]
+	if !ok {
+		return "", fmt.Errorf("--link-compression %q: want auto, off, fast, better or best", name)
+	}
+	return mode, nil
 }
 
 // ClusterConfig makes the server a node of a JetStream cluster. Routes are
@@ -76,6 +105,10 @@ func RenderServerConfig(info Info, keys Keys, c ServerConfig) (string, error) {
 	}
 	if c.TLS == nil && (c.Cluster != nil || !loopback(host)) {
 		return "", fmt.Errorf("listen %s: TLS is required on every listener that is not loopback", c.Listen)
+	}
+	compression, err := linkCompression(c.LinkCompression)
+	if err != nil {
+		return "", err
 	}
 	var leafHost, leafPort string
 	if c.LeafListen != "" {
@@ -135,7 +168,8 @@ authorization {
 leafnodes {
   host: %q
   port: %s
-`, leafHost, leafPort)
+  compression: %s
+`, leafHost, leafPort, compression)
 		if c.LeafTLS != nil {
 			fmt.Fprintf(&b, `  tls {
     cert_file: %q
@@ -194,7 +228,7 @@ func loopback(host string) bool {
 // plain text on loopback, TLS with the site's certificate elsewhere.
 func (s *Site) startServer() error {
 	host, _, _ := net.SplitHostPort(s.cfg.Listen)
-	sc := ServerConfig{Listen: s.cfg.Listen, StoreDir: filepath.Join(s.cfg.DataDir, "jetstream"), LeafListen: s.cfg.LeafListen}
+	sc := ServerConfig{Listen: s.cfg.Listen, StoreDir: filepath.Join(s.cfg.DataDir, "jetstream"), LeafListen: s.cfg.LeafListen, LinkCompression: s.cfg.LinkCompression}
 	f := tlsFiles(s.cfg.DataDir)
 	if !loopback(host) {
 		sc.TLS = &f
@@ -229,7 +263,7 @@ func (s *Site) startServer() error {
 	if p := s.parent; p != nil {
 		// The link to the parent, on the options only: the token (first
 		// link) must never reach nats.conf.
-		remote, err := p.leafRemote(s.Info.Site)
+		remote, err := p.leafRemote(s.Info.Site, LinkCompressions[s.cfg.LinkCompression])
 		if err != nil {
 			return err
 		}

@@ -59,7 +59,11 @@ type Config struct {
 	// (`steward sites token create` there). It stays in memory: it is set
 	// on the embedded server's options, never written to a file.
 	ParentToken string
-	Log         *slog.Logger
+	// LinkCompression is the compression of the links to the parent and
+	// from child sites: auto (default), off, fast, better or best
+	// (LinkCompressions).
+	LinkCompression string
+	Log             *slog.Logger
 }
 
 // CheckAndSetDefaults validates the config and fills defaults.
@@ -92,8 +96,14 @@ func (c *Config) CheckAndSetDefaults() error {
 			return fmt.Errorf("--leaf-listen %q: %w", c.LeafListen, err)
 		}
 	}
-	if c.Server != "" && (c.LeafListen != "" || c.Parent != "" || c.ParentToken != "") {
-		return errors.New("--leaf-listen, --parent and --parent-token configure the embedded server; with --server, configure the leaf node listener in the servers' configuration (steward site nats-config --leaf-listen)")
+	if c.Server != "" && (c.LeafListen != "" || c.Parent != "" || c.ParentToken != "" || (c.LinkCompression != "" && c.LinkCompression != "auto")) {
+		return errors.New("--leaf-listen, --parent, --parent-token and --link-compression configure the embedded server; with --server, configure the leaf node listener in the servers' configuration (steward site nats-config --leaf-listen --link-compression)")
+	}
+	if c.LinkCompression == "" {
+		c.LinkCompression = "auto"
+	}
+	if _, err := linkCompression(c.LinkCompression); err != nil {
+		return err
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1

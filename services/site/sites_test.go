@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
@@ -169,7 +170,9 @@ func TestSiteHierarchy(t *testing.T) {
 	}
 
 	chdDir := t.TempDir()
-	chd := startSite(t, Config{DataDir: chdDir, Site: "CHD", Parent: par.LeafURL(), ParentToken: token})
+	// The child turns its link's compression off (sites on one LAN): off
+	// at either end wins over the parent's auto.
+	chd := startSite(t, Config{DataDir: chdDir, Site: "CHD", Parent: par.LeafURL(), ParentToken: token, LinkCompression: "off"})
 	parNC := serviceConn(t, par, "test-par")
 	chdNC := serviceConn(t, chd, "test-chd")
 
@@ -195,6 +198,12 @@ func TestSiteHierarchy(t *testing.T) {
 		}
 		return nil
 	})
+	for _, srv := range []*running{par, chd} {
+		lz, err := srv.ns.Leafz(nil)
+		if err != nil || len(lz.Leafs) != 1 || lz.Leafs[0].Compression != "off" {
+			t.Fatalf("site %s's leaf connections: %+v, %v; want one, compression off", srv.Info.Site, lz, err)
+		}
+	}
 	sites, err := op.SitesList(ctx)
 	if err != nil || len(sites) != 1 || sites[0].Site != "CHD" {
 		t.Fatalf("steward sites list at the parent: got %+v, %v, want CHD", sites, err)
@@ -580,11 +589,18 @@ func TestRenderLeafListener(t *testing.T) {
 	if opts.JetStreamDomain != "PAR" || opts.TLSConfig != nil {
 		t.Fatalf("got JetStream domain %q, client TLS %v, want PAR and a plain loopback client listener", opts.JetStreamDomain, opts.TLSConfig != nil)
 	}
-	conf, err = RenderServerConfig(info, keys, ServerConfig{Listen: "127.0.0.1:4222", StoreDir: store, LeafListen: "127.0.0.1:0"})
+	if opts.LeafNode.Compression.Mode != server.CompressionS2Auto {
+		t.Fatalf("leaf compression %q by default, want %q", opts.LeafNode.Compression.Mode, server.CompressionS2Auto)
+	}
+	conf, err = RenderServerConfig(info, keys, ServerConfig{Listen: "127.0.0.1:4222", StoreDir: store, LeafListen: "127.0.0.1:0", LinkCompression: "off"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if opts := loadConfig(t, conf); opts.LeafNode.Port != -1 || opts.LeafNode.TLSConfig != nil {
-		t.Fatalf("leaf listener on loopback port 0: got port %d, TLS %v, want -1 (a free port), plain", opts.LeafNode.Port, opts.LeafNode.TLSConfig != nil)
+	if opts := loadConfig(t, conf); opts.LeafNode.Port != -1 || opts.LeafNode.TLSConfig != nil || opts.LeafNode.Compression.Mode != server.CompressionOff {
+		t.Fatalf("leaf listener on loopback port 0, compression off: got port %d, TLS %v, compression %q, want -1 (a free port), plain, off",
+			opts.LeafNode.Port, opts.LeafNode.TLSConfig != nil, opts.LeafNode.Compression.Mode)
+	}
+	if _, err := RenderServerConfig(info, keys, ServerConfig{Listen: "127.0.0.1:4222", StoreDir: store, LeafListen: "127.0.0.1:0", LinkCompression: "zip"}); err == nil || !strings.Contains(err.Error(), "--link-compression") {
+		t.Fatalf("link compression zip: got %v, want an error naming --link-compression", err)
 	}
 }
