@@ -3,6 +3,7 @@ package replication
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
@@ -46,6 +47,37 @@ type offer struct {
 	Manifest contracts.Manifest
 	Digest   string
 	Sizes    map[string]int // chunk hash -> its size
+
+	// held are the chunks this instance found or stored, verified, since
+	// it recorded the offer. The inbox record names them, so no prune
+	// removes them before the commit, which looks up only the others.
+	mu   sync.Mutex
+	held map[string]bool
+}
+
+// markHeld records chunks of the offer as stored.
+func (o *offer) markHeld(hashes ...string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.held == nil {
+		o.held = make(map[string]bool, len(o.Sizes))
+	}
+	for _, h := range hashes {
+		o.held[h] = true
+	}
+}
+
+// unheld is the offer's chunks (hash -> size) not known to be stored.
+func (o *offer) unheld() map[string]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make(map[string]int, len(o.Sizes)-len(o.held))
+	for h, size := range o.Sizes {
+		if !o.held[h] {
+			out[h] = size
+		}
+	}
+	return out
 }
 
 // verifyOffer decodes an offer's bytes from site from and verifies it
