@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stewardhq/steward/contracts"
 	"github.com/stewardhq/steward/services/internal/natstest"
 )
@@ -265,4 +266,77 @@ func TestScheduleClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJob(t, p, "night", "1", "CHD", contracts.ContentInstalled)
+}
+
+// TestTakeoverAfterSenderKilled: the instance sending a version dies
+// mid-transfer (its connections cut, so it cannot give the job up); once
+// its lease has run out another instance of the site takes the job over,
+// and the destination gets only the chunks it still lacks.
+func TestTakeoverAfterSenderKilled(t *testing.T) {
+	par := newSite(t, "PAR", nil)
+	par.cfg = func(c *Config) { c.Lease = 2 * time.Second }
+	chd := newSite(t, "CHD", par)
+	ctx := context.Background()
+
+	// The first instance on connections of its own, to cut.
+	inbox, _ := contracts.SiteInbox("PAR")
+	nc1 := natstest.Connect(t, par.srv)
+	site1 := natstest.Connect(t, par.srv, nats.CustomInboxPrefix(inbox))
+	cfg1 := par.config()
+	cfg1.NC, cfg1.SiteNC = nc1, site1
+	p1, err := New(ctx, cfg1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run1, kill1 := context.WithCancel(ctx)
+	defer kill1()
+	go func() { _ = p1.Run(run1) }()
+	<-p1.Ready()
+	chd.start()
+
+	const n = 8
+	var files []testFile
+	for i := range n {
+		files = append(files, testFile{path: "f" + string(rune('a'+i)), data: randomBytes(contracts.ChunkSize)})
+	}
+	info, _ := createVersion(t, p1, "big", "3.0", files)
+	// Slow enough to kill in the middle: 4 chunks a second.
+	if _, err := p1.SetRoute(ctx, "CHD", 2<<20, "", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	chd.waitInterest("steward.CHD.site.PAR.repl.chunk")
+	par.waitInterest("steward.CHD.site.PAR.repl.chunk")
+	if _, err := p1.Distribute(ctx, "big", "3.0", []string{"CHD"}, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Wait(t, waitFor, "3 chunks sent", func() bool {
+		j, _ := jobOf(p1, "big", "3.0", "CHD")
+		return j.Chunks >= 3
+	})
+	// Killed: nothing it writes from now on reaches the bus.
+	nc1.Close()
+	site1.Close()
+	kill1()
+	sentBy1 := p1.sender.sent.Load()
+
+	killed := time.Now()
+	p2 := par.start()
+	j := waitJob(t, p2, "big", "3.0", "CHD", contracts.ContentInstalled)
+	// The lease runs from the first instance's last progress write, at
+	// most saveEvery before the kill.
+	if since := time.Since(killed); since < 2*time.Second-saveEvery {
+		t.Fatalf("taken over %s after the kill, within the first instance's lease of 2s", since)
+	}
+	if j.Verified != info.Digest {
+		t.Fatalf("verified %q, want %s", j.Verified, info.Digest)
+	}
+	// The second instance sent what the first had not got stored.
+	sentBy2 := p2.sender.sent.Load()
+	if sentBy2 == 0 || sentBy2 >= n || sentBy1+sentBy2 < n {
+		t.Fatalf("the first instance sent %d chunks, the second %d: want the second to send the rest of %d, not all", sentBy1, sentBy2, n)
+	}
+	v, err := chd.svc.Version(ctx, "big", "3.0")
+	if err != nil || v.Info.Digest != info.Digest {
+		t.Fatalf("CHD after the takeover: %+v %v", v, err)
+	}
 }
