@@ -142,11 +142,13 @@ func (s *Service) contentManifest(ctx context.Context, from contracts.SubjectInf
 	if err := s.mayRead(ctx, client, req.Package, req.Version); err != nil {
 		return nil, err
 	}
-	v, err := s.readVersion(ctx, req.Package, req.Version)
+	sv, err := s.servedVersion(ctx, req.Package, req.Version)
 	if err != nil {
 		return nil, err
 	}
-	return &contracts.ContentManifestResponse{Header: contracts.NewHeader(contracts.TypeContentManifestResp), Manifest: s.sign(v.Signed.Manifest)}, nil
+	signed := sv.manifest
+	signed.Header = contracts.NewHeader(contracts.TypeSignedManifest)
+	return &contracts.ContentManifestResponse{Header: contracts.NewHeader(contracts.TypeContentManifestResp), Manifest: signed}, nil
 }
 
 // contentChunk answers an agent with one chunk's bytes (header
@@ -166,11 +168,11 @@ func (s *Service) contentChunk(ctx context.Context, from contracts.SubjectInfo, 
 	if err := s.mayRead(ctx, client, req.Package, req.Version); err != nil {
 		return nil, nil, err
 	}
-	set, err := s.chunkSet(ctx, req.Package, req.Version)
+	sv, err := s.servedVersion(ctx, req.Package, req.Version)
 	if err != nil {
 		return nil, nil, err
 	}
-	if !set[req.Hash] {
+	if !sv.chunks[req.Hash] {
 		return nil, nil, contracts.Errorf(contracts.CodeNotFound, "chunk %s is not in %s", req.Hash, contracts.PackageKey(req.Package, req.Version))
 	}
 	data, err := s.ReadChunk(ctx, req.Hash)
@@ -184,49 +186,55 @@ func (s *Service) contentChunk(ctx context.Context, from contracts.SubjectInfo, 
 	return data, h, nil
 }
 
-// chunkSets caches the chunks of the versions agents download, by
-// version key and digest.
-type chunkSets struct {
-	mu   sync.Mutex
-	sets map[string]chunkSet
+// servedVersions caches, by version key, what agents are served of the
+// versions they download: read and signed once per version, not per
+// request (a manifest can be megabytes, and every client of a deployment
+// asks for it).
+type servedVersions struct {
+	mu sync.Mutex
+	m  map[string]*servedVersion
 }
 
-type chunkSet struct {
-	digest string
-	set    map[string]bool
+// servedVersion is an installed version as agents are served it.
+type servedVersion struct {
+	digest   string
+	chunks   map[string]bool
+	manifest contracts.SignedManifest // signed by this site (ed25519 is deterministic: signing again gives the same bytes)
 }
 
-// maxChunkSets bounds the cache; past it, it starts over.
-const maxChunkSets = 64
+// maxServedVersions bounds the cache; past it, it starts over.
+const maxServedVersions = 64
 
-// chunkSet is the set of chunks of an installed version.
-func (s *Service) chunkSet(ctx context.Context, pkg, version string) (map[string]bool, error) {
+// servedVersion is the installed version pkg@version as agents are served
+// it, read again when the version's digest changed (deleted and made
+// again).
+func (s *Service) servedVersion(ctx context.Context, pkg, version string) (*servedVersion, error) {
 	info, ok := s.model.version(pkg, version)
 	if !ok {
 		return nil, contracts.Errorf(contracts.CodeNotFound, "no package %s", contracts.PackageKey(pkg, version))
 	}
 	key := versionKey(pkg, version)
-	s.sets.mu.Lock()
-	cs, ok := s.sets.sets[key]
-	s.sets.mu.Unlock()
-	if ok && cs.digest == info.Digest {
-		return cs.set, nil
+	s.served.mu.Lock()
+	sv, ok := s.served.m[key]
+	s.served.mu.Unlock()
+	if ok && sv.digest == info.Digest {
+		return sv, nil
 	}
 	v, err := s.readVersion(ctx, pkg, version)
 	if err != nil {
 		return nil, err
 	}
-	cs = chunkSet{digest: v.Info.Digest, set: map[string]bool{}}
+	sv = &servedVersion{digest: v.Info.Digest, chunks: map[string]bool{}, manifest: s.sign(v.Signed.Manifest)}
 	for _, c := range v.Manifest.Chunks() {
-		cs.set[c] = true
+		sv.chunks[c] = true
 	}
-	s.sets.mu.Lock()
-	if s.sets.sets == nil || len(s.sets.sets) >= maxChunkSets {
-		s.sets.sets = map[string]chunkSet{}
+	s.served.mu.Lock()
+	if s.served.m == nil || len(s.served.m) >= maxServedVersions {
+		s.served.m = map[string]*servedVersion{}
 	}
-	s.sets.sets[key] = cs
-	s.sets.mu.Unlock()
-	return cs.set, nil
+	s.served.m[key] = sv
+	s.served.mu.Unlock()
+	return sv, nil
 }
 
 // contentReport records what a client says became of a version.

@@ -200,4 +200,31 @@ func TestAgentContent(t *testing.T) {
 	if _, err := p.Delete(ctx, "tools", "1.0", "alice"); err != nil {
 		t.Fatalf("delete after the undeploy: %v", err)
 	}
+
+	// Made again with other content and deployed: agents are served the
+	// new manifest and chunks, not what was served of the old one.
+	natstest.Wait(t, waitFor, "tools@1.0 gone", func() bool { _, ok := p.model.version("tools", "1.0"); return !ok })
+	info2, chunks2 := createVersion(t, p, "tools", "1.0", []testFile{{path: "b", data: randomBytes(11)}})
+	if info2.Digest == info.Digest {
+		t.Fatal("the same digest for other content")
+	}
+	if _, _, err := p.Deploy(ctx, "tools", "1.0", contracts.Named{ID: "web", Name: "Web"}, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := agentCall(t, par.nc, "c1", contracts.KindContentManifest, contracts.ContentManifestRequest{
+		Header: contracts.NewHeader(contracts.TypeContentManifestReq), Package: "tools", Version: "1.0"}, &mr); err != nil {
+		t.Fatalf("manifest as c1, made again: %v", err)
+	}
+	pub, _ := nkeys.FromPublicKey(par.pub())
+	if mr.Manifest.Digest() != info2.Digest || pub.Verify(contracts.ManifestSigningInput(mr.Manifest.Manifest), mr.Manifest.Signature) != nil {
+		t.Fatalf("manifest made again: digest %s (want %s), or its signature does not verify with the site key", mr.Manifest.Digest(), info2.Digest)
+	}
+	if _, err := agentChunk(t, par.nc, "c1", "tools", "1.0", h); contracts.CodeOf(err) != contracts.CodeNotFound {
+		t.Fatalf("a chunk of the old content: got %v, want not_found", err)
+	}
+	for hash, want := range chunks2 {
+		if got, err := agentChunk(t, par.nc, "c1", "tools", "1.0", hash); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("chunk %s of the new content: %v", hash, err)
+		}
+	}
 }

@@ -261,7 +261,7 @@ type Service struct {
 	model   *model
 	members *memberCache
 	offers  *offerCache
-	sets    chunkSets
+	served  servedVersions
 	sender  *sender
 
 	libMu    sync.RWMutex // install and create (read) against prune (write)
