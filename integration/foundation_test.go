@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/admin"
 )
 
 func loadKey(t testing.TB, path string) nkeys.KeyPair {
@@ -185,6 +187,53 @@ func TestBlockDisconnects(t *testing.T) {
 	if cl, _ := clientByID(t, op, a.ClientID()); !cl.Online {
 		t.Fatal("agent A went offline when B was blocked")
 	}
+}
+
+// TestBlockedElsewhereDisconnects: a block another admin instance wrote
+// (here straight into the identity bucket, without this instance's own
+// kick) closes the client's connections all the same: every instance that
+// sees an approved agent blocked sweeps its connections shortly after, so
+// one admitted by an instance whose cache lagged does not stay.
+func TestBlockedElsewhereDisconnects(t *testing.T) {
+	rs := startSite(t, t.TempDir(), freePort(t), "LAB")
+	op := rs.operator(t)
+	tok := rs.token(t, 1, time.Hour)
+	b := startAgent(t, rs.URL(), tok, t.TempDir(), "bravo")
+	wait(t, 15*time.Second, "agent enrolled", func() bool { return b.ClientID() != "" })
+	waitOnline(t, op, b.ClientID(), true)
+	closed := make(chan struct{})
+	raw := connectWithSeedFile(t, rs.URL(), seedOf(t, b.dir), b.ClientID(), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+
+	js, err := jetstream.New(rs.serviceConn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx(t), admin.IdentityBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(ctx(t), b.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id map[string]any
+	if err := json.Unmarshal(e.Value(), &id); err != nil || id["status"] != contracts.ClientApproved {
+		t.Fatalf("identity %s: %v", e.Value(), err)
+	}
+	id["status"] = contracts.ClientBlocked
+	data, _ := json.Marshal(id)
+	if _, err := kv.Update(ctx(t), b.PublicKey(), data, e.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a client blocked elsewhere still connected after 10s")
+	}
+	if raw.IsConnected() {
+		t.Fatal("raw connection still connected")
+	}
+	wait(t, 5*time.Second, "the agent sees the disconnect", func() bool { return !b.Status().Connected })
 }
 
 // TestPendingThenApproved: an agent without a token waits as pending until

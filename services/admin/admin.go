@@ -232,7 +232,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s.stopWatch = stop
-	if err := s.ids.watch(wctx); err != nil {
+	if err := s.ids.watch(wctx, func(was Identity) { go s.sweepRevoked(wctx, was) }); err != nil {
 		stop()
 		return nil, err
 	}

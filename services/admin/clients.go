@@ -96,6 +96,35 @@ func (s *Service) deleteClient(ctx context.Context, from contracts.SubjectInfo, 
 	return clientResponse(id), nil
 }
 
+// revokeSweep is how long after its cache sees an approved agent blocked
+// or deleted an instance closes the agent's connections (sweepRevoked):
+// long after the instance that blocked it kicked it, and after any
+// admission another instance's lagging cache granted meanwhile has
+// reached the server.
+const revokeSweep = 2 * time.Second
+
+// sweepRevoked closes, revokeSweep from now, any connection of an agent
+// this instance's cache has just seen blocked or deleted: the instance
+// that blocked it kicked it already, but another instance whose cache had
+// not yet seen the block may have admitted it again meanwhile.
+func (s *Service) sweepRevoked(ctx context.Context, was Identity) {
+	if s.cfg.Sys == nil {
+		return // nothing can be kicked (blocking says so)
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(revokeSweep):
+	}
+	kicked, err := s.disconnect(ctx, connUsers(was)...)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.cfg.Log.Warn("a blocked or deleted client's connections could not be checked", "client", was.ClientID, "err", err)
+	case kicked > 0:
+		s.cfg.Log.Warn("a blocked or deleted client was connected after it was kicked (admitted by an admin instance that had not seen the change yet): closed", "client", was.ClientID, "connections", kicked)
+	}
+}
+
 func clientResponse(id Identity) *contracts.ClientResponse {
 	return &contracts.ClientResponse{Header: contracts.NewHeader(contracts.TypeClientResponse), Client: id.Client()}
 }

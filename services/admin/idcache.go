@@ -28,17 +28,20 @@ import (
 // this instance's cache has seen it before the agent is kicked, so the
 // reconnect that follows is refused here. Another admin instance's cache
 // may lag by its watch's delay (milliseconds; more under load), and a
-// blocked agent reconnecting through it within that delay would still be
-// admitted once.
+// blocked agent reconnecting through it within that delay is admitted: so
+// every instance, when its cache sees an approved agent blocked or
+// deleted, calls revoked, which closes the agent's connections again a
+// little later (Service.sweepRevoked).
 type agentCache struct {
-	mu     sync.RWMutex
-	agents map[string]Identity // key -> approved or blocked agent
-	loaded bool                // the watch delivered every entry once
-	change chan struct{}       // closed and replaced on every applied entry
+	mu      sync.RWMutex
+	agents  map[string]Identity // key -> approved or blocked agent
+	loaded  bool                // the watch delivered every entry once
+	change  chan struct{}       // closed and replaced on every applied entry
+	revoked func(was Identity)  // an approved agent is blocked or deleted (nil: nothing to do)
 }
 
-func newAgentCache() *agentCache {
-	return &agentCache{agents: map[string]Identity{}, change: make(chan struct{})}
+func newAgentCache(revoked func(was Identity)) *agentCache {
+	return &agentCache{agents: map[string]Identity{}, change: make(chan struct{}), revoked: revoked}
 }
 
 // cachedStatus says whether the cache decides for an identity: approved
@@ -58,10 +61,13 @@ func (c *agentCache) follow(w jetstream.KeyWatcher) {
 		c.mu.Unlock()
 	}()
 	for e := range w.Updates() {
+		var was Identity
+		revoked := false
 		c.mu.Lock()
 		if e == nil {
 			c.loaded = true
 		} else {
+			prev, had := c.agents[e.Key()]
 			var id Identity
 			if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &id) == nil && cachedStatus(id) {
 				// What decide reads, and no more: 50,000 agents stay small.
@@ -69,10 +75,15 @@ func (c *agentCache) follow(w jetstream.KeyWatcher) {
 			} else {
 				delete(c.agents, e.Key())
 			}
+			now := c.agents[e.Key()]
+			was, revoked = prev, had && prev.Status == contracts.ClientApproved && now.Status != contracts.ClientApproved
 		}
 		close(c.change)
 		c.change = make(chan struct{})
 		c.mu.Unlock()
+		if revoked && c.revoked != nil {
+			c.revoked(was)
+		}
 	}
 }
 

@@ -40,8 +40,10 @@ func TestAgentCache(t *testing.T) {
 	put(agent("UP", contracts.ClientPending))
 	put(Identity{Key: "UO", Kind: KindOperator, Name: "alice"})
 
+	// The agents the cache sees go from approved to blocked or deleted.
+	revoked := make(chan string, 10)
 	ids := &identities{kv: kv}
-	if err := ids.watch(ctx); err != nil {
+	if err := ids.watch(ctx, func(was Identity) { revoked <- was.Key + " " + was.ClientID }); err != nil {
 		t.Fatal(err)
 	}
 	natstest.Wait(t, 5*time.Second, "the cache loaded", func() bool { _, ok := ids.cache.agent("UA"); return ok })
@@ -89,12 +91,28 @@ func TestAgentCache(t *testing.T) {
 	if _, ok := ids.cache.agent("UP"); ok {
 		t.Error("a deleted agent is still cached")
 	}
+	// The block and the deletion were reported as revocations, in order,
+	// with the identity as it was; nothing else was (not the load, not the
+	// approval, not a blocked agent deleted).
+	put(agent("UA", contracts.ClientBlocked)) // blocked again: no revocation
+	if err := kv.Delete(ctx, "UA"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Wait(t, 5*time.Second, "the blocked agent's deletion seen", func() bool { _, ok := ids.cache.agent("UA"); return !ok })
+	var got []string
+	for len(revoked) > 0 {
+		got = append(got, <-revoked)
+	}
+	if len(got) != 2 || got[0] != "UA c-UA" || got[1] != "UP c-UP" {
+		t.Errorf("revocations %q, want [\"UA c-UA\" \"UP c-UP\"]", got)
+	}
+	put(agent("UA", contracts.ClientApproved))
 	// A watch that ends leaves a cache that decides for no one, and does
 	// not hold up a block or deletion of an agent it had as approved.
 	put(agent("UC", contracts.ClientApproved))
 	wctx, stopWatch := context.WithCancel(ctx)
 	ended := &identities{kv: kv}
-	if err := ended.watch(wctx); err != nil {
+	if err := ended.watch(wctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	natstest.Wait(t, 5*time.Second, "the second cache loaded", func() bool { _, ok := ended.cache.agent("UA"); return ok })

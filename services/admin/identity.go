@@ -76,13 +76,14 @@ func (s *identities) settle(ctx context.Context, key string) error {
 }
 
 // watch starts the cache of approved and blocked agents, fed until ctx
-// ends.
-func (s *identities) watch(ctx context.Context) error {
+// ends; revoked (may be nil) is called, on the watch's goroutine, with each
+// approved agent the watch then sees blocked or deleted.
+func (s *identities) watch(ctx context.Context, revoked func(was Identity)) error {
 	w, err := s.kv.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("admin: watch identities: %w", err)
 	}
-	s.cache = newAgentCache()
+	s.cache = newAgentCache(revoked)
 	go s.cache.follow(w)
 	return nil
 }
