@@ -313,15 +313,25 @@ func TestStoreFull(t *testing.T) {
 	if _, err := offerReply(t, chd.nc, "PAR", offerBytes(t, parKey, parPub, body)); err != nil {
 		t.Fatal(err)
 	}
-	var failed error
+	var (
+		failed  error
+		refused string
+	)
 	for _, h := range m.Files[0].Chunks {
 		if _, err := send(t, chd.nc, "PAR", contracts.KindReplChunk, chunks[h], chunkHeader("huge", "1", h)); err != nil {
-			failed = err
+			failed, refused = err, h
 			break
 		}
 	}
 	if contracts.CodeOf(failed) != contracts.CodeUnavailable {
 		t.Fatalf("chunks into a full store: got %v, want unavailable", failed)
+	}
+	// The refused chunk is not there, not even as an object naming no data.
+	if missing, err := c.MissingChunks(context.Background(), []string{refused}); err != nil || len(missing) != 1 {
+		t.Fatalf("the refused chunk: missing %v, %v; want it missing", missing, err)
+	}
+	if _, err := c.ReadChunk(context.Background(), refused); contracts.CodeOf(err) != contracts.CodeNotFound {
+		t.Fatalf("reading the refused chunk: got %v, want not_found", err)
 	}
 	if chd.emit.count(contracts.StatusPackageStoreFailed) == 0 {
 		t.Fatal("no status 6003")

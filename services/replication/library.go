@@ -1,16 +1,21 @@
 package replication
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/stewardhq/steward/contracts"
 )
 
@@ -99,11 +104,47 @@ func (s *Service) storeChunk(ctx context.Context, hash string, data []byte) erro
 	} else if !errors.Is(err, jetstream.ErrObjectNotFound) {
 		return contracts.Errorf(contracts.CodeUnavailable, "content library: look up chunk %s: %v", hash, err)
 	}
-	// One stream message per chunk (the store's default would cut it in
-	// four): fewer writes, and one message to read back.
-	meta := jetstream.ObjectMeta{Name: hash, Opts: &jetstream.ObjectMetaOptions{ChunkSize: contracts.ChunkSize}}
-	if _, err := s.chunks.Put(ctx, meta, bytes.NewReader(data)); err != nil {
+	if err := s.putChunk(ctx, hash, data); err != nil {
 		return contracts.Errorf(contracts.CodeUnavailable, "content library: store chunk %s: %v", hash, err)
+	}
+	return nil
+}
+
+// putChunk writes a verified chunk as the object store's Put does, one
+// stream message per chunk (Put's default would cut it in four) and then
+// the meta message naming it, without Put's second SHA-256 of the bytes:
+// the chunk's name is its SHA-256, which is the object's digest.
+func (s *Service) putChunk(ctx context.Context, hash string, data []byte) error {
+	sum, err := hex.DecodeString(hash)
+	if err != nil || len(sum) != sha256.Size {
+		return fmt.Errorf("chunk name %q is not a SHA-256", hash)
+	}
+	id := nuid.Next()
+	chunkSubj := "$O." + ChunksStore + ".C." + id
+	info := jetstream.ObjectInfo{
+		ObjectMeta: jetstream.ObjectMeta{Name: hash, Opts: &jetstream.ObjectMetaOptions{ChunkSize: contracts.ChunkSize}},
+		Bucket:     ChunksStore, NUID: id, Size: uint64(len(data)), Chunks: 1,
+		Digest: "SHA-256=" + base64.URLEncoding.EncodeToString(sum),
+	}
+	meta := nats.NewMsg("$O." + ChunksStore + ".M." + base64.URLEncoding.EncodeToString([]byte(hash)))
+	meta.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	if meta.Data, err = json.Marshal(info); err != nil {
+		return err
+	}
+	// The chunk first, the meta once the chunk is stored: a meta never
+	// names a chunk that is not there (a full store refuses the chunk, and
+	// might still take the small meta).
+	if _, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: chunkSubj, Data: data}); err != nil {
+		// Stored or not (a lost acknowledgement), it names nothing: drop it.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = s.chunkStream.Purge(pctx, jetstream.WithPurgeSubject(chunkSubj))
+		return err
+	}
+	// A failed meta leaves the chunk's message: if the meta was stored and
+	// only its acknowledgement lost, it names that message.
+	if _, err := s.js.PublishMsg(ctx, meta); err != nil {
+		return err
 	}
 	return nil
 }

@@ -1,12 +1,14 @@
 package replication
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
 )
 
@@ -46,6 +48,17 @@ func TestLibrary(t *testing.T) {
 	}
 	if missing, _ := p.MissingChunks(ctx, []string{h}); len(missing) != 0 {
 		t.Fatalf("missing %v after PutChunk", missing)
+	}
+	// Stored as the object store's own Put would: one object of one chunk
+	// whose digest its reader checks, and one message of chunk data.
+	if got, err := p.chunks.GetBytes(ctx, h); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the chunk through the object store: %v", err)
+	}
+	if info, err := p.chunks.GetInfo(ctx, h); err != nil || info.Size != 100 || info.Chunks != 1 {
+		t.Fatalf("the chunk's object info: %+v %v", info, err)
+	}
+	if si, err := p.chunkStream.Info(ctx, jetstream.WithSubjectFilter("$O."+ChunksStore+".C.>")); err != nil || len(si.State.Subjects) != 1 {
+		t.Fatalf("chunk data messages after storing twice: %v %v, want 1", si, err)
 	}
 	bad := m
 	bad.Files = []contracts.ManifestFile{m.Files[0]}
