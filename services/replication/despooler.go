@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 	"sync"
 	"time"
 
@@ -114,13 +113,6 @@ func (s *Service) receiveOffer(ctx context.Context, site string, data []byte) (*
 	if err != nil {
 		return nil, s.storeFailed(ctx, name, site, err)
 	}
-	held := make([]string, 0, len(o.Sizes)-len(missing))
-	for h := range o.Sizes {
-		if _, gone := slices.BinarySearch(missing, h); !gone {
-			held = append(held, h)
-		}
-	}
-	o.markHeld(held...)
 	rec, _ := json.Marshal(inboxRecord{From: site, Digest: o.Digest, Received: s.now(), Signed: o.Signed})
 	if _, err := s.inboxKV.Put(ctx, inboxKey(site, m.Package, m.Version), rec); err != nil {
 		return nil, s.storeFailed(ctx, name, site, contracts.Errorf(contracts.CodeUnavailable, "record the offer: %v", err))
@@ -286,8 +278,8 @@ func (s *Service) commit(ctx context.Context, site string, req *contracts.Replic
 	if o.Digest != req.Digest {
 		return nil, contracts.Errorf(contracts.CodeConflict, "the offer of %s from site %s has digest %s, not %s: offer again", name, site, o.Digest, req.Digest)
 	}
-	// Only the chunks not seen stored here since the offer was recorded
-	// are looked up (each look-up reads the store).
+	// Only the chunks this instance has not stored for the offer are
+	// looked up (each look-up reads the store).
 	want := o.Sizes
 	if cached, ok := s.offers.get(key); ok && cached.Digest == o.Digest {
 		want = cached.unheld()

@@ -266,6 +266,22 @@ func TestChunksAndCommit(t *testing.T) {
 	if _, err := send(t, chd.nc, "PAR", contracts.KindReplChunk, chunks[h1], chunkHeader("tools", "1.0", h1)); err != nil {
 		t.Fatal(err)
 	}
+	// A chunk the store held at the offer is looked up again at the
+	// commit (a prune may have removed it since): gone, the commit fails,
+	// and the next offer asks for it.
+	if err := c.chunks.Delete(ctx, h0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := commitReq(t, chd.nc, "PAR", contracts.ReplicationCommit{Package: "tools", Version: "1.0", Digest: digest}); contracts.CodeOf(err) != contracts.CodeConflict {
+		t.Fatalf("commit with a chunk removed since the offer: got %v, want conflict", err)
+	}
+	reply, err = offerReply(t, chd.nc, "PAR", offerBytes(t, parKey, parPub, body))
+	if err != nil || len(reply.Missing) != 1 || reply.Missing[0] != h0 {
+		t.Fatalf("third offer: %+v %v, want only %s missing", reply, err, h0)
+	}
+	if _, err := send(t, chd.nc, "PAR", contracts.KindReplChunk, chunks[h0], chunkHeader("tools", "1.0", h0)); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := commitReq(t, chd.nc, "PAR", contracts.ReplicationCommit{Package: "tools", Version: "1.0", Digest: strings.Repeat("0", 64)}); contracts.CodeOf(err) != contracts.CodeConflict {
 		t.Fatalf("commit of another digest: got %v, want conflict", err)
 	}

@@ -48,9 +48,12 @@ type offer struct {
 	Digest   string
 	Sizes    map[string]int // chunk hash -> its size
 
-	// held are the chunks this instance found or stored, verified, since
-	// it recorded the offer. The inbox record names them, so no prune
-	// removes them before the commit, which looks up only the others.
+	// held are the chunks this instance stored, verified, for the offer.
+	// The commit looks up only the others: these are younger than the
+	// prune's grace and named by the inbox record, so no prune (of any
+	// instance) removes them first. Chunks the store held already at the
+	// offer are looked up again: a prune that listed the used chunks
+	// before the offer was recorded may be removing them.
 	mu   sync.Mutex
 	held map[string]bool
 }
