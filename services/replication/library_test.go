@@ -130,6 +130,29 @@ func TestLibrary(t *testing.T) {
 		t.Fatalf("prune within the grace period removed %d (%v)", n, err)
 	}
 	clock.set(time.Now().Add(2 * DefaultPruneGrace))
+	// Another instance records an offer naming the unused chunk while this
+	// one prunes (after it read the used chunks): the chunk stays.
+	offered, _ := buildManifest("later", "1", []testFile{{path: "a", data: data}})
+	body := mustJSON(t, offered)
+	rec := mustJSON(t, inboxRecord{From: "CHD", Digest: contracts.ChunkHash(body), Received: time.Now(), Signed: contracts.SignedManifest{Manifest: body}})
+	p.beforePrune = func(chunk string) {
+		p.beforePrune = nil
+		if chunk != h {
+			t.Errorf("pruning %s, want %s", chunk, h)
+		}
+		if _, err := p.inboxKV.Put(ctx, inboxKey("CHD", "later", "1"), rec); err != nil {
+			t.Error(err)
+		}
+	}
+	if n, _, err := p.PruneChunks(ctx); err != nil || n != 0 {
+		t.Fatalf("prune removed %d (%v) of a chunk an offer named meanwhile: want 0", n, err)
+	}
+	if _, err := p.ReadChunk(ctx, h); err != nil {
+		t.Fatalf("the chunk an offer named during the prune: %v", err)
+	}
+	if err := p.inboxKV.Delete(ctx, inboxKey("CHD", "later", "1")); err != nil {
+		t.Fatal(err)
+	}
 	if n, _, err := p.PruneChunks(ctx); err != nil || n != 1 {
 		t.Fatalf("prune removed %d (%v): want 1", n, err)
 	}

@@ -13,7 +13,9 @@ import (
 // Pruning removes the chunks that no installed version and no offer in
 // the inbox names, once they are PruneGrace old (an operator's upload or a
 // transfer may be under way). It holds the library lock, so no version is
-// created or installed while it runs on this instance.
+// created or installed while it runs on this instance; another instance's
+// offers and installs are seen by reading the used chunks again whenever
+// either bucket moved, before each removal.
 
 // PruneChunks removes unused chunks now and returns how many and their
 // bytes.
@@ -27,6 +29,10 @@ func (s *Service) PruneChunks(ctx context.Context) (int, int64, error) {
 	if err != nil {
 		return 0, 0, contracts.Errorf(contracts.CodeUnavailable, "list chunks: %v", err)
 	}
+	refs, err := s.refsAt(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
 	used, err := s.usedChunks(ctx)
 	if err != nil {
 		return 0, 0, err
@@ -38,6 +44,25 @@ func (s *Service) PruneChunks(ctx context.Context) (int, int64, error) {
 		if o.Deleted || used[o.Name] || o.ModTime.After(cutoff) {
 			continue
 		}
+		if s.beforePrune != nil {
+			s.beforePrune(o.Name)
+		}
+		// Another instance may have recorded an offer or installed a
+		// version naming it since the used chunks were read (this lock is
+		// this instance's only): read them again if either bucket moved.
+		now, err := s.refsAt(ctx)
+		if err != nil {
+			return n, bytes, err
+		}
+		if now != refs {
+			refs = now
+			if used, err = s.usedChunks(ctx); err != nil {
+				return n, bytes, err
+			}
+			if used[o.Name] {
+				continue
+			}
+		}
 		if err := s.chunks.Delete(ctx, o.Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 			return n, bytes, contracts.Errorf(contracts.CodeUnavailable, "delete chunk %s: %v", o.Name, err)
 		}
@@ -48,6 +73,24 @@ func (s *Service) PruneChunks(ctx context.Context) (int, int64, error) {
 		s.log.Info("unused chunks pruned", "chunks", n, "bytes", bytes)
 	}
 	return n, bytes, nil
+}
+
+// refsAt is the last sequence of the buckets that name chunks (installed
+// versions, recorded offers): any write to either moves it.
+func (s *Service) refsAt(ctx context.Context) ([2]uint64, error) {
+	var out [2]uint64
+	for i, kv := range []jetstream.KeyValue{s.packagesKV, s.inboxKV} {
+		st, err := kv.Status(ctx)
+		if err != nil {
+			return out, contracts.Errorf(contracts.CodeUnavailable, "status of %s: %v", kv.Bucket(), err)
+		}
+		bs, ok := st.(*jetstream.KeyValueBucketStatus)
+		if !ok {
+			return out, contracts.Errorf(contracts.CodeInternal, "status of %s: no stream info", kv.Bucket())
+		}
+		out[i] = bs.StreamInfo().State.LastSeq
+	}
+	return out, nil
 }
 
 // usedChunks is every chunk an installed version or a recorded offer names.

@@ -264,11 +264,14 @@ type Service struct {
 	served  servedVersions
 	sender  *sender
 
-	libMu    sync.RWMutex // install and create (read) against prune (write)
-	sem      chan struct{}
-	inflight sync.WaitGroup // requests being served
-	pruneNow chan struct{}
-	ready    chan struct{}
+	libMu sync.RWMutex // install and create (read) against prune (write)
+	// beforePrune, when set (tests), is called before each chunk's removal
+	// is decided for good.
+	beforePrune func(chunk string)
+	sem         chan struct{}
+	inflight    sync.WaitGroup // requests being served
+	pruneNow    chan struct{}
+	ready       chan struct{}
 }
 
 // New checks cfg, creates the buckets and the object store that do not
