@@ -36,8 +36,9 @@ func Svc(service, verb string) func(string) (string, error) {
 // AddService registers the micro service name with every endpoint of
 // table. The queue group is the service's own name, so instances share the
 // work while another service subscribed to the same subject (heartbeats,
-// say) still gets its own copy. It returns once the server has the
-// endpoints' subscriptions, so a request sent after it finds them.
+// say) still gets its own copy. On a connected connection it returns once
+// the server has the endpoints' subscriptions, so a request sent after it
+// finds them.
 func AddService(nc *nats.Conn, site, name, version, description string, table []Endpoint) (micro.Service, error) {
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        name,
@@ -59,10 +60,9 @@ func AddService(nc *nats.Conn, site, name, version, description string, table []
 			return nil, fmt.Errorf("%s: endpoint %s: %w", name, e.Name, err)
 		}
 	}
-	if err := nc.Flush(); err != nil {
-		svc.Stop()
-		return nil, fmt.Errorf("%s: register endpoints: %w", name, err)
-	}
+	// Best effort: a connection that is reconnecting sends the
+	// subscriptions again once it is back.
+	_ = nc.Flush()
 	return svc, nil
 }
 
