@@ -116,6 +116,13 @@ func (s *Service) sweepRevoked(ctx context.Context, was Identity) {
 		return
 	case <-time.After(revokeSweep):
 	}
+	// Approved again meanwhile (unblocked), or enrolling again after a
+	// deletion: its connection now is a rightful one.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if now, err := s.ids.forAuth(ctx, was.Key); err == nil && (now.Status == contracts.ClientApproved || now.Status == contracts.ClientPending) {
+		return
+	}
 	kicked, err := s.disconnect(ctx, connUsers(was)...)
 	switch {
 	case err != nil && ctx.Err() == nil:

@@ -136,7 +136,7 @@ func (s *Service) update(ctx context.Context, ids []string, mut mutation, push b
 		var batches sync.WaitGroup
 		for from := 0; from < len(writes); from += maxBatch {
 			to := min(from+maxBatch, len(writes))
-			queued := s.clients.submit(writes[from:to]) // in order, as signed
+			queued := s.clients.submit(writes[from:to]) // queued in the order they are signed in
 			batches.Go(func() {
 				copy(results[from:to], s.clients.collect(ctx, queued))
 				if !push {

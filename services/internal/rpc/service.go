@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -37,8 +38,9 @@ func Svc(service, verb string) func(string) (string, error) {
 // table. The queue group is the service's own name, so instances share the
 // work while another service subscribed to the same subject (heartbeats,
 // say) still gets its own copy. On a connected connection it returns once
-// the server has the endpoints' subscriptions, so a request sent after it
-// finds them.
+// its server has the endpoints' subscriptions, so a request sent there
+// after it finds them (other servers of a cluster learn of them a moment
+// later).
 func AddService(nc *nats.Conn, site, name, version, description string, table []Endpoint) (micro.Service, error) {
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        name,
@@ -62,7 +64,9 @@ func AddService(nc *nats.Conn, site, name, version, description string, table []
 	}
 	// Best effort: a connection that is reconnecting sends the
 	// subscriptions again once it is back.
-	_ = nc.Flush()
+	if nc.IsConnected() {
+		_ = nc.FlushTimeout(2 * time.Second)
+	}
 	return svc, nil
 }
 
