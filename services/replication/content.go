@@ -188,11 +188,12 @@ func (s *Service) contentChunk(ctx context.Context, from contracts.SubjectInfo, 
 
 // servedVersions caches, by version key, what agents are served of the
 // versions they download: read and signed once per version, not per
-// request (a manifest can be megabytes, and every client of a deployment
-// asks for it).
+// request (a manifest can be most of a megabyte, and every client of a
+// deployment asks for it at once).
 type servedVersions struct {
-	mu sync.Mutex
-	m  map[string]*servedVersion
+	mu      sync.Mutex
+	m       map[string]*servedVersion
+	loading map[string]chan struct{} // closed when the key's read ends
 }
 
 // servedVersion is an installed version as agents are served it.
@@ -207,33 +208,61 @@ const maxServedVersions = 64
 
 // servedVersion is the installed version pkg@version as agents are served
 // it, read again when the version's digest changed (deleted and made
-// again).
+// again). Requests that find it being read wait for that read.
 func (s *Service) servedVersion(ctx context.Context, pkg, version string) (*servedVersion, error) {
 	info, ok := s.model.version(pkg, version)
 	if !ok {
 		return nil, contracts.Errorf(contracts.CodeNotFound, "no package %s", contracts.PackageKey(pkg, version))
 	}
 	key := versionKey(pkg, version)
-	s.served.mu.Lock()
-	sv, ok := s.served.m[key]
-	s.served.mu.Unlock()
-	if ok && sv.digest == info.Digest {
-		return sv, nil
+	for {
+		s.served.mu.Lock()
+		if sv, ok := s.served.m[key]; ok && sv.digest == info.Digest {
+			s.served.mu.Unlock()
+			return sv, nil
+		}
+		wait, busy := s.served.loading[key]
+		if !busy {
+			if s.served.loading == nil {
+				s.served.loading = map[string]chan struct{}{}
+			}
+			wait = make(chan struct{})
+			s.served.loading[key] = wait
+		}
+		s.served.mu.Unlock()
+		if busy {
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		sv, err := s.readServed(ctx, pkg, version)
+		s.served.mu.Lock()
+		if err == nil {
+			if s.served.m == nil || len(s.served.m) >= maxServedVersions {
+				s.served.m = map[string]*servedVersion{}
+			}
+			s.served.m[key] = sv
+		}
+		delete(s.served.loading, key)
+		close(wait)
+		s.served.mu.Unlock()
+		return sv, err // a newer record than the model has is served as read
 	}
+}
+
+// readServed reads and signs pkg@version for agents.
+func (s *Service) readServed(ctx context.Context, pkg, version string) (*servedVersion, error) {
 	v, err := s.readVersion(ctx, pkg, version)
 	if err != nil {
 		return nil, err
 	}
-	sv = &servedVersion{digest: v.Info.Digest, chunks: map[string]bool{}, manifest: s.sign(v.Signed.Manifest)}
+	sv := &servedVersion{digest: v.Info.Digest, chunks: map[string]bool{}, manifest: s.sign(v.Signed.Manifest)}
 	for _, c := range v.Manifest.Chunks() {
 		sv.chunks[c] = true
 	}
-	s.served.mu.Lock()
-	if s.served.m == nil || len(s.served.m) >= maxServedVersions {
-		s.served.m = map[string]*servedVersion{}
-	}
-	s.served.m[key] = sv
-	s.served.mu.Unlock()
 	return sv, nil
 }
 

@@ -228,3 +228,44 @@ func TestAgentContent(t *testing.T) {
 		}
 	}
 }
+
+// TestServedVersionOnce: agents asking for one version at once share one
+// read of it (the same cached entry), and a version made again with other
+// content is read again.
+func TestServedVersionOnce(t *testing.T) {
+	par := newSite(t, "PAR", nil)
+	p := par.start()
+	ctx := context.Background()
+	createVersion(t, p, "tools", "1.0", []testFile{{path: "a", data: randomBytes(100)}})
+	natstest.Wait(t, waitFor, "the version in the model", func() bool { _, ok := p.model.version("tools", "1.0"); return ok })
+	const n = 20
+	got := make(chan *servedVersion, n)
+	for range n {
+		go func() {
+			sv, err := p.servedVersion(ctx, "tools", "1.0")
+			if err != nil {
+				t.Error(err)
+			}
+			got <- sv
+		}()
+	}
+	first := <-got
+	for range n - 1 {
+		if sv := <-got; sv != first {
+			t.Fatal("requests at once read the version more than once")
+		}
+	}
+	if _, err := p.Delete(ctx, "tools", "1.0", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Wait(t, waitFor, "tools@1.0 gone", func() bool { _, ok := p.model.version("tools", "1.0"); return !ok })
+	info2, _ := createVersion(t, p, "tools", "1.0", []testFile{{path: "b", data: randomBytes(100)}})
+	natstest.Wait(t, waitFor, "the new version in the model", func() bool { v, ok := p.model.version("tools", "1.0"); return ok && v.Digest == info2.Digest })
+	sv, err := p.servedVersion(ctx, "tools", "1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sv.digest != info2.Digest || sv == first {
+		t.Fatalf("after the version was made again: digest %s, want %s", sv.digest, info2.Digest)
+	}
+}

@@ -1,7 +1,6 @@
 package replication
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,7 +73,26 @@ func TestCrashChildProcess(t *testing.T) {
 	go func() { _ = s.Run(context.Background()) }()
 	<-s.Ready()
 	fmt.Println("READY")
-	select {} // until kill -9
+	// Until kill -9, or until the test that started it is gone (its end
+	// of stdin closes).
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	os.Exit(0)
+}
+
+// readyWriter is the child process's stdout: it says when READY is
+// printed.
+type readyWriter struct {
+	ready chan struct{}
+	once  sync.Once
+	buf   []byte
+}
+
+func (w *readyWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	if strings.Contains(string(w.buf), "READY\n") {
+		w.once.Do(func() { close(w.ready) })
+	}
+	return len(p), nil
 }
 
 // startCrashChild starts the child site process on store dir and waits
@@ -83,25 +102,17 @@ func startCrashChild(t *testing.T, dir, parentLeaf string, seed []byte, parentKe
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChildProcess$", "-test.timeout=10m")
 	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashParentEnv+"="+parentLeaf, crashSeedEnv+"="+string(seed), crashPinEnv+"="+parentKey)
 	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
+	out := &readyWriter{ready: make(chan struct{})}
+	cmd.Stdout = out
+	if _, err := cmd.StdinPipe(); err != nil { // closed when this process ends: the child ends too
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "READY") {
-				close(ready)
-			}
-		}
-	}()
 	select {
-	case <-ready:
+	case <-out.ready:
 	case <-time.After(60 * time.Second):
 		t.Fatal("child site process not ready after 60s")
 	}

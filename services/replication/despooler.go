@@ -114,7 +114,7 @@ func (s *Service) receiveOffer(ctx context.Context, site string, data []byte) (*
 		return nil, s.storeFailed(ctx, name, site, err)
 	}
 	rec, _ := json.Marshal(inboxRecord{From: site, Digest: o.Digest, Received: s.now(), Signed: o.Signed})
-	if _, err := s.inboxKV.Put(ctx, inboxKey(site, m.Package, m.Version), rec); err != nil {
+	if o.rev, err = s.inboxKV.Put(ctx, inboxKey(site, m.Package, m.Version), rec); err != nil {
 		return nil, s.storeFailed(ctx, name, site, contracts.Errorf(contracts.CodeUnavailable, "record the offer: %v", err))
 	}
 	s.offers.put(inboxKey(site, m.Package, m.Version), o)
@@ -214,6 +214,7 @@ func (s *Service) lookupOffer(ctx context.Context, site, pkg, version, hash stri
 	if err != nil {
 		return nil, err
 	}
+	o.rev = e.Revision()
 	s.offers.put(key, o)
 	return o, nil
 }
@@ -281,7 +282,7 @@ func (s *Service) commit(ctx context.Context, site string, req *contracts.Replic
 	// Only the chunks this instance has not stored for the offer are
 	// looked up (each look-up reads the store).
 	want := o.Sizes
-	if cached, ok := s.offers.get(key); ok && cached.Digest == o.Digest {
+	if cached, ok := s.offers.get(key); ok && cached.Digest == o.Digest && cached.rev == e.Revision() {
 		want = cached.unheld()
 	}
 	s.libMu.RLock()

@@ -373,3 +373,44 @@ func inboxKeys(t testing.TB, svc *Service) []string {
 	}
 	return out
 }
+
+// TestCommitAfterOfferRecordedAgain: the chunks an instance stored for an
+// offer count for the commit only while the inbox record is the one they
+// were stored for. Recorded again (another instance took a new offer of
+// the same version), they are looked up: one removed meanwhile fails the
+// commit.
+func TestCommitAfterOfferRecordedAgain(t *testing.T) {
+	chd, c, parKey := despoolerSite(t)
+	parPub, _ := parKey.PublicKey()
+	ctx := context.Background()
+	m, chunks := manifestFor("tools", "1.0", []testFile{{path: "a", data: randomBytes(10)}, {path: "b", data: randomBytes(20)}})
+	body := mustJSON(t, m)
+	digest := contracts.ChunkHash(body)
+	if _, err := offerReply(t, chd.nc, "PAR", offerBytes(t, parKey, parPub, body)); err != nil {
+		t.Fatal(err)
+	}
+	for h, data := range chunks {
+		if _, err := send(t, chd.nc, "PAR", contracts.KindReplChunk, data, chunkHeader("tools", "1.0", h)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another instance records the offer again; a chunk goes.
+	key := inboxKey("PAR", "tools", "1.0")
+	e, err := c.inboxKV.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.inboxKV.Put(ctx, key, e.Value()); err != nil {
+		t.Fatal(err)
+	}
+	h0 := m.Files[0].Chunks[0]
+	if err := c.chunks.Delete(ctx, h0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := commitReq(t, chd.nc, "PAR", contracts.ReplicationCommit{Package: "tools", Version: "1.0", Digest: digest}); contracts.CodeOf(err) != contracts.CodeConflict {
+		t.Fatalf("commit with a chunk removed after the offer was recorded again: got %v, want conflict", err)
+	}
+	if _, err := c.Version(ctx, "tools", "1.0"); contracts.CodeOf(err) != contracts.CodeNotFound {
+		t.Fatalf("installed without every chunk: %v", err)
+	}
+}

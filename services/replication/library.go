@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -99,22 +100,40 @@ func checkChunkData(hash string, data []byte) error {
 
 // storeChunk puts a verified chunk unless the store holds it.
 func (s *Service) storeChunk(ctx context.Context, hash string, data []byte) error {
-	if _, err := s.chunks.GetInfo(ctx, hash); err == nil {
-		return nil
-	} else if !errors.Is(err, jetstream.ErrObjectNotFound) {
+	// The chunk's meta message, if any: held (nothing to do), or the
+	// deleted mark a removal leaves, which the new meta replaces.
+	var last uint64
+	m, err := s.chunkStream.GetLastMsgForSubject(ctx, chunkMetaSubject(hash))
+	switch {
+	case err == nil:
+		var info jetstream.ObjectInfo
+		if json.Unmarshal(m.Data, &info) == nil && !info.Deleted {
+			return nil
+		}
+		last = m.Sequence
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
 		return contracts.Errorf(contracts.CodeUnavailable, "content library: look up chunk %s: %v", hash, err)
 	}
-	if err := s.putChunk(ctx, hash, data); err != nil {
+	if err := s.putChunk(ctx, hash, data, last); err != nil {
 		return contracts.Errorf(contracts.CodeUnavailable, "content library: store chunk %s: %v", hash, err)
 	}
 	return nil
 }
 
+// chunkMetaSubject is the subject of the object store's meta message of
+// chunk hash.
+func chunkMetaSubject(hash string) string {
+	return "$O." + ChunksStore + ".M." + base64.URLEncoding.EncodeToString([]byte(hash))
+}
+
 // putChunk writes a verified chunk as the object store's Put does, one
 // stream message per chunk (Put's default would cut it in four) and then
 // the meta message naming it, without Put's second SHA-256 of the bytes:
-// the chunk's name is its SHA-256, which is the object's digest.
-func (s *Service) putChunk(ctx context.Context, hash string, data []byte) error {
+// the chunk's name is its SHA-256, which is the object's digest. The meta
+// is written only if the chunk's meta subject is still at last (0: none):
+// of two stores of one chunk at once, one names its data and the other
+// removes its own, so no data message is left that nothing names.
+func (s *Service) putChunk(ctx context.Context, hash string, data []byte, last uint64) error {
 	sum, err := hex.DecodeString(hash)
 	if err != nil || len(sum) != sha256.Size {
 		return fmt.Errorf("chunk name %q is not a SHA-256", hash)
@@ -126,27 +145,44 @@ func (s *Service) putChunk(ctx context.Context, hash string, data []byte) error 
 		Bucket:     ChunksStore, NUID: id, Size: uint64(len(data)), Chunks: 1,
 		Digest: "SHA-256=" + base64.URLEncoding.EncodeToString(sum),
 	}
-	meta := nats.NewMsg("$O." + ChunksStore + ".M." + base64.URLEncoding.EncodeToString([]byte(hash)))
+	meta := nats.NewMsg(chunkMetaSubject(hash))
 	meta.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	meta.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last, 10))
 	if meta.Data, err = json.Marshal(info); err != nil {
 		return err
+	}
+	dropData := func() {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = s.chunkStream.Purge(pctx, jetstream.WithPurgeSubject(chunkSubj))
 	}
 	// The chunk first, the meta once the chunk is stored: a meta never
 	// names a chunk that is not there (a full store refuses the chunk, and
 	// might still take the small meta).
 	if _, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: chunkSubj, Data: data}); err != nil {
-		// Stored or not (a lost acknowledgement), it names nothing: drop it.
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = s.chunkStream.Purge(pctx, jetstream.WithPurgeSubject(chunkSubj))
+		dropData() // stored or not (a lost acknowledgement), it names nothing
 		return err
 	}
-	// A failed meta leaves the chunk's message: if the meta was stored and
-	// only its acknowledgement lost, it names that message.
-	if _, err := s.js.PublishMsg(ctx, meta); err != nil {
-		return err
+	_, err = s.js.PublishMsg(ctx, meta)
+	if err == nil {
+		return nil
 	}
-	return nil
+	// Not named by this meta: another store came first (its data is
+	// named; ours is dropped), or the answer was lost (the meta may be
+	// there, naming ours).
+	var apiErr *jetstream.APIError
+	beaten := errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	now, gerr := s.chunks.GetInfo(rctx, hash)
+	if gerr == nil && now.NUID == id {
+		return nil
+	}
+	dropData()
+	if gerr == nil && beaten {
+		return nil
+	}
+	return err
 }
 
 // ReadChunk returns the chunk hash (CodeNotFound when the library lacks it).

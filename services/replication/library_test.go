@@ -190,3 +190,49 @@ func TestConfigChecks(t *testing.T) {
 		t.Fatalf("Distribute without SiteNC: got %v, want unavailable", err)
 	}
 }
+
+// TestStoreChunkOnce: two stores of one chunk that both found it missing
+// leave one data message, named by its meta; a chunk removed (a deleted
+// mark left in its place) is stored again.
+func TestStoreChunkOnce(t *testing.T) {
+	par := newSite(t, "PAR", nil)
+	p := par.start()
+	ctx := context.Background()
+	data := randomBytes(1000)
+	h := contracts.ChunkHash(data)
+	dataMsgs := func() int {
+		t.Helper()
+		si, err := p.chunkStream.Info(ctx, jetstream.WithSubjectFilter("$O."+ChunksStore+".C.>"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(si.State.Subjects)
+	}
+	// Both looked before either stored: both write with the subject at 0.
+	for range 2 {
+		if err := p.putChunk(ctx, h, data, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := dataMsgs(); n != 1 {
+		t.Fatalf("%d data messages after two stores of one chunk, want 1", n)
+	}
+	if got, err := p.chunks.GetBytes(ctx, h); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the chunk: %v", err)
+	}
+	if err := p.chunks.Delete(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ReadChunk(ctx, h); contracts.CodeOf(err) != contracts.CodeNotFound {
+		t.Fatalf("a removed chunk: got %v, want not_found", err)
+	}
+	if err := p.storeChunk(ctx, h, data); err != nil {
+		t.Fatalf("storing a removed chunk again: %v", err)
+	}
+	if got, err := p.ReadChunk(ctx, h); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the chunk stored again: %v", err)
+	}
+	if n := dataMsgs(); n != 1 {
+		t.Fatalf("%d data messages after a removal and a store, want 1", n)
+	}
+}

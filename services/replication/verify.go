@@ -48,7 +48,11 @@ type offer struct {
 	Digest   string
 	Sizes    map[string]int // chunk hash -> its size
 
-	// held are the chunks this instance stored, verified, for the offer.
+	// rev is the revision of the inbox record this offer was read from or
+	// written as (0: not recorded yet).
+	rev uint64
+	// held are the chunks this instance stored, verified, for the offer
+	// as recorded at rev (an offer recorded again starts afresh).
 	// The commit looks up only the others: these are younger than the
 	// prune's grace and named by the inbox record, so no prune (of any
 	// instance) removes them first. Chunks the store held already at the
