@@ -222,6 +222,26 @@ type ManifestLink struct {
 	Target string `json:"target"`
 }
 
+// ChunkSizes is the size of each chunk the manifest names: every chunk of
+// a file is ChunkSize but its last. A chunk is its hash's content, so
+// wherever it is used it has one size; an error says where it has two.
+func (m *Manifest) ChunkSizes() (map[string]int, error) {
+	sizes := map[string]int{}
+	for _, f := range m.Files {
+		for j, c := range f.Chunks {
+			n := int64(ChunkSize)
+			if j == len(f.Chunks)-1 {
+				n = f.Size - int64(j)*ChunkSize
+			}
+			if old, ok := sizes[c]; ok && int64(old) != n {
+				return nil, fmt.Errorf("file %q: chunk %s is %d bytes here and %d elsewhere", f.Path, c, n, old)
+			}
+			sizes[c] = int(n)
+		}
+	}
+	return sizes, nil
+}
+
 // Validate checks everything a receiver must before it trusts a manifest's
 // shape: names, limits (a size bomb), safe paths and link targets, no
 // duplicates and no file under another file, chunk counts that match sizes.
@@ -248,7 +268,6 @@ func (m *Manifest) Validate() error {
 		return fmt.Errorf("size %d: at most %d bytes", m.Size, MaxPackageBytes)
 	}
 	seen := make(map[string]bool, len(m.Files))
-	chunkSizes := map[string]int64{}
 	var total int64
 	for i := range m.Files {
 		f := &m.Files[i]
@@ -276,24 +295,17 @@ func (m *Manifest) Validate() error {
 		if int64(len(f.Chunks)) != want {
 			return fmt.Errorf("file %q: %d chunks for %d bytes, want %d", f.Path, len(f.Chunks), f.Size, want)
 		}
-		for j, c := range f.Chunks {
+		for _, c := range f.Chunks {
 			if err := ValidHash(c); err != nil {
 				return fmt.Errorf("file %q: chunk: %w", f.Path, err)
 			}
-			// A chunk is its hash's content: wherever it is used it has
-			// one size (every chunk but a file's last is ChunkSize).
-			n := int64(ChunkSize)
-			if j == len(f.Chunks)-1 {
-				n = f.Size - int64(j)*ChunkSize
-			}
-			if old, ok := chunkSizes[c]; ok && old != n {
-				return fmt.Errorf("file %q: chunk %s is %d bytes here and %d elsewhere", f.Path, c, n, old)
-			}
-			chunkSizes[c] = n
 		}
 	}
 	if total != m.Size {
 		return fmt.Errorf("size %d, but the files add up to %d", m.Size, total)
+	}
+	if _, err := m.ChunkSizes(); err != nil {
+		return err
 	}
 	for i, l := range m.Links {
 		if err := ValidPackagePath(l.Path); err != nil {

@@ -229,7 +229,7 @@ func decodeInbox(b []byte) (*offer, error) {
 	if err := json.Unmarshal(rec.Signed.Manifest, &o.Manifest); err != nil {
 		return nil, err
 	}
-	sizes, err := chunkSizesOf(&o.Manifest)
+	sizes, err := o.Manifest.ChunkSizes()
 	if err != nil {
 		return nil, err
 	}

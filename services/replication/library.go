@@ -318,7 +318,7 @@ func (s *Service) CreateVersion(ctx context.Context, m contracts.Manifest, by st
 	if err := m.Validate(); err != nil {
 		return contracts.PackageInfo{}, contracts.Errorf(contracts.CodeBadRequest, "invalid package %s: %v", contracts.PackageKey(m.Package, m.Version), err)
 	}
-	sizes, err := chunkSizesOf(&m)
+	sizes, err := m.ChunkSizes()
 	if err != nil {
 		return contracts.PackageInfo{}, contracts.Errorf(contracts.CodeBadRequest, "invalid package %s: %v", contracts.PackageKey(m.Package, m.Version), err)
 	}

@@ -447,7 +447,7 @@ func (snd *sender) attempt(ctx context.Context, jw *jobWriter) error {
 	}); err != nil {
 		return err
 	}
-	sizes, err := chunkSizesOf(&v.Manifest)
+	sizes, err := v.Manifest.ChunkSizes()
 	if err != nil {
 		return permanent(fmt.Errorf("the manifest of %s: %w", name, err))
 	}

@@ -127,30 +127,10 @@ func verifySigned(sm contracts.SignedManifest, from, pinned string) (*offer, err
 	if err := contracts.DecodeLimit(sm.Manifest, contracts.TypeManifest, &o.Manifest, contracts.MaxManifestBytes); err != nil {
 		return nil, reject(contracts.CodeBadRequest, "%v", err)
 	}
-	if o.Sizes, err = chunkSizesOf(&o.Manifest); err != nil {
+	if o.Sizes, err = o.Manifest.ChunkSizes(); err != nil {
 		return nil, reject(contracts.CodeBadRequest, "invalid %s: %v", contracts.TypeManifest, err)
 	}
 	return o, nil
-}
-
-// chunkSizesOf returns the size of each chunk of a valid manifest: every
-// chunk of a file is ChunkSize but its last; a chunk used in two places
-// must have one size.
-func chunkSizesOf(m *contracts.Manifest) (map[string]int, error) {
-	sizes := map[string]int{}
-	for _, f := range m.Files {
-		for i, c := range f.Chunks {
-			n := int64(contracts.ChunkSize)
-			if i == len(f.Chunks)-1 {
-				n = f.Size - int64(i)*contracts.ChunkSize
-			}
-			if old, ok := sizes[c]; ok && int64(old) != n {
-				return nil, fmt.Errorf("chunk %s is %d bytes in %q and %d elsewhere", c, n, f.Path, old)
-			}
-			sizes[c] = int(n)
-		}
-	}
-	return sizes, nil
 }
 
 // chunkRef is what a repl.chunk message's headers name.
