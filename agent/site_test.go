@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -210,7 +211,9 @@ func respond(t *testing.T, m *nats.Msg, v any) {
 		t.Error(err)
 		return
 	}
-	if err := m.Respond(data); err != nil {
+	// A request answered while the test's cleanup closes the connection
+	// has no one left to answer.
+	if err := m.Respond(data); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		t.Errorf("respond: %v", err)
 	}
 }
