@@ -5,6 +5,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/discovery"
 	"github.com/stewardhq/steward/services/internal/rpc"
 )
 
@@ -54,21 +55,9 @@ func (b BusDirectory) Collection(ctx context.Context, operator, ref string) (con
 	return contracts.Named{ID: resp.Collection.ID, Name: resp.Collection.Name}, nil
 }
 
-// Members implements Directory, a page at a time.
+// Members implements Directory.
 func (b BusDirectory) Members(ctx context.Context, operator, collectionID string) ([]contracts.Named, error) {
-	out := []contracts.Named{}
-	for offset := 0; ; {
-		req := contracts.CollectionMembersRequest{Header: contracts.NewHeader(contracts.TypeCollectionMembersRequest), Ref: collectionID, Offset: offset}
-		var resp contracts.CollectionMembersResponse
-		if err := b.call(ctx, operator, contracts.KindCollectionsMembers, req, &resp); err != nil {
-			return nil, err
-		}
-		out = append(out, resp.Members...)
-		if resp.Next <= offset {
-			return out, nil
-		}
-		offset = resp.Next
-	}
+	return discovery.Members(ctx, b.NC, b.Site, operator, collectionID)
 }
 
 // Client implements Directory.

@@ -12,7 +12,6 @@ import (
 	"github.com/stewardhq/steward/contracts"
 	"github.com/stewardhq/steward/services/discovery"
 	"github.com/stewardhq/steward/services/internal/follow"
-	"github.com/stewardhq/steward/services/internal/rpc"
 )
 
 // Membership: which collections hold a client decides what it may
@@ -42,13 +41,8 @@ type BusDirectory struct {
 
 // Collections implements Directory.
 func (b BusDirectory) Collections(ctx context.Context, clientID string) ([]string, error) {
-	subj, err := contracts.Svc(b.Site, discovery.ServiceName, contracts.SvcClientFacts)
+	resp, err := discovery.ClientFacts(ctx, b.NC, b.Site, clientID)
 	if err != nil {
-		return nil, err
-	}
-	var resp contracts.ClientFactsResponse
-	req := contracts.ClientFactsRequest{Header: contracts.NewHeader(contracts.TypeClientFactsRequest), Ref: clientID}
-	if err := rpc.Call(ctx, b.NC, subj, req, &resp); err != nil {
 		return nil, err
 	}
 	if resp.Client.ID != clientID {
@@ -57,27 +51,17 @@ func (b BusDirectory) Collections(ctx context.Context, clientID string) ([]strin
 	return resp.Collections, nil
 }
 
-// Members implements Directory, a page at a time.
+// Members implements Directory.
 func (b BusDirectory) Members(ctx context.Context, operator, collectionID string) ([]string, error) {
-	subj, err := contracts.OpUp(b.Site, operator, contracts.KindCollectionsMembers)
+	members, err := discovery.Members(ctx, b.NC, b.Site, operator, collectionID)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for offset := 0; ; {
-		req := contracts.CollectionMembersRequest{Header: contracts.NewHeader(contracts.TypeCollectionMembersRequest), Ref: collectionID, Offset: offset}
-		var resp contracts.CollectionMembersResponse
-		if err := rpc.Call(ctx, b.NC, subj, req, &resp); err != nil {
-			return nil, err
-		}
-		for _, m := range resp.Members {
-			out = append(out, m.ID)
-		}
-		if resp.Next <= offset {
-			return out, nil
-		}
-		offset = resp.Next
+	out := make([]string, len(members))
+	for i, m := range members {
+		out[i] = m.ID
 	}
+	return out, nil
 }
 
 // memberCache caches each client's collections for at most ttl.

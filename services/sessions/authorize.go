@@ -23,13 +23,7 @@ type BusFacts struct {
 
 // Client implements Facts.
 func (b BusFacts) Client(ctx context.Context, ref string) (contracts.ClientFactsResponse, error) {
-	var resp contracts.ClientFactsResponse
-	subj, err := contracts.Svc(b.Site, discovery.ServiceName, contracts.SvcClientFacts)
-	if err != nil {
-		return resp, err
-	}
-	err = rpc.Call(ctx, b.NC, subj, contracts.ClientFactsRequest{Header: contracts.NewHeader(contracts.TypeClientFactsRequest), Ref: ref}, &resp)
-	return resp, err
+	return discovery.ClientFacts(ctx, b.NC, b.Site, ref)
 }
 
 // Policy implements Facts.
