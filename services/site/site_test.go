@@ -102,10 +102,11 @@ func TestConfigDefaults(t *testing.T) {
 	if err := c.CheckAndSetDefaults(); err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != "127.0.0.1:4222" || c.Site != "LAB" || !filepath.IsAbs(c.DataDir) {
+	if c.Listen != "127.0.0.1:4222" || c.Site != "LAB" || !filepath.IsAbs(c.DataDir) || c.LinkCompression != "auto" {
 		t.Fatalf("got %+v", c)
 	}
-	for _, bad := range []Config{{Site: "A.B"}, {Services: []string{"nope"}}, {Listen: "nohostport"}} {
+	for _, bad := range []Config{{Site: "A.B"}, {Services: []string{"nope"}}, {Listen: "nohostport"},
+		{LinkCompression: "zip"}, {Server: "nats://nats:4222", LinkCompression: "off"}} {
 		if err := bad.CheckAndSetDefaults(); err == nil {
 			t.Errorf("config %+v: got nil error, want one", bad)
 		}
