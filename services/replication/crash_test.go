@@ -7,9 +7,6 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"os/exec"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -72,56 +69,16 @@ func TestCrashChildProcess(t *testing.T) {
 	}
 	go func() { _ = s.Run(context.Background()) }()
 	<-s.Ready()
-	fmt.Println("READY")
-	// Until kill -9, or until the test that started it is gone (its end
-	// of stdin closes).
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	os.Exit(0)
-}
-
-// readyWriter is the child process's stdout: it says when READY is
-// printed.
-type readyWriter struct {
-	ready chan struct{}
-	once  sync.Once
-	buf   []byte
-}
-
-func (w *readyWriter) Write(p []byte) (int, error) {
-	w.buf = append(w.buf, p...)
-	if strings.Contains(string(w.buf), "READY\n") {
-		w.once.Do(func() { close(w.ready) })
-	}
-	return len(p), nil
+	natstest.ChildReady("")
 }
 
 // startCrashChild starts the child site process on store dir and waits
 // until it serves; kill ends it with kill -9.
 func startCrashChild(t *testing.T, dir, parentLeaf string, seed []byte, parentKey string) (kill func()) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChildProcess$", "-test.timeout=10m")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashParentEnv+"="+parentLeaf, crashSeedEnv+"="+string(seed), crashPinEnv+"="+parentKey)
-	cmd.Stderr = os.Stderr
-	out := &readyWriter{ready: make(chan struct{})}
-	cmd.Stdout = out
-	if _, err := cmd.StdinPipe(); err != nil { // closed when this process ends: the child ends too
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	select {
-	case <-out.ready:
-	case <-time.After(60 * time.Second):
-		t.Fatal("child site process not ready after 60s")
-	}
-	return func() {
-		if err := cmd.Process.Signal(os.Kill); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
-	}
+	_, kill = natstest.StartChild(t, "TestCrashChildProcess",
+		crashDirEnv+"="+dir, crashParentEnv+"="+parentLeaf, crashSeedEnv+"="+string(seed), crashPinEnv+"="+parentKey)
+	return kill
 }
 
 // TestKilledDestinationResumes kills the destination site's process (kill

@@ -1,14 +1,11 @@
 package status
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -60,54 +57,19 @@ func TestCrashSiteProcess(t *testing.T) {
 	}
 	go func() { _ = s.Run(context.Background()) }()
 	<-s.Ready()
-	fmt.Println("READY", srv.ClientURL())
-	select {} // until kill -9
+	natstest.ChildReady(srv.ClientURL())
 }
 
 // crashSite is the crash test's child process.
 type crashSite struct {
-	cmd *exec.Cmd
-	url string
+	url  string
+	kill func() // kill -9
 }
 
 func startCrashSite(t *testing.T, dir string, port int) *crashSite {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashSiteProcess$", "-test.timeout=10m")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashPortEnv+"="+strconv.Itoa(port))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if url, ok := strings.CutPrefix(sc.Text(), "READY "); ok {
-				ready <- url
-			}
-		}
-	}()
-	select {
-	case url := <-ready:
-		return &crashSite{cmd: cmd, url: url}
-	case <-time.After(60 * time.Second):
-		t.Fatal("site process not ready after 60s")
-	}
-	return nil
-}
-
-// kill is kill -9.
-func (c *crashSite) kill(t *testing.T) {
-	t.Helper()
-	if err := c.cmd.Process.Signal(os.Kill); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.cmd.Wait()
+	url, kill := natstest.StartChild(t, "TestCrashSiteProcess", crashDirEnv+"="+dir, crashPortEnv+"="+strconv.Itoa(port))
+	return &crashSite{url: url, kill: kill}
 }
 
 func freePort(t *testing.T) int {
@@ -204,7 +166,7 @@ func TestCrashDuringBurst(t *testing.T) {
 
 	// Kill the site mid-burst and note what had been acknowledged.
 	natstest.Wait(t, 2*time.Minute, "a third of the burst acknowledged", func() bool { return nAcked.Load() >= killAt })
-	site1.kill(t)
+	site1.kill()
 	ackedMu.Lock()
 	before := len(acked)
 	ackedMu.Unlock()
