@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/cas"
 	"github.com/stewardhq/steward/services/rbac"
 )
 
@@ -130,7 +131,7 @@ func (a *accounts) change(ctx context.Context, purpose string, fn func(d *purpos
 			}
 		} else {
 			_, err = a.kv.Update(ctx, purpose, data, rev)
-			if isWrongSequence(err) {
+			if cas.Lost(err) {
 				continue
 			}
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/cas"
 	"github.com/stewardhq/steward/services/internal/lookup"
 )
 
@@ -133,15 +134,10 @@ func (s *identities) update(ctx context.Context, key string, fn func(*Identity) 
 		if err == nil {
 			return id, nil
 		}
-		if attempt >= 10 || !isWrongSequence(err) {
+		if attempt >= 10 || !cas.Lost(err) {
 			return Identity{}, err
 		}
 	}
-}
-
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
 func (s *identities) delete(ctx context.Context, key string) error {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/cas"
 	"github.com/stewardhq/steward/services/rbac"
 )
 
@@ -85,7 +86,7 @@ func (r *rbacStore) change(ctx context.Context, fn func(cur *rbac.Model) (rbac.D
 			return nil, nil, err
 		}
 		rev, err := r.kv.Update(ctx, rbac.ModelKey, rbac.Encode(doc), e.Revision())
-		if isWrongSequence(err) {
+		if cas.Lost(err) {
 			continue
 		}
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/cas"
 	"github.com/stewardhq/steward/services/internal/rpc"
 	"github.com/stewardhq/steward/services/rbac"
 )
@@ -111,7 +112,7 @@ func (p *peers) update(ctx context.Context, site string, fn func(*peerRecord) er
 		if _, err = p.kv.Update(ctx, site, data, rev); err == nil {
 			return rec, nil
 		}
-		if attempt >= 10 || !isWrongSequence(err) {
+		if attempt >= 10 || !cas.Lost(err) {
 			return peerRecord{}, err
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/cas"
 	"github.com/stewardhq/steward/services/rbac"
 )
 
@@ -139,7 +140,7 @@ func (t *tokens) consumeIf(ctx context.Context, id, secret string, now time.Time
 		if _, err = t.kv.Update(ctx, id, data, rev); err == nil {
 			return rec.TokenInfo, nil
 		}
-		if !isWrongSequence(err) {
+		if !cas.Lost(err) {
 			return contracts.TokenInfo{}, err
 		}
 	}
@@ -177,7 +178,7 @@ func (t *tokens) revoke(ctx context.Context, id string) (contracts.TokenInfo, er
 		if _, err = t.kv.Update(ctx, id, data, rev); err == nil {
 			return rec.TokenInfo, nil
 		}
-		if !isWrongSequence(err) {
+		if !cas.Lost(err) {
 			return contracts.TokenInfo{}, err
 		}
 	}

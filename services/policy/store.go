@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stewardhq/steward/services/internal/cas"
 )
 
 // clientRecord is what the site holds for one client (ClientsBucket, key
@@ -269,7 +270,7 @@ func (w *writer) atomicBatch(ctx context.Context, batch []*pending) ([]uint64, e
 		}
 		if e := ack.Error; e != nil {
 			switch {
-			case wrongLast(jetstream.ErrorCode(e.ErrCode)):
+			case cas.LostCode(jetstream.ErrorCode(e.ErrCode)):
 				return nil, errConflict
 			case strings.Contains(strings.ToLower(e.Description), "atomic publish") && strings.Contains(strings.ToLower(e.Description), "disabled"):
 				return nil, errAtomicRefused
@@ -314,8 +315,7 @@ func (w *writer) publishEach(ctx context.Context, batch []*pending) {
 		case ack := <-f.Ok():
 			p.done <- result{rev: ack.Sequence}
 		case err := <-f.Err():
-			var apiErr *jetstream.APIError
-			if errors.As(err, &apiErr) && wrongLast(apiErr.ErrorCode) {
+			if cas.Lost(err) {
 				err = errConflict
 			}
 			p.done <- result{err: err}
@@ -325,10 +325,4 @@ func (w *writer) publishEach(ctx context.Context, batch []*pending) {
 			p.done <- result{err: ctx.Err()}
 		}
 	}
-}
-
-// wrongLast reports whether code is a lost compare-and-set (replicated
-// streams report it as 10164).
-func wrongLast(code jetstream.ErrorCode) bool {
-	return code == jetstream.JSErrCodeStreamWrongLastSequence || code == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }

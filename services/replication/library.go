@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/cas"
 )
 
 // The content library: chunks in the object store ChunksStore, each
@@ -170,8 +171,7 @@ func (s *Service) putChunk(ctx context.Context, hash string, data []byte, last u
 	// Not named by this meta: another store came first (its data is
 	// named; ours is dropped), or the answer was lost (the meta may be
 	// there, naming ours).
-	var apiErr *jetstream.APIError
-	beaten := errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+	beaten := cas.Lost(err)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	now, gerr := s.chunks.GetInfo(rctx, hash)

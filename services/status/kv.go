@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/cas"
 )
 
 // validKey reports whether k may be a key of a KV bucket.
@@ -85,7 +86,7 @@ func casUpdate[T any](ctx context.Context, kv jetstream.KeyValue, key string, fn
 		if err == nil {
 			return nil
 		}
-		if !isWrongSequence(err) && !errors.Is(err, jetstream.ErrKeyExists) {
+		if !cas.Lost(err) && !errors.Is(err, jetstream.ErrKeyExists) {
 			return err
 		}
 	}

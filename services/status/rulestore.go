@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/cas"
 )
 
 // ruleStore is the rule bucket and this instance's compiled view of it,
@@ -234,7 +235,7 @@ func (s *Service) deleteRule(ctx context.Context, from contracts.SubjectInfo, re
 		return nil, err
 	}
 	if err := s.rules.kv.Delete(ctx, req.Name, jetstream.LastRevision(rev)); err != nil {
-		if isWrongSequence(err) {
+		if cas.Lost(err) {
 			return nil, contracts.Errorf(contracts.CodeConflict, "status rule %s changed meanwhile; try again", req.Name)
 		}
 		return nil, err
@@ -250,10 +251,4 @@ func (s *Service) deleteRule(ctx context.Context, from contracts.SubjectInfo, re
 	}
 	s.emit.Emit(ctx, contracts.StatusRuleDeleted, map[string]string{"rule": def.Name, "by": from.Principal})
 	return &contracts.StatusRuleResponse{Header: contracts.NewHeader(contracts.TypeStatusRuleResponse), Rule: def}, nil
-}
-
-// isWrongSequence reports a failed compare-and-set.
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
