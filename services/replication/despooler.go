@@ -106,7 +106,7 @@ func (s *Service) receiveOffer(ctx context.Context, site string, data []byte) (*
 	}
 	s.libMu.RLock()
 	defer s.libMu.RUnlock()
-	missing, err := s.missingOf(ctx, o.Sizes)
+	missing, err := s.missingOf(ctx, o.Sizes, false)
 	if contracts.CodeOf(err) == contracts.CodeBadRequest {
 		return nil, s.quarantine(ctx, entry, reject(contracts.CodeBadRequest, "%v", err), data, true)
 	}
@@ -287,7 +287,7 @@ func (s *Service) commit(ctx context.Context, site string, req *contracts.Replic
 	}
 	s.libMu.RLock()
 	defer s.libMu.RUnlock()
-	missing, err := s.missingOf(ctx, want)
+	missing, err := s.missingOf(ctx, want, true)
 	if err != nil {
 		return nil, s.storeFailed(ctx, name, site, err)
 	}

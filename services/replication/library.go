@@ -59,7 +59,7 @@ func (s *Service) MissingChunks(ctx context.Context, hashes []string) ([]string,
 			return nil, contracts.Errorf(contracts.CodeBadRequest, "%v", err)
 		}
 	}
-	sizes, err := s.chunkSizes(ctx, hashes)
+	sizes, err := s.chunkSizes(ctx, hashes, false)
 	if err != nil {
 		return nil, err
 	}
@@ -103,22 +103,57 @@ func checkChunkData(hash string, data []byte) error {
 func (s *Service) storeChunk(ctx context.Context, hash string, data []byte) error {
 	// The chunk's meta message, if any: held (nothing to do), or the
 	// deleted mark a removal leaves, which the new meta replaces.
-	var last uint64
-	m, err := s.chunkStream.GetLastMsgForSubject(ctx, chunkMetaSubject(hash))
+	_, last, held, err := s.chunkMeta(ctx, hash)
 	switch {
-	case err == nil:
-		var info jetstream.ObjectInfo
-		if json.Unmarshal(m.Data, &info) == nil && !info.Deleted {
-			return nil
-		}
-		last = m.Sequence
-	case !errors.Is(err, jetstream.ErrMsgNotFound):
+	case err != nil:
 		return contracts.Errorf(contracts.CodeUnavailable, "content library: look up chunk %s: %v", hash, err)
+	case held:
+		return nil
 	}
-	if err := s.putChunk(ctx, hash, data, last); err != nil {
+	if err := s.putChunk(ctx, hash, data, last.seq); err != nil {
 		return contracts.Errorf(contracts.CodeUnavailable, "content library: store chunk %s: %v", hash, err)
 	}
 	return nil
+}
+
+// metaAt is where a chunk's meta message is: its sequence (0: none) and
+// when it was written.
+type metaAt struct {
+	seq  uint64
+	time time.Time
+}
+
+// chunkMeta reads chunk hash's meta message. held is false when there is
+// none, it is the deleted mark a removal leaves, or it cannot be read (a
+// store of the chunk then writes it anew).
+func (s *Service) chunkMeta(ctx context.Context, hash string) (info jetstream.ObjectInfo, at metaAt, held bool, err error) {
+	m, err := s.chunkStream.GetLastMsgForSubject(ctx, chunkMetaSubject(hash))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return info, at, false, nil
+	}
+	if err != nil {
+		return info, at, false, err
+	}
+	at = metaAt{seq: m.Sequence, time: m.Time}
+	if json.Unmarshal(m.Data, &info) != nil || info.Name != hash {
+		return jetstream.ObjectInfo{}, at, false, nil
+	}
+	return info, at, !info.Deleted, nil
+}
+
+// writeMeta writes info as its chunk's meta message if the subject is
+// still at last (0: none); a lost race is cas.Lost.
+func (s *Service) writeMeta(ctx context.Context, info jetstream.ObjectInfo, last uint64) error {
+	info.ModTime = time.Time{} // the message's time is the object's
+	meta := nats.NewMsg(chunkMetaSubject(info.Name))
+	meta.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	meta.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last, 10))
+	var err error
+	if meta.Data, err = json.Marshal(info); err != nil {
+		return err
+	}
+	_, err = s.js.PublishMsg(ctx, meta)
+	return err
 }
 
 // chunkMetaSubject is the subject of the object store's meta message of
@@ -146,12 +181,6 @@ func (s *Service) putChunk(ctx context.Context, hash string, data []byte, last u
 		Bucket:     ChunksStore, NUID: id, Size: uint64(len(data)), Chunks: 1,
 		Digest: "SHA-256=" + base64.URLEncoding.EncodeToString(sum),
 	}
-	meta := nats.NewMsg(chunkMetaSubject(hash))
-	meta.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
-	meta.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last, 10))
-	if meta.Data, err = json.Marshal(info); err != nil {
-		return err
-	}
 	dropData := func() {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -164,7 +193,7 @@ func (s *Service) putChunk(ctx context.Context, hash string, data []byte, last u
 		dropData() // stored or not (a lost acknowledgement), it names nothing
 		return err
 	}
-	_, err = s.js.PublishMsg(ctx, meta)
+	err = s.writeMeta(ctx, info, last)
 	if err == nil {
 		return nil
 	}
@@ -223,7 +252,10 @@ func (s *Service) readChunk(ctx context.Context, hash string) ([]byte, error) {
 }
 
 // chunkSizes returns the stored size of each of hashes the store holds.
-func (s *Service) chunkSizes(ctx context.Context, hashes []string) (map[string]int, error) {
+// With renew (an install about to rely on them), a held chunk whose meta
+// is older than half the prune's grace is written again first (see
+// renewChunk).
+func (s *Service) chunkSizes(ctx context.Context, hashes []string, renew bool) (map[string]int, error) {
 	uniq := slices.Compact(slices.Sorted(slices.Values(hashes)))
 	out := make(map[string]int, len(uniq))
 	var (
@@ -235,13 +267,16 @@ func (s *Service) chunkSizes(ctx context.Context, hashes []string) (map[string]i
 	for range min(chunkQueryWorkers, len(uniq)) {
 		wg.Go(func() {
 			for h := range next {
-				info, err := s.chunks.GetInfo(ctx, h)
+				info, at, held, err := s.chunkMeta(ctx, h)
+				if err == nil && held && renew && at.time.Before(s.now().Add(-s.cfg.PruneGrace/2)) {
+					info, held, err = s.renewChunk(ctx, info, at.seq)
+				}
 				mu.Lock()
 				switch {
-				case err == nil:
-					out[h] = int(info.Size)
-				case !errors.Is(err, jetstream.ErrObjectNotFound) && firstErr == nil:
+				case err != nil && firstErr == nil:
 					firstErr = err
+				case err == nil && held:
+					out[h] = int(info.Size)
 				}
 				mu.Unlock()
 			}
@@ -258,15 +293,36 @@ func (s *Service) chunkSizes(ctx context.Context, hashes []string) (map[string]i
 	return out, nil
 }
 
+// renewChunk writes a held chunk's meta again, unchanged, if it is still
+// at seq: an install that found the chunk renews it before relying on it.
+// A prune removes only a chunk whose meta is older than its grace, and
+// only if the meta is still the one it read (removeChunk), so a chunk an
+// install renewed survives any prune that decided on the old meta, and
+// one the prune removed first is found missing here. held is whether the
+// chunk is there after all.
+func (s *Service) renewChunk(ctx context.Context, info jetstream.ObjectInfo, seq uint64) (jetstream.ObjectInfo, bool, error) {
+	err := s.writeMeta(ctx, info, seq)
+	if err == nil {
+		return info, true, nil
+	}
+	if !cas.Lost(err) {
+		return info, false, err
+	}
+	// Written meanwhile: removed, stored again or renewed by another.
+	info, _, held, err := s.chunkMeta(ctx, info.Name)
+	return info, held, err
+}
+
 // missingOf returns the chunks of want (hash -> size) the store lacks, in
 // sorted order; a stored chunk of another size is an error (a manifest
-// that lies about its chunks, or a damaged store).
-func (s *Service) missingOf(ctx context.Context, want map[string]int) ([]string, error) {
+// that lies about its chunks, or a damaged store). With renew, the held
+// ones are renewed for an install (chunkSizes).
+func (s *Service) missingOf(ctx context.Context, want map[string]int, renew bool) ([]string, error) {
 	hashes := make([]string, 0, len(want))
 	for h := range want {
 		hashes = append(hashes, h)
 	}
-	have, err := s.chunkSizes(ctx, hashes)
+	have, err := s.chunkSizes(ctx, hashes, renew)
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +395,7 @@ func (s *Service) CreateVersion(ctx context.Context, m contracts.Manifest, by st
 	}
 	s.libMu.RLock()
 	defer s.libMu.RUnlock()
-	missing, err := s.missingOf(ctx, sizes)
+	missing, err := s.missingOf(ctx, sizes, true)
 	if err != nil {
 		return contracts.PackageInfo{}, err
 	}

@@ -130,6 +130,21 @@ func TestLibrary(t *testing.T) {
 		t.Fatalf("prune within the grace period removed %d (%v)", n, err)
 	}
 	clock.set(time.Now().Add(2 * DefaultPruneGrace))
+	// An install on another instance finds the unused chunk while this one
+	// prunes (after it read the chunk's meta), and renews it: the chunk
+	// stays, though neither bucket moved.
+	p.beforePrune = func(chunk string) {
+		p.beforePrune = nil
+		if missing, err := p.missingOf(ctx, map[string]int{chunk: len(data)}, true); err != nil || len(missing) != 0 {
+			t.Errorf("an install's look-up during the prune: missing %v (%v)", missing, err)
+		}
+	}
+	if n, _, err := p.PruneChunks(ctx); err != nil || n != 0 {
+		t.Fatalf("prune removed %d (%v) of a chunk an install renewed meanwhile: want 0", n, err)
+	}
+	if _, err := p.ReadChunk(ctx, h); err != nil {
+		t.Fatalf("the chunk an install renewed during the prune: %v", err)
+	}
 	// Another instance records an offer naming the unused chunk while this
 	// one prunes (after it read the used chunks): the chunk stays.
 	offered, _ := buildManifest("later", "1", []testFile{{path: "a", data: data}})
@@ -234,5 +249,66 @@ func TestStoreChunkOnce(t *testing.T) {
 	}
 	if n := dataMsgs(); n != 1 {
 		t.Fatalf("%d data messages after a removal and a store, want 1", n)
+	}
+}
+
+// TestRenewRemoveRace: of a prune's removal and an install's renewal of
+// one chunk, decided on the same meta, the first wins and the other sees
+// it: a renewed chunk is not removed; a removed one is not renewed but
+// reported missing; a corrupt meta counts as missing and is stored anew.
+func TestRenewRemoveRace(t *testing.T) {
+	par := newSite(t, "PAR", nil)
+	p := par.start()
+	ctx := context.Background()
+	data := randomBytes(1000)
+	h := contracts.ChunkHash(data)
+	if err := p.storeChunk(ctx, h, data); err != nil {
+		t.Fatal(err)
+	}
+	read := func() (jetstream.ObjectInfo, metaAt, bool) {
+		t.Helper()
+		info, at, held, err := p.chunkMeta(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info, at, held
+	}
+	// Renewed first: the removal decided on the old meta does nothing.
+	info, at, _ := read()
+	if _, held, err := p.renewChunk(ctx, info, at.seq); err != nil || !held {
+		t.Fatalf("renew: held %v, %v", held, err)
+	}
+	if removed, err := p.removeChunk(ctx, info, at.seq); err != nil || removed {
+		t.Fatalf("removal of a renewed chunk: removed %v, %v", removed, err)
+	}
+	if got, err := p.ReadChunk(ctx, h); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the renewed chunk: %v", err)
+	}
+	// Removed first: the renewal decided on the old meta finds it gone.
+	info, at, _ = read()
+	if removed, err := p.removeChunk(ctx, info, at.seq); err != nil || !removed {
+		t.Fatalf("removal: removed %v, %v", removed, err)
+	}
+	if _, held, err := p.renewChunk(ctx, info, at.seq); err != nil || held {
+		t.Fatalf("renewal of a removed chunk: held %v, %v", held, err)
+	}
+	if missing, err := p.MissingChunks(ctx, []string{h}); err != nil || len(missing) != 1 {
+		t.Fatalf("missing after the removal: %v %v", missing, err)
+	}
+	if _, err := p.ReadChunk(ctx, h); contracts.CodeOf(err) != contracts.CodeNotFound {
+		t.Fatalf("read of the removed chunk: %v, want not_found", err)
+	}
+	// A meta that cannot be read: missing, and a store writes it anew.
+	if _, err := p.js.Publish(ctx, chunkMetaSubject(h), []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	if missing, err := p.MissingChunks(ctx, []string{h}); err != nil || len(missing) != 1 {
+		t.Fatalf("missing with a corrupt meta: %v %v", missing, err)
+	}
+	if err := p.storeChunk(ctx, h, data); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.ReadChunk(ctx, h); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the chunk stored over a corrupt meta: %v", err)
 	}
 }

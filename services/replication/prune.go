@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/cas"
 )
 
 // Pruning removes the chunks that no installed version and no offer in
@@ -15,7 +16,11 @@ import (
 // transfer may be under way). It holds the library lock, so no version is
 // created or installed while it runs on this instance; another instance's
 // offers and installs are seen by reading the used chunks again whenever
-// either bucket moved, before each removal.
+// either bucket moved, before each removal. What that cannot see, an
+// install between the last read and the removal, is closed by the chunk's
+// meta: an install renews every held chunk older than half the grace
+// before it relies on it (renewChunk), and a removal happens only if the
+// meta is still the one the prune found older than the grace.
 
 // PruneChunks removes unused chunks now and returns how many and their
 // bytes.
@@ -44,6 +49,15 @@ func (s *Service) PruneChunks(ctx context.Context) (int, int64, error) {
 		if o.Deleted || used[o.Name] || o.ModTime.After(cutoff) {
 			continue
 		}
+		// The meta as it is now: the removal is on condition that it is
+		// still this one (an install renews what it relies on).
+		info, at, held, err := s.chunkMeta(ctx, o.Name)
+		if err != nil {
+			return n, bytes, contracts.Errorf(contracts.CodeUnavailable, "read chunk %s: %v", o.Name, err)
+		}
+		if !held || at.time.After(cutoff) {
+			continue
+		}
 		if s.beforePrune != nil {
 			s.beforePrune(o.Name)
 		}
@@ -63,16 +77,39 @@ func (s *Service) PruneChunks(ctx context.Context) (int, int64, error) {
 				continue
 			}
 		}
-		if err := s.chunks.Delete(ctx, o.Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		removed, err := s.removeChunk(ctx, info, at.seq)
+		if err != nil {
 			return n, bytes, contracts.Errorf(contracts.CodeUnavailable, "delete chunk %s: %v", o.Name, err)
 		}
-		n++
-		bytes += int64(o.Size)
+		if removed {
+			n++
+			bytes += int64(info.Size)
+		}
 	}
 	if n > 0 {
 		s.log.Info("unused chunks pruned", "chunks", n, "bytes", bytes)
 	}
 	return n, bytes, nil
+}
+
+// removeChunk removes a chunk as the object store's Delete does (a deleted
+// mark as its meta, then its data purged), but only if its meta is still
+// at seq: false, and nothing removed, when it was renewed or stored again
+// meanwhile.
+func (s *Service) removeChunk(ctx context.Context, info jetstream.ObjectInfo, seq uint64) (bool, error) {
+	nuid := info.NUID
+	info.Deleted = true
+	info.Size, info.Chunks, info.Digest = 0, 0, ""
+	if err := s.writeMeta(ctx, info, seq); err != nil {
+		if cas.Lost(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	if nuid == "" {
+		return true, nil
+	}
+	return true, s.chunkStream.Purge(ctx, jetstream.WithPurgeSubject("$O."+ChunksStore+".C."+nuid))
 }
 
 // refsAt is the last sequence of the buckets that name chunks (installed
