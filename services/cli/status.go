@@ -398,6 +398,8 @@ match expression and an action:
 Exec, webhook and forward run apart from intake, with a timeout (5s by
 default), and are retried with backoff when they fail; every failure is
 reported as a status message (4002, and 4003 when the rule gives up).
+Adding or deleting a rule needs Site:Modify; an exec or webhook rule needs
+a Full Administrator over All Systems (a command runs as the site's user).
 
 Match expressions (expr-lang) see: id, uuid, severity, component, source,
 client, instance, site, text, audit, unknown, properties (a map), time,

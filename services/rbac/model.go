@@ -324,6 +324,21 @@ func (m *Model) FullAdministrators() []string {
 	return out
 }
 
+// AllowedFull returns nil when operator is a Full Administrator over All
+// Systems, not revoked: what is needed for what reaches past any
+// permission (running a command on the site, which can read its keys).
+// what names the action in the error.
+func (m *Model) AllowedFull(operator, what string) error {
+	e, err := m.user(operator)
+	if err != nil {
+		return err
+	}
+	if !e.all || !slices.Contains(e.roles, contracts.RoleFullAdministrator) {
+		return Denied("%s: only a %s over %s may %s", e.name, contracts.RoleFullAdministrator, contracts.AllSystemsName, what)
+	}
+	return nil
+}
+
 // Scope says on what a permission is asked. Collection permissions are
 // checked against the operator's collections; other objects are site-wide
 // and ignore the scope.

@@ -10,9 +10,11 @@ import (
 // The permission each operator endpoint needs. Status messages and the
 // site are site-wide objects: reading messages, their catalog and the
 // summaries is StatusMessage:Read; reading and replaying the filter rules
-// is Site:Read; adding and deleting them (an exec rule runs a command on
-// the site) is Site:Modify, as Configuration Manager keeps status filter
-// rules among the site's settings.
+// is Site:Read; adding and deleting them is Site:Modify, as Configuration
+// Manager keeps status filter rules among the site's settings. An exec
+// rule runs a command on the site as the site's user, who can read its
+// keys, and a webhook sends messages anywhere: adding or deleting one is a
+// Full Administrator's alone (fullOnly).
 const (
 	permRead      = rbac.StatusMessageRead
 	permRulesRead = rbac.SiteRead
@@ -26,6 +28,18 @@ func (s *Service) allowed(op string, p rbac.Permission) error {
 		return err
 	}
 	return m.Allowed(op, p, rbac.Anywhere())
+}
+
+// fullOnly checks that op may add or delete a rule of action.
+func (s *Service) fullOnly(op, action string) error {
+	if action != contracts.RuleExec && action != contracts.RuleWebhook {
+		return nil
+	}
+	m, err := rbac.Current(s.cfg.Authz, s.cfg.NoAuthz, "status")
+	if err != nil || m == nil {
+		return err
+	}
+	return m.AllowedFull(op, "add or delete a status rule of action "+action)
 }
 
 // guard runs fn for operators who hold p.

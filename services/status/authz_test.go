@@ -41,6 +41,8 @@ func TestAuthz(t *testing.T) {
 
 	revoked := adminUser("rex", contracts.RoleFullAdministrator)
 	revoked.Revoked = true
+	scopedFull := adminUser("fran", contracts.RoleFullAdministrator)
+	scopedFull.Collections = []contracts.Named{{ID: "C-web", Name: "Web"}}
 	m, err := rbac.NewModel(rbac.Document{Admins: []rbac.Admin{
 		adminUser("alice", contracts.RoleFullAdministrator),
 		adminUser("ralph", contracts.RoleReadOnlyAnalyst),
@@ -48,6 +50,7 @@ func TestAuthz(t *testing.T) {
 		adminUser("paula", contracts.RoleApplicationAdministrator),
 		adminUser("nora"), // no role
 		revoked,
+		scopedFull,
 	}}, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +68,21 @@ func TestAuthz(t *testing.T) {
 			_, err := c.StatusRulesAdd(ctx, contracts.StatusRule{Name: "r-" + name, Match: "false", Action: contracts.RuleStore})
 			return err
 		},
+		// An exec rule runs a command on the site, a webhook posts
+		// anywhere: a Full Administrator over All Systems's alone, to add
+		// and to delete (alice's rules, made first, are deleted).
+		"rules-add-exec": func(c *client.Client, name string) error {
+			_, err := c.StatusRulesAdd(ctx, contracts.StatusRule{Name: "exec-" + name, Match: "false", Action: contracts.RuleExec, Target: "/bin/true"})
+			return err
+		},
+		"rules-add-webhook": func(c *client.Client, name string) error {
+			_, err := c.StatusRulesAdd(ctx, contracts.StatusRule{Name: "hook-" + name, Match: "false", Action: contracts.RuleWebhook, Target: "http://127.0.0.1:9/"})
+			return err
+		},
+		"rules-delete-exec": func(c *client.Client, _ string) error {
+			_, err := c.StatusRulesDelete(ctx, "exec-alice")
+			return err
+		},
 	}
 	const ok, denied = contracts.Code(0), contracts.CodePermissionDenied
 	tests := []struct {
@@ -79,6 +97,10 @@ func TestAuthz(t *testing.T) {
 		{"nora", "list", denied}, {"nora", "rules-list", denied}, {"nora", "rules-add", denied},
 		{"rex", "list", denied}, {"rex", "rules-add", denied},
 		{"mallory", "list", denied}, {"mallory", "rules-add", denied},
+		{"alice", "rules-add-exec", ok}, {"alice", "rules-add-webhook", ok},
+		{"otto", "rules-add-exec", denied}, {"otto", "rules-add-webhook", denied}, {"otto", "rules-delete-exec", denied},
+		{"fran", "rules-add", ok}, {"fran", "rules-add-exec", denied}, {"fran", "rules-delete-exec", denied},
+		{"alice", "rules-delete-exec", ok},
 	}
 	for _, tt := range tests {
 		err := endpoints[tt.endpoint](client.New(nc, site, tt.op), tt.op)

@@ -190,6 +190,9 @@ func (rs *ruleStore) get(ctx context.Context, name string) (contracts.StatusRule
 // addRule compiles and stores a rule. Order 0 puts it after the last rule.
 func (s *Service) addRule(ctx context.Context, from contracts.SubjectInfo, req *contracts.StatusRuleAddRequest) (*contracts.StatusRuleResponse, error) {
 	def := req.Rule
+	if err := s.fullOnly(from.Principal, def.Action); err != nil {
+		return nil, err
+	}
 	def.Created, def.By = s.cfg.Now().UTC(), from.Principal
 	if def.Order == 0 {
 		existing, err := s.rules.list(ctx)
@@ -232,6 +235,9 @@ func (s *Service) listRules(ctx context.Context, _ contracts.SubjectInfo, _ *con
 func (s *Service) deleteRule(ctx context.Context, from contracts.SubjectInfo, req *contracts.StatusRuleDeleteRequest) (*contracts.StatusRuleResponse, error) {
 	def, rev, err := s.rules.get(ctx, req.Name)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.fullOnly(from.Principal, def.Action); err != nil {
 		return nil, err
 	}
 	if err := s.rules.kv.Delete(ctx, req.Name, jetstream.LastRevision(rev)); err != nil {
