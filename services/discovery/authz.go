@@ -98,18 +98,82 @@ func (s *Service) canCreate(op string, r *contracts.CollectionCreateRequest) err
 	return s.onCollection(op, rbac.CollectionCreate, r.Limit)
 }
 
+// canUpdate: Modify on the collection; to change its limit or its
+// membership rules, also Read on the limiting collection it will have. A
+// collection's members are always within its limit, so an operator can
+// never widen a collection past its own scope: one scoped to Web may
+// rename Web but not add to it (Web's limit, All Systems, is not one of
+// its collections), and may edit the rules of a collection limited by Web.
 func (s *Service) canUpdate(op string, r *contracts.CollectionUpdateRequest) error {
 	if err := s.onCollection(op, rbac.CollectionModify, r.Ref); err != nil {
 		return err
 	}
-	if r.Limit != "" {
-		return s.onCollection(op, rbac.CollectionRead, r.Limit)
+	if r.Limit == "" && !changesMembership(r) {
+		return nil
+	}
+	s.model.mu.RLock()
+	limit, name, ok := s.limitOf(r)
+	s.model.mu.RUnlock()
+	if !ok {
+		return nil // the handler answers not found or ambiguous itself
+	}
+	if err := s.onCollection(op, rbac.CollectionRead, limit); err != nil {
+		if contracts.CodeOf(err) != contracts.CodePermissionDenied {
+			return err
+		}
+		return rbac.Denied("%s may not change the limit or membership rules of collection %q: its limiting collection %q is not one of %s's collections, and the change could reach clients outside them", op, r.Ref, name, op)
 	}
 	return nil
 }
 
+// limitOf is the ID and name of the limiting collection r leaves its
+// collection with. Called with the model's mu held.
+func (s *Service) limitOf(r *contracts.CollectionUpdateRequest) (id, name string, ok bool) {
+	if r.Limit != "" {
+		id, err := s.model.findCollection(r.Limit)
+		if err != nil {
+			return "", "", false
+		}
+		return id, s.collectionName(id), true
+	}
+	cur, err := s.model.findCollection(r.Ref)
+	d, found := s.model.defs[cur]
+	if err != nil || !found {
+		return "", "", false
+	}
+	id = d.rec.Limit
+	if id == "" {
+		id = contracts.AllSystemsID
+	}
+	return id, s.collectionName(id), true
+}
+
+// changesMembership reports whether r changes the rules that decide a
+// collection's members.
+func changesMembership(r *contracts.CollectionUpdateRequest) bool {
+	return r.SetQueries || len(r.AddInclude)+len(r.DelInclude)+len(r.AddExclude)+len(r.DelExclude)+len(r.AddDirect)+len(r.DelDirect) > 0
+}
+
 func (s *Service) canDelete(op string, r *contracts.CollectionRequest) error {
 	return s.onCollection(op, rbac.CollectionDelete, r.Ref)
+}
+
+// readableCollections filters collections to those op may read.
+func (s *Service) readableCollections(op string, cs []contracts.CollectionInfo) ([]contracts.CollectionInfo, error) {
+	m, err := s.authz()
+	if err != nil || m == nil {
+		return cs, err
+	}
+	if err := m.Allowed(op, rbac.CollectionRead, rbac.Anywhere()); err != nil {
+		return nil, err
+	}
+	out := cs[:0:0]
+	for _, c := range cs {
+		if m.Allowed(op, rbac.CollectionRead, rbac.OnCollection(contracts.Named{ID: c.ID, Name: c.Name})) == nil {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 func (s *Service) canRead(op string, r *contracts.CollectionRequest) error {

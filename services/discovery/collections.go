@@ -413,16 +413,21 @@ func (m *model) dependants(id string) []string {
 	return out
 }
 
-// collectionList answers collections.list: All Systems first, then by name.
-func (s *Service) collectionList(ctx context.Context, _ contracts.SubjectInfo, _ *contracts.CollectionListRequest) (*contracts.CollectionListResponse, error) {
+// collectionList answers collections.list: the collections the operator
+// may read (Collection:Read on each), All Systems first, then by name.
+func (s *Service) collectionList(ctx context.Context, from contracts.SubjectInfo, _ *contracts.CollectionListRequest) (*contracts.CollectionListResponse, error) {
 	s.syncDefs(ctx)
 	s.model.mu.RLock()
-	defer s.model.mu.RUnlock()
 	out := make([]contracts.CollectionInfo, 0, len(s.model.defs)+1)
 	for _, id := range s.model.eng.Collections() {
 		if info, ok := s.collectionInfo(id); ok {
 			out = append(out, info)
 		}
+	}
+	s.model.mu.RUnlock()
+	out, err := s.readableCollections(from.Principal, out)
+	if err != nil {
+		return nil, err
 	}
 	slices.SortFunc(out, func(a, b contracts.CollectionInfo) int {
 		if a.BuiltIn != b.BuiltIn {
