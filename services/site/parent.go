@@ -181,7 +181,8 @@ func (p *parentLink) leafRemote(site, compression string) (*server.RemoteLeafOpt
 		return nil, err
 	}
 	r := &server.RemoteLeafOpts{LocalAccount: admin.Account, URLs: []*url.URL{u}, Nkey: string(seed),
-		Compression: server.CompressionOpts{Mode: compression}}
+		Compression: server.CompressionOpts{Mode: compression},
+		DenyImports: linkDenyImports(site), DenyExports: linkDenyExports(site)}
 	if u.Scheme == "tls" || !contracts.LoopbackOnly(p.URL) {
 		pin := p.CA
 		if pin == "" {
@@ -200,6 +201,36 @@ func (p *parentLink) leafRemote(site, compression string) (*server.RemoteLeafOpt
 		}
 	}
 	return r, nil
+}
+
+// The child enforces the link's shape itself rather than trusting the
+// parent's server to: site-to-site traffic is steward.<dest>.site.<from>.>
+// with answers to _INBOX.site-<site>, and nothing else of a site's crosses.
+//
+// linkDenyImports is what this site refuses from its parent: its own
+// agents', operators', services' and events' subjects (a parent's server
+// publishing steward.<site>.op.admin.… would otherwise act as this site's
+// administrator), and JetStream's and the system's APIs. New subject kinds
+// of contracts must be added here.
+func linkDenyImports(site string) []string {
+	out := linkPrivate()
+	for _, kind := range []string{"enroll", "agent", "op", "svc", "event"} {
+		out = append(out, contracts.Root+"."+site+"."+kind+".>")
+	}
+	return out
+}
+
+// linkDenyExports is what this site never sends its parent: anything of
+// its own subjects (the parent is reached on steward.<parent>.site.<site>.>)
+// and JetStream's and the system's APIs.
+func linkDenyExports(site string) []string {
+	return append(linkPrivate(), contracts.Root+"."+site+".>")
+}
+
+// linkPrivate is what neither side of a link carries: each site has its
+// own JetStream domain and system account.
+func linkPrivate() []string {
+	return []string{"$JS.>", "$JSC.>", "$KV.>", "$O.>", "$SYS.>", "$SRV.>"}
 }
 
 // leafPublic is this site's leaf key (public).
