@@ -105,6 +105,16 @@ func ValidAdminName(n string) error {
 	if len(n) == 56 && strings.ToUpper(n) == n && !strings.ContainsAny(n, "-_0189") {
 		return fmt.Errorf("administrator name %q looks like an NKey", n)
 	}
+	// An operator's reply inbox is _INBOX.<name>: no name may be another
+	// principal's inbox (clients' UUIDs and keys above; a site's
+	// _INBOX.site-<code>; a service connection's _INBOX.<NUID>, 22 letters
+	// and digits).
+	if strings.HasPrefix(strings.ToLower(n), "site-") {
+		return fmt.Errorf("administrator name %q: names beginning with \"site-\" are reserved for sites", n)
+	}
+	if len(n) == 22 && !strings.ContainsAny(n, "-_") {
+		return fmt.Errorf("administrator name %q: 22 letters and digits alone is the shape of a connection's reply inbox; add a '-' or '_', or change its length", n)
+	}
 	return nil
 }
 

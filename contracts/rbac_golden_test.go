@@ -161,6 +161,13 @@ func TestValidAdminName(t *testing.T) {
 		{"0195a3c4-0000-7000-8000-0000000000c1", false},                     // a client ID
 		{"0195a3c40000700080000000000000c1", false},                         // a UUID without hyphens
 		{"UAGENTKEYEXAMPLEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", false}, // an NKey
+		{"site-PAR", false},               // a site's inbox
+		{"Site-par", false},               // names compare case-insensitively
+		{"sitemanager", true},             // only "site-" is reserved
+		{"Ob1dTwEGycA4zQkV3JwBb2", false}, // a service connection's inbox (a NUID)
+		{"Ab3dEfGh1jKlMn0pQrStUv", false}, // 22 letters and digits
+		{"ab3d-fgh1jklmn0pqrstuv", true},  // with a '-'
+		{"Ab3dEfGh1jKlMn0pQrStU", true},   // 21
 	}
 	for _, tt := range tests {
 		if err := ValidAdminName(tt.name); (err == nil) != tt.ok {
