@@ -127,7 +127,7 @@ func (a *Agent) loadContent() error {
 // transaction, and refreshes what Status shows.
 func (a *Agent) updateContent(fn func(idx map[string]state.ContentEntry) ([]state.Entry, error)) error {
 	var enqueued bool
-	err := a.store.UpdateContent(a.cfg.OutboxMax, func(idx map[string]state.ContentEntry) ([]state.Entry, error) {
+	dropped, err := a.store.UpdateContent(a.cfg.OutboxMax, func(idx map[string]state.ContentEntry) ([]state.Entry, error) {
 		entries, err := fn(idx)
 		enqueued = len(entries) > 0
 		return entries, err
@@ -135,7 +135,9 @@ func (a *Agent) updateContent(fn func(idx map[string]state.ContentEntry) ([]stat
 	if err != nil {
 		return err
 	}
-	if enqueued {
+	if dropped > 0 {
+		a.log.Warn("outbox full: a content status message was not queued (the index holds the outcome)", "dropped", dropped, "outbox_max", a.cfg.OutboxMax)
+	} else if enqueued {
 		a.wakeOutbox()
 	}
 	return a.loadContent()

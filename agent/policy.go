@@ -224,7 +224,7 @@ func (a *Agent) applyPolicy(ctx context.Context, data []byte, source string) (ap
 		after   state.PolicyState
 		changed []string
 	)
-	err := a.store.UpdatePolicy(a.cfg.OutboxMax, func(st *state.PolicyState) ([]state.Entry, error) {
+	dropped, err := a.store.UpdatePolicy(a.cfg.OutboxMax, func(st *state.PolicyState) ([]state.Entry, error) {
 		if rej == nil && p.Revision == st.Revision {
 			return nil, state.ErrNoChange
 		}
@@ -254,6 +254,9 @@ func (a *Agent) applyPolicy(ctx context.Context, data []byte, source string) (ap
 	case err != nil:
 		a.log.Error("policy not applied: the state store failed", "source", source, "err", err)
 		return false
+	case dropped > 0:
+		a.log.Warn("outbox full: the policy's acknowledgement was not queued, so the site shows this revision pending until the next one",
+			"revision", p.Revision, "outbox_max", a.cfg.OutboxMax)
 	}
 	a.wakeOutbox()
 	a.setPolicyStatus(after)
@@ -587,7 +590,7 @@ func (a *Agent) changeLocal(fn func(st *state.PolicyState) []string) (contracts.
 		after   state.PolicyState
 		changed []string
 	)
-	err := a.store.UpdatePolicy(a.cfg.OutboxMax, func(st *state.PolicyState) ([]state.Entry, error) {
+	_, err := a.store.UpdatePolicy(a.cfg.OutboxMax, func(st *state.PolicyState) ([]state.Entry, error) {
 		changed = fn(st)
 		after = *st
 		if len(changed) == 0 {

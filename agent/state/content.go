@@ -123,8 +123,9 @@ func readContent(tx *bolt.Tx) (map[string]ContentEntry, error) {
 
 // UpdateContent implements Store: the read, the change and the outbox
 // entries are one transaction.
-func (s *BoltStore) UpdateContent(max int, fn func(idx map[string]ContentEntry) ([]Entry, error)) error {
-	err := s.update(func(tx *bolt.Tx) error {
+func (s *BoltStore) UpdateContent(max int, fn func(idx map[string]ContentEntry) ([]Entry, error)) (dropped int, err error) {
+	err = s.update(func(tx *bolt.Tx) error {
+		dropped = 0 // a retried transaction starts afresh
 		b, ob := tx.Bucket(contentBucket), tx.Bucket(outboxBucket)
 		if b == nil || ob == nil {
 			return fmt.Errorf("%w: content or outbox bucket is missing", ErrSchema)
@@ -141,21 +142,11 @@ func (s *BoltStore) UpdateContent(max int, fn func(idx map[string]ContentEntry) 
 		if err := checkIndex(idx); err != nil {
 			return err
 		}
-		if max > 0 && ob.Stats().KeyN+len(entries) > max {
-			return fmt.Errorf("outbox enqueue: %w (%d entries)", ErrOutboxFull, ob.Stats().KeyN)
+		if !stateRoom(max, ob.Stats().KeyN, len(entries)) {
+			dropped, entries = len(entries), nil
 		}
-		for _, e := range entries {
-			seq, err := ob.NextSequence()
-			if err != nil {
-				return err
-			}
-			data, err := json.Marshal(e)
-			if err != nil {
-				return err
-			}
-			if err := ob.Put(seqKey(seq), data); err != nil {
-				return err
-			}
+		if err := putEntries(ob, entries); err != nil {
+			return err
 		}
 		for k := range before {
 			if _, ok := idx[k]; !ok {
@@ -179,9 +170,9 @@ func (s *BoltStore) UpdateContent(max int, fn func(idx map[string]ContentEntry) 
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("content index: %w", err)
+		return 0, fmt.Errorf("content index: %w", err)
 	}
-	return nil
+	return dropped, nil
 }
 
 // ContentIndex implements Store.
@@ -197,11 +188,11 @@ func (m *MemStore) ContentIndex() ([]ContentEntry, error) {
 }
 
 // UpdateContent implements Store.
-func (m *MemStore) UpdateContent(max int, fn func(idx map[string]ContentEntry) ([]Entry, error)) error {
+func (m *MemStore) UpdateContent(max int, fn func(idx map[string]ContentEntry) ([]Entry, error)) (dropped int, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	idx := maps.Clone(m.content)
 	if idx == nil {
@@ -209,13 +200,13 @@ func (m *MemStore) UpdateContent(max int, fn func(idx map[string]ContentEntry) (
 	}
 	entries, err := fn(idx)
 	if err != nil {
-		return fmt.Errorf("content index: %w", err)
+		return 0, fmt.Errorf("content index: %w", err)
 	}
 	if err := checkIndex(idx); err != nil {
-		return fmt.Errorf("content index: %w", err)
+		return 0, fmt.Errorf("content index: %w", err)
 	}
-	if max > 0 && len(m.outbox)+len(entries) > max {
-		return fmt.Errorf("content index: outbox enqueue: %w (%d entries)", ErrOutboxFull, len(m.outbox))
+	if !stateRoom(max, len(m.outbox), len(entries)) {
+		dropped, entries = len(entries), nil
 	}
 	for _, e := range entries {
 		m.seq++
@@ -223,5 +214,5 @@ func (m *MemStore) UpdateContent(max int, fn func(idx map[string]ContentEntry) (
 		m.outbox = append(m.outbox, e)
 	}
 	m.content = idx
-	return nil
+	return dropped, nil
 }

@@ -26,7 +26,7 @@ func TestContentIndex(t *testing.T) {
 			}
 			tools := testContent("tools", "1.0", contracts.ContentInstalled)
 			tools.Bytes, tools.Path, tools.Installed = 42, "/var/lib/steward-agent/content/tools/1.0", time.Date(2026, 11, 21, 9, 1, 0, 0, time.UTC)
-			err := s.UpdateContent(0, func(idx map[string]ContentEntry) ([]Entry, error) {
+			_, err := s.UpdateContent(0, func(idx map[string]ContentEntry) ([]Entry, error) {
 				idx[tools.Key()] = tools
 				e := testContent("agent-x", "2026-11-21", ContentDownloading)
 				idx[e.Key()] = e
@@ -44,7 +44,7 @@ func TestContentIndex(t *testing.T) {
 			}
 
 			// Changes and deletions; fn sees the index as stored.
-			err = s.UpdateContent(0, func(idx map[string]ContentEntry) ([]Entry, error) {
+			_, err = s.UpdateContent(0, func(idx map[string]ContentEntry) ([]Entry, error) {
 				if len(idx) != 2 || idx["tools@1.0"] != tools {
 					t.Errorf("fn got %+v", idx)
 				}
@@ -62,7 +62,7 @@ func TestContentIndex(t *testing.T) {
 				t.Fatalf("got %+v, want tools alone, no longer assigned, reported", got)
 			}
 
-			// An error, a full outbox or an invalid entry writes nothing.
+			// An error or an invalid entry writes nothing.
 			boom := errors.New("boom")
 			for _, tc := range []struct {
 				name string
@@ -74,10 +74,6 @@ func TestContentIndex(t *testing.T) {
 					clear(idx)
 					return []Entry{testEntry("never")}, boom
 				}, boom},
-				{"full outbox", 2, func(idx map[string]ContentEntry) ([]Entry, error) {
-					clear(idx)
-					return []Entry{testEntry("n1"), testEntry("n2")}, nil
-				}, ErrOutboxFull},
 				{"bad name", 0, func(idx map[string]ContentEntry) ([]Entry, error) {
 					e := testContent("../x", "1", contracts.ContentFailed)
 					idx[e.Key()] = e
@@ -98,7 +94,7 @@ func TestContentIndex(t *testing.T) {
 					return nil, nil
 				}, nil},
 			} {
-				err := s.UpdateContent(tc.max, tc.fn)
+				_, err := s.UpdateContent(tc.max, tc.fn)
 				if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
 					t.Errorf("%s: got %v, want an error (%v)", tc.name, err, tc.want)
 				}
@@ -108,6 +104,27 @@ func TestContentIndex(t *testing.T) {
 			}
 			if n, _ := s.OutboxLen(); n != 1 {
 				t.Fatalf("after refused changes got %d outbox entries, want 1", n)
+			}
+
+			// A full outbox (of another kind) does not stop a change: past
+			// max and its reserve the entries are dropped, counted, and the
+			// index is written.
+			for range 20 {
+				if _, err := s.Enqueue(0, testEntry("status")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n, _ := s.OutboxLen()
+			dropped, err := s.UpdateContent(2, func(idx map[string]ContentEntry) ([]Entry, error) {
+				e := testContent("tools", "1.0", contracts.ContentInstalled)
+				idx[e.Key()] = e
+				return []Entry{testEntry("n1"), testEntry("n2")}, nil
+			})
+			if m, _ := s.OutboxLen(); err != nil || dropped != 2 || m != n {
+				t.Fatalf("a full outbox: dropped %d, %v; %d entries, want %d", dropped, err, m, n)
+			}
+			if got, _ := s.ContentIndex(); len(got) != 1 || got[0].State != contracts.ContentInstalled {
+				t.Fatalf("after a change with a full outbox got %+v, want tools installed", got)
 			}
 		})
 	}
@@ -126,7 +143,7 @@ func TestContentUpgradeFromV4(t *testing.T) {
 		t.Fatalf("content index after upgrade: got %+v, %v", idx, err)
 	}
 	e := testContent("tools", "1.0", contracts.ContentInstalled)
-	if err := s.UpdateContent(0, func(idx map[string]ContentEntry) ([]Entry, error) { idx[e.Key()] = e; return nil, nil }); err != nil {
+	if _, err := s.UpdateContent(0, func(idx map[string]ContentEntry) ([]Entry, error) { idx[e.Key()] = e; return nil, nil }); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

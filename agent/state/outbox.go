@@ -23,6 +23,17 @@ type Entry struct {
 // ErrOutboxFull is returned by Enqueue when the outbox holds its maximum.
 var ErrOutboxFull = errors.New("outbox is full")
 
+// stateRoom reports whether n more entries fit beside have for a state
+// change (UpdatePolicy, UpdateContent). A state change never waits on the
+// outbox, which may be full of another kind (status messages while the
+// site's status service is away): its own messages, a policy's
+// acknowledgement or a download's outcome, may take the outbox past max
+// by a tenth (and 16), and past that they are dropped, the change stored
+// all the same; the caller is told how many.
+func stateRoom(max, have, n int) bool {
+	return max <= 0 || have+n <= max+max/10+16
+}
+
 // outboxBucket holds the entries, keyed by an 8-byte big-endian sequence
 // from the bucket's own NextSequence, so iteration is oldest first.
 var outboxBucket = []byte("outbox")
@@ -31,6 +42,24 @@ func seqKey(seq uint64) []byte {
 	k := make([]byte, 8)
 	binary.BigEndian.PutUint64(k, seq)
 	return k
+}
+
+// putEntries appends entries to the outbox bucket ob.
+func putEntries(ob *bolt.Bucket, entries []Entry) error {
+	for _, e := range entries {
+		seq, err := ob.NextSequence()
+		if err != nil {
+			return err
+		}
+		data, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		if err := ob.Put(seqKey(seq), data); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Enqueue implements Store.

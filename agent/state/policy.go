@@ -155,8 +155,9 @@ func (s *BoltStore) Policy() (PolicyState, error) {
 
 // UpdatePolicy implements Store: the read, the change and the outbox
 // entries are one transaction, one commit.
-func (s *BoltStore) UpdatePolicy(max int, fn func(p *PolicyState) ([]Entry, error)) error {
-	return s.update(func(tx *bolt.Tx) error {
+func (s *BoltStore) UpdatePolicy(max int, fn func(p *PolicyState) ([]Entry, error)) (dropped int, err error) {
+	err = s.update(func(tx *bolt.Tx) error {
+		dropped = 0 // a retried transaction starts afresh
 		b, ob := tx.Bucket(policyBucket), tx.Bucket(outboxBucket)
 		if b == nil || ob == nil {
 			return fmt.Errorf("%w: policy or outbox bucket is missing", ErrSchema)
@@ -169,24 +170,15 @@ func (s *BoltStore) UpdatePolicy(max int, fn func(p *PolicyState) ([]Entry, erro
 		if err != nil {
 			return err
 		}
-		if max > 0 && ob.Stats().KeyN+len(entries) > max {
-			return fmt.Errorf("outbox enqueue: %w (%d entries)", ErrOutboxFull, ob.Stats().KeyN)
+		if !stateRoom(max, ob.Stats().KeyN, len(entries)) {
+			dropped, entries = len(entries), nil
 		}
-		for _, e := range entries {
-			seq, err := ob.NextSequence()
-			if err != nil {
-				return err
-			}
-			data, err := json.Marshal(e)
-			if err != nil {
-				return err
-			}
-			if err := ob.Put(seqKey(seq), data); err != nil {
-				return err
-			}
+		if err := putEntries(ob, entries); err != nil {
+			return err
 		}
 		return writePolicy(b, p)
 	})
+	return dropped, err
 }
 
 // clonePolicy is a deep copy.
@@ -247,19 +239,19 @@ func (m *MemStore) Policy() (PolicyState, error) {
 }
 
 // UpdatePolicy implements Store.
-func (m *MemStore) UpdatePolicy(max int, fn func(p *PolicyState) ([]Entry, error)) error {
+func (m *MemStore) UpdatePolicy(max int, fn func(p *PolicyState) ([]Entry, error)) (dropped int, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	p := clonePolicy(m.policy)
 	entries, err := fn(&p)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if max > 0 && len(m.outbox)+len(entries) > max {
-		return fmt.Errorf("outbox enqueue: %w (%d entries)", ErrOutboxFull, len(m.outbox))
+	if !stateRoom(max, len(m.outbox), len(entries)) {
+		dropped, entries = len(entries), nil
 	}
 	for _, e := range entries {
 		m.seq++
@@ -267,5 +259,5 @@ func (m *MemStore) UpdatePolicy(max int, fn func(p *PolicyState) ([]Entry, error
 		m.outbox = append(m.outbox, e)
 	}
 	m.policy = p // fn's copy: the store never changes it in place
-	return nil
+	return dropped, nil
 }

@@ -30,7 +30,7 @@ func TestPolicyStore(t *testing.T) {
 				p.RemoteControlUsers = &RemoteControlUsers{Members: []string{"alice"}, Revision: 7}
 				return []Entry{testEntry("ack-7")}, nil
 			}
-			if err := s.UpdatePolicy(0, write); err != nil {
+			if _, err := s.UpdatePolicy(0, write); err != nil {
 				t.Fatal(err)
 			}
 			got, err := s.Policy()
@@ -49,7 +49,7 @@ func TestPolicyStore(t *testing.T) {
 			}
 			// ErrNoChange and any other error write nothing, not even the entries.
 			for _, e := range []error{ErrNoChange, errors.New("boom")} {
-				err := s.UpdatePolicy(0, func(p *PolicyState) ([]Entry, error) {
+				_, err := s.UpdatePolicy(0, func(p *PolicyState) ([]Entry, error) {
 					p.Revision = 99
 					return []Entry{testEntry("never")}, e
 				})
@@ -57,19 +57,38 @@ func TestPolicyStore(t *testing.T) {
 					t.Fatalf("got %v, want %v", err, e)
 				}
 			}
-			// A full outbox refuses the whole change.
-			err = s.UpdatePolicy(1, func(p *PolicyState) ([]Entry, error) {
-				p.Revision = 8
-				return []Entry{testEntry("ack-8")}, nil
-			})
-			if !errors.Is(err, ErrOutboxFull) {
-				t.Fatalf("full outbox: got %v, want ErrOutboxFull", err)
-			}
 			if p, _ := s.Policy(); p.Revision != 7 {
 				t.Fatalf("got revision %d after refused changes, want 7", p.Revision)
 			}
+			// A full outbox (of another kind) does not stop a change: its
+			// acknowledgement takes the reserve past max, and past the
+			// reserve it is dropped and counted, the change stored.
+			n, _ := s.OutboxLen()
+			dropped, err := s.UpdatePolicy(n, func(p *PolicyState) ([]Entry, error) {
+				p.Revision = 8
+				return []Entry{testEntry("ack-8")}, nil
+			})
+			if m, _ := s.OutboxLen(); err != nil || dropped != 0 || m != n+1 {
+				t.Fatalf("a full outbox's reserve: dropped %d, %v; %d entries, want %d", dropped, err, m, n+1)
+			}
+			for range 20 {
+				if _, err := s.Enqueue(0, testEntry("status")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n, _ = s.OutboxLen()
+			dropped, err = s.UpdatePolicy(1, func(p *PolicyState) ([]Entry, error) {
+				p.Revision = 9
+				return []Entry{testEntry("ack-9")}, nil
+			})
+			if m, _ := s.OutboxLen(); err != nil || dropped != 1 || m != n {
+				t.Fatalf("past the reserve: dropped %d, %v; %d entries, want %d", dropped, err, m, n)
+			}
+			if p, _ := s.Policy(); p.Revision != 9 {
+				t.Fatalf("got revision %d past the outbox's reserve, want 9: the change is stored", p.Revision)
+			}
 			// Removing the records.
-			if err := s.UpdatePolicy(0, func(p *PolicyState) ([]Entry, error) {
+			if _, err := s.UpdatePolicy(0, func(p *PolicyState) ([]Entry, error) {
 				p.RemoteControlUsers, p.Local = nil, LocalConfig{}
 				p.LastRejection = &contracts.PolicyRejection{Revision: 9, Code: contracts.RejectReplay}
 				return nil, nil
@@ -100,7 +119,7 @@ func TestPolicyUpgradeFromV2(t *testing.T) {
 	if err != nil || p.Revision != 0 {
 		t.Fatalf("policy after upgrade: got %+v %v, want none", p, err)
 	}
-	if err := s.UpdatePolicy(0, func(p *PolicyState) ([]Entry, error) { p.Revision = 3; return nil, nil }); err != nil {
+	if _, err := s.UpdatePolicy(0, func(p *PolicyState) ([]Entry, error) { p.Revision = 3; return nil, nil }); err != nil {
 		t.Fatal(err)
 	}
 	commits := s.Commits()

@@ -132,9 +132,10 @@ type Store interface {
 
 	// UpdatePolicy runs fn on the policy state and, unless fn returns an
 	// error (ErrNoChange to write nothing), stores the state as fn left it
-	// and enqueues the entries fn returns (refusing with ErrOutboxFull past
-	// max), all in one transaction.
-	UpdatePolicy(max int, fn func(p *PolicyState) ([]Entry, error)) error
+	// and enqueues the entries fn returns, all in one transaction. A full
+	// outbox does not stop the change: past max (and a reserve, see
+	// stateRoom) the entries are dropped and counted in dropped.
+	UpdatePolicy(max int, fn func(p *PolicyState) ([]Entry, error)) (dropped int, err error)
 
 	// UseGrant records a session grant's ID as taken, remembered until
 	// until, in one transaction; fresh is false when the ID was taken
@@ -157,9 +158,10 @@ type Store interface {
 	// UpdateContent runs fn on the content index (keyed by
 	// "<package>@<version>"; fn adds, changes and deletes entries) and,
 	// unless fn returns an error, stores the index as fn left it and
-	// enqueues the entries fn returns (refusing with ErrOutboxFull past
-	// max), all in one transaction. Entries must Validate.
-	UpdateContent(max int, fn func(idx map[string]ContentEntry) ([]Entry, error)) error
+	// enqueues the entries fn returns, all in one transaction; a full
+	// outbox drops the entries as UpdatePolicy's does. Entries must
+	// Validate.
+	UpdateContent(max int, fn func(idx map[string]ContentEntry) ([]Entry, error)) (dropped int, err error)
 
 	// Close releases the store; later calls return ErrClosed.
 	Close() error
