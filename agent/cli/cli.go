@@ -72,6 +72,14 @@ Get started (on the site: steward tokens create --uses 10 --ttl 24h):
 	root.SetErr(stderr)
 	root.AddCommand(newRunCmd(stderr), newStatusCmd(stdout), newSettingsCmd(stdout), newSessionsCmd(stdout), newConsentCmd(stdout),
 		newAssistCmd(stdout), newContentCmd(stdout), newVersionCmd(stdout))
+	// A group of commands given an argument that names none of them fails
+	// (cobra would print its help and exit 0).
+	for _, c := range root.Commands() {
+		if c.HasSubCommands() && !c.Runnable() {
+			c.Args = cobra.NoArgs
+			c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+		}
+	}
 	return root
 }
 

@@ -172,3 +172,14 @@ func TestRunAndStatus(t *testing.T) {
 		t.Fatal("the control socket still answers after run returned")
 	}
 }
+
+// TestUnknownSubcommand: a group given a word that names none of its
+// commands fails; alone, it prints its help.
+func TestUnknownSubcommand(t *testing.T) {
+	if _, _, err := execute(context.Background(), "settings", "rest"); err == nil || !strings.Contains(err.Error(), `unknown command "rest"`) {
+		t.Errorf("steward-agent settings rest: got %v, want unknown command", err)
+	}
+	if out, _, err := execute(context.Background(), "settings"); err != nil || !strings.Contains(out, "Available Commands") {
+		t.Errorf("steward-agent settings: %v, %q; want its help", err, out)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -92,8 +93,8 @@ Full Administrator identity, which the CLI uses by default):
 	pf.StringVar(&g.identity, "identity", os.Getenv("STEWARD_IDENTITY"), "operator identity file, an NKey seed (env STEWARD_IDENTITY; default ./steward-data/admin.nk when present)")
 	pf.StringVar(&g.ca, "ca", os.Getenv("STEWARD_CA"), "site CA certificate file, <data>/tls/ca.crt (env STEWARD_CA; default: the CA fingerprint in the identity file)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json")
-	pf.StringVar(&g.site, "site", os.Getenv("STEWARD_SITE"), "site code, when the identity file does not say it (env STEWARD_SITE)")
-	pf.StringVar(&g.operator, "operator", os.Getenv("STEWARD_OPERATOR"), "operator name, when the identity file does not say it (env STEWARD_OPERATOR)")
+	pf.StringVar(&g.site, "site", os.Getenv("STEWARD_SITE"), "site code, when the identity file does not say it; refused when it says another (env STEWARD_SITE)")
+	pf.StringVar(&g.operator, "operator", os.Getenv("STEWARD_OPERATOR"), "operator name, when the identity file does not say it; refused when it says another (env STEWARD_OPERATOR)")
 	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "how long to wait for the site to answer")
 	pf.StringVar(&g.otlp, "otlp-endpoint", os.Getenv("STEWARD_OTLP_ENDPOINT"), "export traces over OTLP/HTTP to host:port (env STEWARD_OTLP_ENDPOINT; off by default)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
@@ -125,7 +126,35 @@ Full Administrator identity, which the CLI uses by default):
 		newRoutesCmd(g),
 		newSitesCmd(g),
 	)
+	RejectUnknownSubcommands(root)
 	return root
+}
+
+// RejectUnknownSubcommands makes every command that only groups others
+// fail on an argument that names none of them (cobra prints the group's
+// help and exits 0, so `steward clients aprove x` looked like success to
+// a script), suggesting the nearest; without arguments it prints its help.
+func RejectUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		RejectUnknownSubcommands(sub)
+	}
+	if c.Parent() == nil || !c.HasSubCommands() || c.Runnable() {
+		return // the root reports unknown commands itself
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if cmd.SuggestionsMinimumDistance <= 0 {
+			cmd.SuggestionsMinimumDistance = 2 // cobra's default, set only for the root
+		}
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+		}
+		return fmt.Errorf("%s\nRun '%s --help' for its commands", msg, cmd.CommandPath())
+	}
 }
 
 func envOr(key, def string) string {

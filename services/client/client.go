@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,8 +32,8 @@ type Client struct {
 type Options struct {
 	Server   string // nats://host:port (several, comma-separated, for a cluster)
 	Identity string // path of the operator identity file
-	Site     string // overrides the identity file's site
-	Operator string // overrides the identity file's operator
+	Site     string // the site code when the identity file does not say it; else it must agree
+	Operator string // the operator name when the identity file does not say it; else it must agree
 	// CA is the site CA certificate file (<data>/tls/ca.crt). Without it
 	// the fingerprint in the identity file is pinned. TLS is required for
 	// any server that is not on loopback.
@@ -46,11 +47,17 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.Site != "" {
-		id.Site = o.Site
-	}
-	if o.Operator != "" {
-		id.Operator = o.Operator
+	for _, f := range []struct {
+		flag, env, given string
+		have             *string
+	}{{"--site", "STEWARD_SITE", o.Site, &id.Site}, {"--operator", "STEWARD_OPERATOR", o.Operator, &id.Operator}} {
+		switch {
+		case f.given == "":
+		case *f.have == "":
+			*f.have = f.given
+		case *f.have != f.given:
+			return nil, fmt.Errorf("identity %s is for %s %q, but %s (or env %s) says %q: drop it, or use that identity", o.Identity, strings.TrimPrefix(f.flag, "--"), *f.have, f.flag, f.env, f.given)
+		}
 	}
 	if id.Site == "" || id.Operator == "" {
 		return nil, fmt.Errorf("identity %s does not say its site and operator: pass --site and --operator", o.Identity)
