@@ -109,6 +109,9 @@ func TestInventoryCommands(t *testing.T) {
 	if _, _, err := e.runInv("inventory", "history", "web-01", "--since", "yesterday"); err == nil || !strings.Contains(err.Error(), "RFC 3339") {
 		t.Errorf("bad --since: got %v", err)
 	}
+	if _, _, err := e.runInv("inventory", "history", "web-01", "--since", "1d"); err != nil {
+		t.Errorf("--since 1d, as status list takes it: %v", err)
+	}
 
 	down, _ := contracts.AgentDown("LAB", "id-1", contracts.KindInventoryRefresh)
 	sub, err := e.nc.SubscribeSync(down)

@@ -79,16 +79,17 @@ removed or upgraded, disks, interfaces, users and labels that came or went,
 operating system and hardware that changed. The time is when the agent
 collected the inventory. The site keeps 90 days of changes.
 
---since takes a duration back from now (24h, 168h) or a time (RFC 3339).
+--since takes an age back from now (30m, 24h, 2d, 1w) or a time (RFC 3339,
+or a date: 2026-11-21), as status list does.
 With -o json the output is a JSON array of changes ([] when none).`,
 		Example: `  steward inventory history web-01
-  steward inventory history web-01 --since 24h
+  steward inventory history web-01 --since 2d
   steward inventory history web-01 -o json | jq '.[] | select(.section == "software")'`,
 		Args: refArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			from, err := parseSince(since, time.Now())
+			from, err := parseStatusTime(since, time.Now())
 			if err != nil {
-				return err
+				return fmt.Errorf("--since: %w", err)
 			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				h, err := c.InventoryHistory(ctx, args[0], from)
@@ -99,7 +100,7 @@ With -o json the output is a JSON array of changes ([] when none).`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&since, "since", "", "only changes after this: a duration back from now (24h) or an RFC 3339 time")
+	cmd.Flags().StringVar(&since, "since", "", "only changes after this: an age back from now (24h, 2d, 1w) or a time (RFC 3339, or a date)")
 	return cmd
 }
 
@@ -129,25 +130,6 @@ when it next connects. REF is the client's name or ID.`,
 			})
 		},
 	}
-}
-
-// parseSince reads --since: "" (everything), a duration back from now, or
-// an RFC 3339 time.
-func parseSince(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		if d < 0 {
-			return time.Time{}, fmt.Errorf("--since %q: must be a positive duration", s)
-		}
-		return now.Add(-d), nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("--since %q: want a duration (24h) or an RFC 3339 time (2026-11-21T14:30:00Z)", s)
-	}
-	return t, nil
 }
 
 // inventoryDetail writes an inventory as labelled lines and small tables.

@@ -117,8 +117,9 @@ func resolveClient(ctx context.Context, c *client.Client, ref string) (string, e
 	return cl.ID, nil
 }
 
-// parseStatusTime reads "" (none), a duration back from now (Go's units
-// plus d for days and w for weeks), an RFC 3339 time or a date.
+// parseStatusTime reads a time flag (status's --since and --until,
+// inventory history's --since): "" (none), a duration back from now (Go's
+// units plus d for days and w for weeks), an RFC 3339 time or a date.
 func parseStatusTime(s string, now time.Time) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -133,7 +134,7 @@ func parseStatusTime(s string, now time.Time) (time.Time, error) {
 	if t, err := time.ParseInLocation("2006-01-02", s, time.Local); err == nil {
 		return t, nil
 	}
-	return time.Time{}, fmt.Errorf("%q is neither an age (30m, 1h, 2d, 1w) nor a time (2006-01-02T15:04:05Z07:00, 2006-01-02)", s)
+	return time.Time{}, fmt.Errorf("%q is neither an age (30m, 1h, 2d, 1w) nor a time (RFC 3339: 2006-01-02T15:04:05Z07:00, or a date: 2006-01-02)", s)
 }
 
 // parseAge is time.ParseDuration with d (24h) and w (7d) as well.

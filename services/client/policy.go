@@ -149,6 +149,14 @@ func ParseSettings(data []byte) (contracts.Settings, error) {
 	if err := dec.Decode(&s); err != nil {
 		return contracts.Settings{}, yamlError(err)
 	}
+	// One settings object a file: a second document ("---") would be
+	// dropped without a word.
+	var next yaml.Node
+	if err := dec.Decode(&next); err == nil {
+		return contracts.Settings{}, fmt.Errorf("line %d: a second YAML document; a settings file holds one settings object (put %q in a file of its own)", max(next.Line, 1), docName(&next))
+	} else if !errors.Is(err, io.EOF) {
+		return contracts.Settings{}, yamlError(err)
+	}
 	if err := s.Validate(); err != nil {
 		var fe *contracts.FieldError
 		if errors.As(err, &fe) {
@@ -157,6 +165,19 @@ func ParseSettings(data []byte) (contracts.Settings, error) {
 		return contracts.Settings{}, err
 	}
 	return s, nil
+}
+
+// docName is a YAML document's name: key, or "the rest" without one.
+func docName(doc *yaml.Node) string {
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
+		doc = doc.Content[0]
+	}
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		if doc.Content[i].Value == "name" {
+			return doc.Content[i+1].Value
+		}
+	}
+	return "the rest"
 }
 
 var yamlPrefix = regexp.MustCompile(`^yaml: (unmarshal errors:\n\s*)?`)

@@ -74,6 +74,7 @@ func TestParseSettingsErrorsNameTheLine(t *testing.T) {
 		{"syntax", "name: x\npriority: 1\nremoteTools:\n  enabled: true\n bad indent: 1\n", "line 4: did not find expected key"},
 		{"section as scalar", "name: x\npriority: 1\nagent: fast\n", `line 3: agent: want a section of keys, got text ("fast")`},
 		{"empty", "", "empty"},
+		{"two documents", "name: x\npriority: 1\n---\nname: y\npriority: 2\n", `line 3: a second YAML document; a settings file holds one settings object (put "y" in a file of its own)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseSettings([]byte(tc.file))

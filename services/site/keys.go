@@ -75,6 +75,9 @@ var siteKeys = []struct {
 // stored one. The servers' certificate names hosts besides loopback and this
 // machine's name, and is issued again when it does not.
 func Init(dir, code string, siteSet bool, hosts ...string) (Info, Keys, error) {
+	if err := contracts.ValidName(code); err != nil {
+		return Info{}, Keys{}, fmt.Errorf("site code: %w", err)
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o700); err != nil {
 		return Info{}, Keys{}, fmt.Errorf("data dir %s cannot be created: %w", dir, err)
 	}

@@ -63,6 +63,15 @@ func TestInitRefusals(t *testing.T) {
 	if _, _, err := Init(dir, "CHD", true); err == nil || !strings.Contains(err.Error(), "belongs to site LAB") {
 		t.Fatalf("got %v, want a site mismatch error", err)
 	}
+	// A code no server could run under (site init took it, serve failed
+	// later on the nats.conf), and nothing written for it.
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	if _, _, err := Init(fresh, "bad code", true); err == nil || !strings.Contains(err.Error(), "site code") {
+		t.Fatalf("got %v, want the site code refused", err)
+	}
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Fatalf("a refused code left %s behind (%v)", fresh, err)
+	}
 
 	// A data dir that cannot be created (a file stands in the way; this
 	// fails for root too).
