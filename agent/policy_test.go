@@ -395,3 +395,19 @@ func TestPolicyIntervals(t *testing.T) {
 }
 
 var _ = state.ErrNoChange
+
+// TestStatusShowsFirstRejection: when the very first policy is rejected
+// (here: expired by this machine's clock), status says so, though no
+// policy was ever applied.
+func TestStatusShowsFirstRejection(t *testing.T) {
+	b, a := policyAgent(t)
+	p := b.policyFor(1, contracts.SettingsSections{})
+	p.Expires = time.Now().Add(-time.Minute)
+	if a.applyPolicy(context.Background(), signPolicy(t, b.siteKP, p), "test") {
+		t.Fatal("an expired policy applied")
+	}
+	st := a.Status()
+	if st.Policy == nil || st.Policy.LastRejection == nil || st.Policy.LastRejection.Code != contracts.RejectExpired || st.Policy.Revision != 0 {
+		t.Fatalf("status policy %+v: want revision 0 and the rejection (expired)", st.Policy)
+	}
+}

@@ -242,8 +242,13 @@ func printStatus(w io.Writer, st contracts.AgentStatus, now time.Time) error {
 	row("Last heartbeat", ago(st.LastHeartbeat, now))
 	row("Started", ago(st.Started, now))
 	row("Version", fmt.Sprintf("%s (capability %d)", st.AgentVersion, st.Capability))
+	const noPolicy = "none applied yet (the agent runs on its command line's settings)"
 	if p := st.Policy; p != nil {
-		row("Policy", fmt.Sprintf("revision %d, applied %s, expires %s", p.Revision, ago(p.Applied, now), p.Expires.Local().Format(time.DateTime)))
+		if p.Revision > 0 {
+			row("Policy", fmt.Sprintf("revision %d, applied %s, expires %s", p.Revision, ago(p.Applied, now), p.Expires.Local().Format(time.DateTime)))
+		} else {
+			row("Policy", noPolicy)
+		}
 		row("Intervals", fmt.Sprintf("heartbeat %s, inventory %s, policy refresh %s",
 			time.Duration(p.Intervals.Heartbeat), time.Duration(p.Intervals.Inventory), time.Duration(p.Intervals.PolicyRefresh)))
 		if r := p.LastRejection; r != nil {
@@ -251,7 +256,7 @@ func printStatus(w io.Writer, st contracts.AgentStatus, now time.Time) error {
 		}
 		printRemoteAssistance(tw, *p)
 	} else {
-		row("Policy", "none applied yet (the agent runs on its command line's settings)")
+		row("Policy", noPolicy)
 	}
 	row("Content", contentSummary(st.Content))
 	if len(st.Sessions) == 0 {
@@ -285,14 +290,38 @@ func ago(t, now time.Time) string {
 	return fmt.Sprintf("%s (%s ago)", t.Local().Format(time.DateTime), now.Sub(t).Round(time.Second))
 }
 
+// versionInfo is what version prints.
+type versionInfo struct {
+	Version    string `json:"version"`
+	Capability int    `json:"capability"` // the agent protocol's version (contracts.CapabilityVersion)
+	Go         string `json:"go"`
+	OS         string `json:"os"`
+	Arch       string `json:"arch"`
+}
+
 func newVersionCmd(stdout io.Writer) *cobra.Command {
-	return &cobra.Command{
+	var output string
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the agent's version and protocol capability",
-		Args:  cobra.NoArgs,
-		Run: func(*cobra.Command, []string) {
-			fmt.Fprintf(stdout, "steward-agent %s (capability %d, %s, %s/%s)\n",
-				Version, contracts.CapabilityVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		Long: `Print the agent's version, the protocol capability it speaks (the site
+refuses agents older than it supports), the Go version it was built with,
+and its OS and architecture.`,
+		Example: `  steward-agent version
+  steward-agent version -o json | jq -r .version`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			v := versionInfo{Version: Version, Capability: contracts.CapabilityVersion, Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
+			switch output {
+			case "json":
+				return writeJSON(stdout, v)
+			case "table":
+				_, err := fmt.Fprintf(stdout, "steward-agent %s (capability %d, %s, %s/%s)\n", v.Version, v.Capability, v.Go, v.OS, v.Arch)
+				return err
+			}
+			return fmt.Errorf("-o %q: must be table or json", output)
 		},
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
 }

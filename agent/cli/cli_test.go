@@ -183,3 +183,32 @@ func TestUnknownSubcommand(t *testing.T) {
 		t.Errorf("steward-agent settings: %v, %q; want its help", err, out)
 	}
 }
+
+// TestStatusTableFirstRejection: the table shows a rejection though no
+// policy was ever applied.
+func TestStatusTableFirstRejection(t *testing.T) {
+	now := time.Now()
+	st := contracts.AgentStatus{State: "connected", Policy: &contracts.AgentPolicyStatus{Rejected: 1,
+		LastRejection: &contracts.PolicyRejection{Revision: 1, Code: contracts.RejectExpired, Reason: "expired 1m ago", At: now}}}
+	var out bytes.Buffer
+	if err := printStatus(&out, st, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"none applied yet", "Last rejected:", "expired: expired 1m ago"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status table lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestVersionJSON: version -o json is the table's facts, for scripts.
+func TestVersionJSON(t *testing.T) {
+	out, _, err := execute(context.Background(), "version", "-o", "json")
+	var v versionInfo
+	if err != nil || json.Unmarshal([]byte(out), &v) != nil || v.Version != Version || v.Capability != contracts.CapabilityVersion || v.OS == "" {
+		t.Fatalf("version -o json: %q, %v", out, err)
+	}
+	if _, _, err := execute(context.Background(), "version", "-o", "yaml"); err == nil {
+		t.Fatal("version -o yaml: want refused")
+	}
+}
