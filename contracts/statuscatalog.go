@@ -20,6 +20,7 @@ const (
 	ComponentSessions  = "sessions"
 	ComponentDespooler = "despooler"
 	ComponentSender    = "sender"
+	ComponentLibrary   = "library"
 	ComponentAgent     = "agent"
 	// ComponentAny marks catalog entries any component may send (service
 	// started, stopping, failed); the sender sets its own component.
@@ -46,6 +47,7 @@ func StatusRanges() []StatusRange {
 		{ComponentSessions, 5000, 5999},
 		{ComponentDespooler, 6000, 6999},
 		{ComponentSender, 7000, 7999},
+		{ComponentLibrary, 8000, 8999},
 		{ComponentAgent, 10000, 10999},
 	}
 }
@@ -122,7 +124,10 @@ const (
 	StatusSiteLinkRefused  = 1053
 
 	// discovery.
-	StatusClientOffline = 2001
+	StatusClientOffline     = 2001
+	StatusCollectionCreated = 2010
+	StatusCollectionChanged = 2011
+	StatusCollectionDeleted = 2012
 
 	// policy.
 	StatusSettingsChanged = 3001
@@ -155,6 +160,15 @@ const (
 	StatusSendFailed    = 7002
 	StatusSendInstalled = 7003
 	StatusSendRetrying  = 7004
+
+	// library (replication's operator side: packages, routes, quarantine).
+	StatusPackageCreated     = 8001
+	StatusPackageDeleted     = 8002
+	StatusPackageDeployed    = 8003
+	StatusPackageUndeployed  = 8004
+	StatusPackageDistributed = 8005
+	StatusRouteSet           = 8006
+	StatusQuarantineDeleted  = 8007
 
 	// agent.
 	StatusAgentConnectionLost     = 10001
@@ -195,6 +209,9 @@ var catalog = []StatusDef{
 	{StatusSiteLinkRefused, SeverityWarning, ComponentAdmin, "The link of site {site} from {host} (leaf key {leafKey}) was refused: {reason}", true},
 
 	{StatusClientOffline, SeverityWarning, ComponentDiscovery, "Client {client} ({name}) is offline: no heartbeat since {lastSeen}.", false},
+	{StatusCollectionCreated, SeverityInfo, ComponentDiscovery, "Collection {collection} ({id}) was created by {by}, limited by {limit}.", true},
+	{StatusCollectionChanged, SeverityInfo, ComponentDiscovery, "Collection {collection} ({id}) was changed by {by}: {change}", true},
+	{StatusCollectionDeleted, SeverityWarning, ComponentDiscovery, "Collection {collection} ({id}) was deleted by {by}.", true},
 
 	{StatusSettingsChanged, SeverityInfo, ComponentPolicy, "Settings {settings} were changed by {by}: {change}", true},
 	{StatusPolicyRejected, SeverityError, ComponentPolicy, "Client {client} rejected policy revision {revision}: {reason}", false},
@@ -222,6 +239,14 @@ var catalog = []StatusDef{
 	{StatusSendFailed, SeverityError, ComponentSender, "Sending package {package} to site {to} failed: {error}", false},
 	{StatusSendInstalled, SeverityInfo, ComponentSender, "Package {package} was installed at site {to}: {chunks} chunks ({bytes} bytes) sent.", false},
 	{StatusSendRetrying, SeverityWarning, ComponentSender, "Sending package {package} to site {to} will be retried at {next}: {error}", false},
+
+	{StatusPackageCreated, SeverityInfo, ComponentLibrary, "Package {package} version {version} ({digest}, {bytes} bytes) was created by {by}.", true},
+	{StatusPackageDeleted, SeverityWarning, ComponentLibrary, "Package {package} version {version} was deleted by {by}.", true},
+	{StatusPackageDeployed, SeverityInfo, ComponentLibrary, "Package {package} version {version} was deployed to collection {collection} by {by}.", true},
+	{StatusPackageUndeployed, SeverityInfo, ComponentLibrary, "Package {package} version {version} was undeployed from collection {collection} by {by}.", true},
+	{StatusPackageDistributed, SeverityInfo, ComponentLibrary, "Package {package} version {version} was sent for distribution to sites {sites} by {by}.", true},
+	{StatusRouteSet, SeverityInfo, ComponentLibrary, "The route to site {site} was set by {by}: rate {rate}, schedule {schedule}.", true},
+	{StatusQuarantineDeleted, SeverityInfo, ComponentLibrary, "Quarantine entry {entry} ({what} from site {from}) was deleted by {by}.", true},
 
 	{StatusAgentConnectionLost, SeverityWarning, ComponentAgent, "The agent lost its connection to site {site} ({server}): {error}", false},
 	{StatusAgentConnectionRegained, SeverityInfo, ComponentAgent, "The agent regained its connection to site {site} ({server}) after {duration}.", false},

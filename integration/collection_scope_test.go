@@ -83,4 +83,23 @@ func TestCollectionScope(t *testing.T) {
 	if list, err := admin.CollectionsList(ctx(t)); err != nil || len(list) != 4 || list[0].ID != contracts.AllSystemsID {
 		t.Errorf("the administrator's list: %d collections (%v), want All Systems and 3 more", len(list), err)
 	}
+
+	// Every change of a collection is audited, naming who made it.
+	if _, err := admin.CollectionsDelete(ctx(t), "Finance"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[int]string{contracts.StatusCollectionCreated: "admin", contracts.StatusCollectionChanged: "dan", contracts.StatusCollectionDeleted: "admin"}
+	wait(t, 20*time.Second, "the collections' audit messages", func() bool {
+		resp, err := admin.StatusList(ctx(t), contracts.StatusListRequest{Filter: contracts.StatusFilter{AuditOnly: true, MsgIDs: []int{2010, 2011, 2012}}})
+		if err != nil {
+			return false
+		}
+		seen := map[int]bool{}
+		for _, m := range resp.Messages {
+			if m.Properties["by"] == want[m.MsgID] {
+				seen[m.MsgID] = true
+			}
+		}
+		return len(seen) == 3
+	})
 }

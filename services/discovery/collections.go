@@ -205,6 +205,10 @@ func (s *Service) collectionCreate(ctx context.Context, from contracts.SubjectIn
 		return nil, fmt.Errorf("store collection %s: %w", rec.ID, err)
 	}
 	s.log.Info("collection created", "collection", rec.ID, "name", rec.Name, "by", from.Principal)
+	s.model.mu.RLock()
+	limitName := s.collectionName(limit)
+	s.model.mu.RUnlock()
+	s.emit(ctx, contracts.StatusCollectionCreated, map[string]string{"collection": rec.Name, "id": rec.ID, "by": from.Principal, "limit": limitName})
 	return s.collectionAfterWrite(ctx, rec.ID, rev)
 }
 
@@ -271,9 +275,55 @@ func (s *Service) collectionUpdate(ctx context.Context, from contracts.SubjectIn
 			return nil, fmt.Errorf("store collection %s: %w", id, err)
 		}
 		s.log.Info("collection updated", "collection", id, "name", next.Name, "by", from.Principal)
+		s.emit(ctx, contracts.StatusCollectionChanged, map[string]string{"collection": next.Name, "id": id, "by": from.Principal, "change": collectionChange(cur.rec, next)})
 		return s.collectionAfterWrite(ctx, id, rev)
 	}
 	return nil, contracts.Errorf(contracts.CodeConflict, "collection %s: still changing after %d attempts", req.Ref, maxAttempts)
+}
+
+// collectionChange says what an update changed, for the audit: "queries
+// [a] -> [b]; direct members +1 -0".
+func collectionChange(old, next collectionRecord) string {
+	var parts []string
+	if old.Name != next.Name {
+		parts = append(parts, fmt.Sprintf("name %q -> %q", old.Name, next.Name))
+	}
+	if old.Description != next.Description {
+		parts = append(parts, "description")
+	}
+	if old.Limit != next.Limit {
+		parts = append(parts, fmt.Sprintf("limit %s -> %s", cmp.Or(old.Limit, contracts.AllSystemsID), cmp.Or(next.Limit, contracts.AllSystemsID)))
+	}
+	if !slices.Equal(old.Queries, next.Queries) {
+		parts = append(parts, fmt.Sprintf("queries %q -> %q", old.Queries, next.Queries))
+	}
+	for _, l := range []struct {
+		what      string
+		old, next []string
+	}{{"includes", old.Include, next.Include}, {"excludes", old.Exclude, next.Exclude}, {"direct members", old.Direct, next.Direct}} {
+		var added, removed []string
+		for _, id := range l.next {
+			if !slices.Contains(l.old, id) {
+				added = append(added, id)
+			}
+		}
+		for _, id := range l.old {
+			if !slices.Contains(l.next, id) {
+				removed = append(removed, id)
+			}
+		}
+		if len(added)+len(removed) > 0 {
+			parts = append(parts, fmt.Sprintf("%s +%v -%v", l.what, added, removed))
+		}
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	out := strings.Join(parts, "; ")
+	if len(out) > contracts.MaxStatusPropValue {
+		out = strings.ToValidUTF8(out[:contracts.MaxStatusPropValue-3], "") + "..."
+	}
+	return out
 }
 
 // patch applies an update request to rec.
@@ -383,6 +433,7 @@ func (s *Service) collectionDelete(ctx context.Context, from contracts.SubjectIn
 		}
 		s.syncDefs(ctx)
 		s.log.Info("collection deleted", "collection", id, "name", cur.rec.Name, "by", from.Principal)
+		s.emit(ctx, contracts.StatusCollectionDeleted, map[string]string{"collection": cur.rec.Name, "id": id, "by": from.Principal})
 		return &contracts.CollectionResponse{Header: contracts.NewHeader(contracts.TypeCollectionResponse), Collection: info}, nil
 	}
 	return nil, contracts.Errorf(contracts.CodeConflict, "collection %s: still changing after %d attempts", req.Ref, maxAttempts)

@@ -194,6 +194,16 @@ type Service struct {
 	model  *model
 	events chan *pendingEvent // membership events for the publisher
 	ready  chan struct{}
+	// emitter sends the service's status messages (nil without them);
+	// set before the handlers start.
+	emitter *status.Emitter
+}
+
+// emit sends status message id when the service sends status messages.
+func (s *Service) emit(ctx context.Context, id int, props map[string]string) {
+	if s.emitter != nil {
+		s.emitter.Emit(ctx, id, props)
+	}
 }
 
 // eventQueue is how many membership events may wait for the publisher
@@ -334,6 +344,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		// Errors the handlers log become status messages too.
 		s.log = status.ErrorsAsStatus(s.log, emit, ServiceName)
+		s.emitter = emit
 	}
 	svc, err := s.addService()
 	if err != nil {

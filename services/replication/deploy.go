@@ -38,6 +38,7 @@ func (s *Service) Deploy(ctx context.Context, pkg, version string, collection co
 		return d, 0, err
 	}
 	s.log.Info("deployed", "package", d.Package, "version", d.Version, "collection", collection.Name, "by", by)
+	s.emit(ctx, contracts.StatusPackageDeployed, map[string]string{"package": d.Package, "version": d.Version, "collection": collection.Name, "by": by})
 	return d, s.tellMembers(ctx, by, collection), nil
 }
 
@@ -66,6 +67,7 @@ func (s *Service) Undeploy(ctx context.Context, pkg, version, collectionID, by s
 		return d, 0, err
 	}
 	s.log.Info("undeployed", "package", d.Package, "version", d.Version, "collection", d.Collection.Name, "by", by)
+	s.emit(ctx, contracts.StatusPackageUndeployed, map[string]string{"package": d.Package, "version": d.Version, "collection": d.Collection.Name, "by": by})
 	return d, s.tellMembers(ctx, by, d.Collection), nil
 }
 

@@ -409,6 +409,7 @@ func (s *Service) CreateVersion(ctx context.Context, m contracts.Manifest, by st
 		return contracts.PackageInfo{}, err
 	}
 	s.log.Info("version created", "package", m.Package, "version", m.Version, "digest", info.Digest, "size", m.Size, "by", by)
+	s.emit(ctx, contracts.StatusPackageCreated, map[string]string{"package": m.Package, "version": m.Version, "digest": info.Digest, "bytes": strconv.FormatInt(m.Size, 10), "by": by})
 	return info, nil
 }
 
@@ -546,6 +547,7 @@ func (s *Service) Delete(ctx context.Context, pkg, version, by string) ([]contra
 			return nil, contracts.Errorf(contracts.CodeUnavailable, "delete %s: %v", contracts.PackageKey(v.Package, v.Version), err)
 		}
 		s.log.Info("version deleted", "package", v.Package, "version", v.Version, "by", by)
+		s.emit(ctx, contracts.StatusPackageDeleted, map[string]string{"package": v.Package, "version": v.Version, "by": by})
 	}
 	if err := s.syncModel(ctx, s.packagesKV, PackagesBucket); err != nil {
 		return nil, err

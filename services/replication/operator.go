@@ -308,7 +308,7 @@ func (s *Service) opQuarantineDelete(ctx context.Context, from contracts.Subject
 	if err := s.allowed(from.Principal, rbac.PackageDelete); err != nil {
 		return nil, err
 	}
-	if err := s.DeleteQuarantined(ctx, req.Entry); err != nil {
+	if err := s.DeleteQuarantined(ctx, req.Entry, from.Principal); err != nil {
 		return nil, err
 	}
 	s.log.Info("quarantine entry deleted", "entry", req.Entry, "by", from.Principal)

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -90,14 +91,21 @@ func (s *Service) Quarantined(ctx context.Context) ([]QuarantineEntry, error) {
 	return out, nil
 }
 
-// DeleteQuarantined removes a quarantine entry.
-func (s *Service) DeleteQuarantined(ctx context.Context, id string) error {
-	if _, err := s.quarantineKV.Get(ctx, quarantineKey(id)); errors.Is(err, jetstream.ErrKeyNotFound) {
+// DeleteQuarantined removes a quarantine entry, for by (audited).
+func (s *Service) DeleteQuarantined(ctx context.Context, id, by string) error {
+	e, err := s.quarantineKV.Get(ctx, quarantineKey(id))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return contracts.Errorf(contracts.CodeNotFound, "no quarantine entry %q", id)
+	case err != nil:
+		return contracts.Errorf(contracts.CodeUnavailable, "quarantine: %v", err)
 	}
+	var q QuarantineEntry
+	_ = json.Unmarshal(e.Value(), &q) // an unreadable entry is deleted all the same
 	if err := s.quarantineKV.Purge(ctx, quarantineKey(id)); err != nil {
 		return contracts.Errorf(contracts.CodeUnavailable, "quarantine: %v", err)
 	}
+	s.emit(ctx, contracts.StatusQuarantineDeleted, map[string]string{"entry": id, "what": cmp.Or(q.What, "an entry"), "from": cmp.Or(q.From, "unknown"), "by": by})
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,6 +72,11 @@ func (s *Service) SetRoute(ctx context.Context, site string, rate int64, schedul
 		return contracts.RouteInfo{}, err
 	}
 	s.log.Info("route set", "site", site, "rate", rate, "schedule", r.Schedule, "by", by)
+	rateText := "unlimited"
+	if rate > 0 {
+		rateText = strconv.FormatInt(rate, 10) + " bytes/s"
+	}
+	s.emit(ctx, contracts.StatusRouteSet, map[string]string{"site": site, "rate": rateText, "schedule": r.Schedule, "by": by})
 	return s.routeInfo(r), nil
 }
 

@@ -124,6 +124,7 @@ func (s *Service) Distribute(ctx context.Context, pkg, version string, sites []s
 		return nil, err
 	}
 	s.log.Info("distribution queued", "package", info.Package, "version", info.Version, "sites", strings.Join(sites, ","), "by", by)
+	s.emit(ctx, contracts.StatusPackageDistributed, map[string]string{"package": info.Package, "version": info.Version, "sites": strings.Join(sites, ", "), "by": by})
 	return out, nil
 }
 

@@ -1,0 +1,79 @@
+package replication
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stewardhq/steward/contracts"
+)
+
+// TestOperatorActionsAudited: every operator action on the library is an
+// audit status message naming who did it: create, deploy, undeploy,
+// distribute, route, delete, quarantine delete.
+func TestOperatorActionsAudited(t *testing.T) {
+	par := newSite(t, "PAR", nil)
+	chd := newSite(t, "CHD", par)
+	p, c := par.start(), chd.start()
+	ctx := context.Background()
+	createVersion(t, p, "tools", "1.0", []testFile{{path: "a", data: randomBytes(100)}})
+	web := contracts.Named{ID: "c-web", Name: "Web"}
+	if _, _, err := p.Deploy(ctx, "tools", "1.0", web, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.Undeploy(ctx, "tools", "1.0", web.ID, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	chd.waitInterest("steward.CHD.site.PAR.repl.offer")
+	par.waitInterest("steward.CHD.site.PAR.repl.offer")
+	if _, err := p.Distribute(ctx, "tools", "1.0", []string{"CHD"}, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.SetRoute(ctx, "CHD", 2<<20, "", "erin"); err != nil {
+		t.Fatal(err)
+	}
+	waitJob(t, p, "tools", "1.0", "CHD", contracts.ContentInstalled)
+	if _, err := p.Delete(ctx, "tools", "1.0", "frank"); err != nil {
+		t.Fatal(err)
+	}
+	// A quarantined offer at the child, deleted by its operator.
+	if err := c.quarantine(ctx, QuarantineEntry{QuarantineInfo: contracts.QuarantineInfo{What: QuarantineOffer, From: "PAR"}}, reject(contracts.CodeBadRequest, "test"), []byte("x"), true); err == nil {
+		t.Fatal("quarantine: want the sender's error")
+	}
+	q, err := c.Quarantined(ctx)
+	if err != nil || len(q) != 1 {
+		t.Fatalf("quarantine: %v %v", q, err)
+	}
+	if err := c.DeleteQuarantined(ctx, q[0].ID, "gina"); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, want := range []struct {
+		em  *recEmitter
+		id  int
+		by  string
+		arg string
+	}{
+		{par.emit, contracts.StatusPackageCreated, "alice", "tools"},
+		{par.emit, contracts.StatusPackageDeployed, "bob", "Web"},
+		{par.emit, contracts.StatusPackageUndeployed, "carol", "Web"},
+		{par.emit, contracts.StatusPackageDistributed, "dave", "CHD"},
+		{par.emit, contracts.StatusRouteSet, "erin", "2097152 bytes/s"},
+		{par.emit, contracts.StatusPackageDeleted, "frank", "1.0"},
+		{chd.emit, contracts.StatusQuarantineDeleted, "gina", "PAR"},
+	} {
+		m, ok := want.em.last(want.id)
+		d, _ := contracts.LookupStatus(want.id)
+		if !ok || m.Properties["by"] != want.by || !m.Audit || !containsValue(m.Properties, want.arg) {
+			t.Errorf("status %d (%s): got %+v (sent %v), want audit by %s naming %s", want.id, d.Text, m.Properties, ok, want.by, want.arg)
+		}
+	}
+}
+
+func containsValue(props map[string]string, v string) bool {
+	for _, p := range props {
+		if p == v {
+			return true
+		}
+	}
+	return false
+}
