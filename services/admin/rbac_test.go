@@ -321,3 +321,53 @@ func TestAddAccount(t *testing.T) {
 		t.Errorf("order: got %s first and %s last, want newest first", d.Accounts[0].Name, d.Accounts[9].Name)
 	}
 }
+
+// TestRoleUpdateCoversHolders: what a role gains, all its holders gain, so
+// adding to a role needs the right to change each holder (and each member
+// of a group holding it): wes, over Web, may not give dora (All Systems)
+// a permission through a role she holds, as he may not directly; he may
+// when the role's holders are within Web.
+func TestRoleUpdateCoversHolders(t *testing.T) {
+	m := testModel(t)
+	doc, _, err := planCopy(m, "admin", &contracts.RoleCopyRequest{From: contracts.RoleReadOnlyAnalyst, Name: "Eyes", Remove: []string{"Collection:ViewInventory"}}, now)
+	if m, err = apply(m, doc, err); err != nil {
+		t.Fatal(err)
+	}
+	d := m.Document()
+	d.Admins = append(d.Admins, rbac.Admin{Name: "dora", Kind: contracts.AdminUser, Key: userKey(t), Roles: []string{"Eyes"}, Collections: []contracts.Named{rbac.AllSystems}, Created: now, CreatedBy: "test"})
+	if m, err = rbac.NewModel(d, m.Revision()+1); err != nil {
+		t.Fatal(err)
+	}
+	add := &contracts.RoleUpdateRequest{Name: "Eyes", Add: []string{"Collection:ViewInventory"}}
+	if _, _, err := planRoleUpdate(m, "wes", add, now); contracts.CodeOf(err) != contracts.CodePermissionDenied || !strings.Contains(err.Error(), "held by dora") {
+		t.Fatalf("wes adds to a role dora holds: got %v, want permission denied naming dora", err)
+	}
+	// Removing a permission reaches nobody's rights: allowed.
+	if _, _, err := planRoleUpdate(m, "wes", &contracts.RoleUpdateRequest{Name: "Eyes", Remove: []string{"Site:Read"}}, now); err != nil {
+		t.Fatalf("wes removes from the role: %v", err)
+	}
+	// Held within Web only: allowed.
+	d = m.Document()
+	for i := range d.Admins {
+		if d.Admins[i].Name == "dora" {
+			d.Admins[i].Collections = []contracts.Named{webCol}
+		}
+	}
+	if m, err = rbac.NewModel(d, m.Revision()+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := planRoleUpdate(m, "wes", add, now); err != nil {
+		t.Fatalf("wes adds to a role held within Web: %v", err)
+	}
+	// Held by a group whose member goes beyond Web: refused.
+	d = m.Document()
+	d.Admins = append(d.Admins,
+		rbac.Admin{Name: "eyes-group", Kind: contracts.AdminGroup, Roles: []string{"Eyes"}, Collections: []contracts.Named{webCol}, Created: now, CreatedBy: "test"},
+		rbac.Admin{Name: "ed", Kind: contracts.AdminUser, Key: userKey(t), MemberOf: []string{"eyes-group"}, Collections: []contracts.Named{rbac.AllSystems}, Created: now, CreatedBy: "test"})
+	if m, err = rbac.NewModel(d, m.Revision()+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := planRoleUpdate(m, "wes", add, now); contracts.CodeOf(err) != contracts.CodePermissionDenied || !strings.Contains(err.Error(), "held by eyes-group") {
+		t.Fatalf("wes adds to a role a group holds whose member ed is over All Systems: got %v, want permission denied", err)
+	}
+}

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -111,6 +112,18 @@ func planRoleUpdate(m *rbac.Model, actor string, req *contracts.RoleUpdateReques
 	}
 	if err := m.CheckPermissions(actor, added); err != nil {
 		return fail(err)
+	}
+	// What a role gains, everyone holding it gains: the actor must be one
+	// who may change each of them (and each member of a group holding it),
+	// as a direct change of theirs would require.
+	if len(added) > 0 {
+		for _, h := range m.RoleHolders(r.Name) {
+			for _, who := range append([]string{h}, m.Members(h)...) {
+				if err := m.CheckCovers(actor, who); err != nil {
+					return fail(fmt.Errorf("adding to role %q, held by %s: %w", r.Name, h, err))
+				}
+			}
+		}
 	}
 	r.Permissions = perms
 	if req.SetDescription {
