@@ -84,6 +84,12 @@ const (
 	MaxDescription      = 256
 )
 
+// ReservedAccountNames are the clients' built-in superuser accounts: in
+// every client's local administrators, standing for no person. No
+// administrator may take one of these names, and a client's local
+// administrators never match them (rbac.PermittedViewer).
+var ReservedAccountNames = []string{"root", "administrator"}
+
 // ValidAdminName checks the name of an administrative user or group. It is
 // the operator's subject token and inbox (steward.<site>.op.<name>,
 // _INBOX.<name>), so it is 1 to 64 letters, digits, '-' and '_', starting
@@ -105,10 +111,23 @@ func ValidAdminName(n string) error {
 	if len(n) == 56 && strings.ToUpper(n) == n && !strings.ContainsAny(n, "-_0189") {
 		return fmt.Errorf("administrator name %q looks like an NKey", n)
 	}
+	return nil
+}
+
+// ValidNewAdminName checks the name of an administrative user or group
+// being added: ValidAdminName, and none of the names reserved since (a
+// site already holding one keeps loading it).
+func ValidNewAdminName(n string) error {
+	if err := ValidAdminName(n); err != nil {
+		return err
+	}
 	// An operator's reply inbox is _INBOX.<name>: no name may be another
 	// principal's inbox (clients' UUIDs and keys above; a site's
 	// _INBOX.site-<code>; a service connection's _INBOX.<NUID>, 22 letters
 	// and digits).
+	if slices.Contains(ReservedAccountNames, strings.ToLower(n)) {
+		return fmt.Errorf("administrator name %q is a built-in account of clients (%s), which Permitted Viewers never match", n, strings.Join(ReservedAccountNames, ", "))
+	}
 	if strings.HasPrefix(strings.ToLower(n), "site-") {
 		return fmt.Errorf("administrator name %q: names beginning with \"site-\" are reserved for sites", n)
 	}
@@ -189,7 +208,7 @@ type AdminAddRequest struct {
 
 // Validate checks the request's shape; the site checks the names.
 func (r *AdminAddRequest) Validate() error {
-	if err := ValidAdminName(r.Name); err != nil {
+	if err := ValidNewAdminName(r.Name); err != nil {
 		return err
 	}
 	switch r.Kind {

@@ -161,6 +161,8 @@ func TestValidAdminName(t *testing.T) {
 		{"0195a3c4-0000-7000-8000-0000000000c1", false},                     // a client ID
 		{"0195a3c40000700080000000000000c1", false},                         // a UUID without hyphens
 		{"UAGENTKEYEXAMPLEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", false}, // an NKey
+		{"root", false},          // every Linux client's superuser
+		{"Administrator", false}, // every Windows client's
 		{"site-PAR", false},               // a site's inbox
 		{"Site-par", false},               // names compare case-insensitively
 		{"sitemanager", true},             // only "site-" is reserved
@@ -170,8 +172,14 @@ func TestValidAdminName(t *testing.T) {
 		{"Ab3dEfGh1jKlMn0pQrStU", true},   // 21
 	}
 	for _, tt := range tests {
-		if err := ValidAdminName(tt.name); (err == nil) != tt.ok {
-			t.Errorf("ValidAdminName(%q): got %v, want ok=%v", tt.name, err, tt.ok)
+		if err := ValidNewAdminName(tt.name); (err == nil) != tt.ok {
+			t.Errorf("ValidNewAdminName(%q): got %v, want ok=%v", tt.name, err, tt.ok)
+		}
+	}
+	// A site that holds a name reserved since still loads it.
+	for _, n := range []string{"root", "site-PAR", "Ob1dTwEGycA4zQkV3JwBb2"} {
+		if err := ValidAdminName(n); err != nil {
+			t.Errorf("ValidAdminName(%q) of a stored name: %v", n, err)
 		}
 	}
 }

@@ -91,7 +91,7 @@ such as reading status messages).`,
 				}
 				req.Key = pub
 			}
-			if err := contracts.ValidAdminName(req.Name); err != nil {
+			if err := contracts.ValidNewAdminName(req.Name); err != nil {
 				return err
 			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
@@ -296,7 +296,7 @@ machine. --site and --operator are written into FILE so that
 				return errors.New("--out FILE is required: where to keep the seed")
 			}
 			if operator != "" {
-				if err := contracts.ValidAdminName(operator); err != nil {
+				if err := contracts.ValidNewAdminName(operator); err != nil {
 					return err
 				}
 			}

@@ -2,7 +2,10 @@ package rbac
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+
+	"github.com/stewardhq/steward/contracts"
 )
 
 // ClientPrincipals is what a client's inventory says of its own
@@ -40,6 +43,19 @@ func ParsePrincipal(s string) Principal {
 	}
 	p.Name = strings.ToLower(strings.TrimSpace(s))
 	return p
+}
+
+// builtinAccount reports a client's own superuser account, which is in
+// every client's administrators and stands for no person: root (uid 0 on
+// Linux), Windows's Administrator, and anything of BUILTIN\ or NT
+// AUTHORITY\. Matching those would make an operator of that name (none
+// may be added: contracts.ValidNewAdminName) every client's administrator.
+func builtinAccount(s string) bool {
+	s = strings.TrimSpace(s)
+	if dom, _, ok := strings.Cut(s, `\`); ok && (strings.EqualFold(dom, "BUILTIN") || strings.EqualFold(dom, "NT AUTHORITY")) {
+		return true
+	}
+	return slices.Contains(contracts.ReservedAccountNames, ParsePrincipal(s).Name)
 }
 
 // SamePrincipal reports whether a and b name the same principal, ignoring
@@ -106,6 +122,9 @@ func PermittedViewer(m *Model, operator string, viewers []string, local ClientPr
 		}
 	}
 	for _, a := range local.Admins {
+		if builtinAccount(a) {
+			continue
+		}
 		if ok, how := isMe(ParsePrincipal(a)); ok {
 			return true, fmt.Sprintf("local administrator %q (%s)", a, how)
 		}

@@ -43,9 +43,14 @@ func TestPermittedViewer(t *testing.T) {
 	carl := user("carl", rto, AllSystems)
 	revoked := user("rory", rto, AllSystems)
 	revoked.Revoked = true
-	m := mustModel(t, Document{Admins: []Admin{helpdesk, alice, bob, carl, revoked}})
+	// An operator named like a client's built-in superuser cannot be made
+	// now (contracts.ValidAdminName); one stored before is still no local
+	// administrator.
+	root := user("root", rto, AllSystems)
+	administrator := user("Administrator", rto, AllSystems)
+	m := mustModel(t, Document{Admins: []Admin{helpdesk, alice, bob, carl, revoked, root, administrator}})
 	local := ClientPrincipals{
-		Admins: []string{"root", `WEB01\Carl`},
+		Admins: []string{"root", `WEB01\Carl`, `WEB01\Administrator`, `BUILTIN\Administrators`},
 		Groups: map[string][]string{"Support": {`LAB\Alice`}, "Ops": {"group:helpdesk"}},
 	}
 	tests := []struct {
@@ -68,6 +73,9 @@ func TestPermittedViewer(t *testing.T) {
 		{"through a local group", "alice", []string{`WEB01\support`}, true, `local group "Support"`},
 		{"through a local group holding a Steward group", "bob", []string{"Ops"}, true, `local group "Ops"`},
 		{"local administrator", "carl", nil, true, "local administrator"},
+		{"root is every Linux client's, nobody's", "root", nil, false, "not a permitted viewer"},
+		{"Administrator is every Windows client's", "Administrator", nil, false, "not a permitted viewer"},
+		{"but may be listed by name", "root", []string{"root"}, true, "user root"},
 		{"revoked operator", "rory", []string{"rory"}, false, "revoked"},
 		{"unknown operator", "zed", []string{"zed"}, false, "not an administrative user"},
 	}
