@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,6 +27,26 @@ type Client struct {
 	site     string
 	operator string
 	ca       string // site CA fingerprint the connection trusts, "" when unknown
+	// denied is set once the site refuses one of this connection's
+	// publishes: the site does not take it for the operator it claims, so
+	// every call fails at once, saying so, instead of waiting out its
+	// timeout. Nil for a wrapped connection (New).
+	denied *denial
+}
+
+// denial is a connection's first refused publish: ch is closed once err
+// is set.
+type denial struct {
+	once sync.Once
+	ch   chan struct{}
+	err  error
+}
+
+func (d *denial) set(err error) {
+	d.once.Do(func() {
+		d.err = err
+		close(d.ch)
+	})
 }
 
 // Options say where and as whom to connect.
@@ -78,7 +99,15 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	denied := &denial{ch: make(chan struct{})}
 	nc, err := nats.Connect(o.Server,
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				denied.set(contracts.Errorf(contracts.CodePermissionDenied,
+					"site %s does not take this identity for operator %s (%v): an administrator adds it with `steward admins add %s --public-key %s`, or --identity names another operator's file",
+					id.Site, id.Operator, err, id.Operator, pub))
+			}
+		}),
 		nats.Name("steward-cli "+id.Operator),
 		nats.Nkey(pub, kp.Sign),
 		nats.CustomInboxPrefix(inbox),
@@ -92,6 +121,7 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 	}
 	c := New(nc, id.Site, id.Operator)
 	c.ca = caFP
+	c.denied = denied
 	return c, nil
 }
 
@@ -179,5 +209,25 @@ func (c *Client) call(ctx context.Context, kind string, req, resp any) error {
 	if err != nil {
 		return err
 	}
-	return rpc.Call(ctx, c.nc, subj, req, resp)
+	if c.denied == nil {
+		return rpc.Call(ctx, c.nc, subj, req, resp)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-c.denied.ch:
+			cancel(c.denied.err)
+		case <-ctx.Done():
+		}
+	}()
+	err = rpc.Call(ctx, c.nc, subj, req, resp)
+	select {
+	case <-c.denied.ch:
+		if context.Cause(ctx) == c.denied.err {
+			return c.denied.err
+		}
+	default:
+	}
+	return err
 }
