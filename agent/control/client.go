@@ -61,6 +61,9 @@ func Call(ctx context.Context, path, verb string, args []string, out any) error 
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
+		if errors.Is(err, bufio.ErrTooLong) {
+			err = fmt.Errorf("the answer is longer than %d MiB (%w)", maxAnswerBytes>>20, err)
+		}
 		return fmt.Errorf("control socket: %s: %w", verb, err)
 	}
 	line := r.Bytes()

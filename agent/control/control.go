@@ -48,7 +48,10 @@ type ErrorAnswer struct {
 // Limits of the protocol.
 const (
 	maxRequestBytes = 4 << 10 // one request line
-	maxAnswerBytes  = 1 << 20 // one answer line
+	// one answer line: status embeds the content index, which keeps every
+	// version the agent held, and session-log answers are up to its
+	// SessionLogMax records; 1 MiB was reached at ~4,000 versions.
+	maxAnswerBytes = 64 << 20
 )
 
 // ErrNotRunning means nothing answers on the control socket: no agent runs

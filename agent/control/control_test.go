@@ -222,3 +222,20 @@ func TestServeStopsOnCancelAndClosesIdleConnections(t *testing.T) {
 		t.Fatalf("after stop: got %v, want ErrNotRunning", err)
 	}
 }
+
+// TestLargeAnswer: an answer of several MiB (a status holding thousands
+// of content versions) goes through; 1 MiB was the old limit.
+func TestLargeAnswer(t *testing.T) {
+	big := make([]contracts.ContentHeld, 20000)
+	for i := range big {
+		big[i] = contracts.ContentHeld{Package: "package-with-a-long-name", Version: fmt.Sprintf("2026.11.%06d", i), State: contracts.ContentInstalled,
+			Path: "/var/lib/steward-agent/content/package-with-a-long-name/" + fmt.Sprint(i)}
+	}
+	path := serve(t, Handlers{VerbStatus: func(context.Context, []string) (any, error) {
+		return contracts.AgentStatus{Header: contracts.NewHeader(contracts.TypeAgentStatus), Name: "pc-042", Content: big}, nil
+	}})
+	st, err := Status(context.Background(), path)
+	if err != nil || len(st.Content) != len(big) {
+		t.Fatalf("got %d versions, %v; want %d", len(st.Content), err, len(big))
+	}
+}
