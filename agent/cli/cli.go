@@ -65,6 +65,9 @@ Packages the site assigns are installed under STATE-DIR/content
 Get started (on the site: steward tokens create --uses 10 --ttl 24h):
   steward-agent run --state-dir /var/lib/steward-agent --token STW1-...
   steward-agent status --state-dir /var/lib/steward-agent`,
+		Example: `  steward-agent run --state-dir /var/lib/steward-agent --server nats://site.example.org:4222 --token STW1-...
+  steward-agent status --state-dir /var/lib/steward-agent -o json
+  steward-agent settings reset --state-dir /var/lib/steward-agent`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

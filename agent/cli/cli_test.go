@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/stewardhq/steward/agent/control"
 	"github.com/stewardhq/steward/contracts"
 )
@@ -211,4 +213,18 @@ func TestVersionJSON(t *testing.T) {
 	if _, _, err := execute(context.Background(), "version", "-o", "yaml"); err == nil {
 		t.Fatal("version -o yaml: want refused")
 	}
+}
+
+// TestEveryCommandHasExamples: --help shows examples for every command.
+func TestEveryCommandHasExamples(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Example == "" && !c.Hidden && c.Name() != "help" && c.Name() != "completion" {
+			t.Errorf("%s has no examples", c.CommandPath())
+		}
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(NewRoot(io.Discard, io.Discard))
 }

@@ -75,7 +75,9 @@ message 6001. Entries expire after 30 days.`,
 		Use:   "list",
 		Short: "List quarantined offers and chunks, newest first",
 		Long:  `List the quarantine: when, what (an offer or a chunk), from which site, the package and version it claimed, why it was refused, and the size and SHA-256 of what was received.`,
-		Args:  cobra.NoArgs,
+		Example: `  steward packages quarantine list
+  steward packages quarantine list -o json | jq -r '.[] | select(.from == "PAR") | .reason'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				list, err := c.QuarantineList(ctx)
@@ -89,7 +91,10 @@ message 6001. Entries expire after 30 days.`,
 	del := &cobra.Command{
 		Use:   "delete ID",
 		Short: "Forget a quarantine entry",
-		Args:  cobra.ExactArgs(1),
+		Long: `Forget a quarantine entry (IDs are in quarantine list). It is audited
+(status 8007); what the entry described was never installed.`,
+		Example: `  steward packages quarantine delete 0195a3c4-0000-7000-8000-0000000000a1`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				list, err := c.QuarantineDelete(ctx, args[0])

@@ -40,7 +40,11 @@ func newRolesListCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
 		Short: "List security roles",
-		Args:  cobra.NoArgs,
+		Long: `List the security roles, built-in and custom, with their permissions and
+who holds them.`,
+		Example: `  steward roles list
+  steward roles list -o json | jq -r '.[] | select(.builtIn | not) | .name'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				list, err := c.RolesList(ctx)
@@ -194,6 +198,8 @@ func newRolesPermissionsCmd(g *globals) *cobra.Command {
 Object:Action; Object:* is every action of the object. Collection's
 permissions apply to the clients in an administrator's collections; the
 others are site-wide.`,
+		Example: `  steward roles permissions
+  steward roles permissions -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			type object struct {

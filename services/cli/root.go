@@ -82,6 +82,9 @@ Then manage it (the first start writes ./steward-data/admin.nk, the bootstrap
 Full Administrator identity, which the CLI uses by default):
   steward clients list
   steward tokens create --uses 10 --ttl 24h`,
+		Example: `  steward serve
+  steward clients list -o json
+  steward status list --severity error --since 1d`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       Version,

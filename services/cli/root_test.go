@@ -3,8 +3,11 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 // TestUnknownSubcommand: a group given a word that names none of its
@@ -36,4 +39,19 @@ func TestUnknownSubcommand(t *testing.T) {
 	if err != nil || !strings.Contains(out, "Available Commands") {
 		t.Errorf("steward clients: %v, %q; want its help", err, out)
 	}
+}
+
+// TestEveryCommandHasExamples: the README promises --help with examples
+// for every command.
+func TestEveryCommandHasExamples(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Example == "" && !c.Hidden && c.Name() != "help" && c.Name() != "completion" {
+			t.Errorf("%s has no examples", c.CommandPath())
+		}
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(NewRoot(io.Discard, io.Discard))
 }

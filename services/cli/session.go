@@ -419,6 +419,8 @@ func newSessionRecordingsCmd(g *globals) *cobra.Command {
 		Short: "List and play session recordings",
 		Long: `Every terminal session is recorded as asciicast v2 (the format of asciinema);
 tunnels keep their byte counts. Needs Session:ViewRecording on the client.`,
+		Example: `  steward session recordings list --client web-01
+  steward session recordings --help     # play and export`,
 	}
 	var clientRef string
 	list := &cobra.Command{

@@ -18,13 +18,17 @@ import (
 )
 
 func newSiteCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "site", Short: "The site itself: its running services"}
+	cmd := &cobra.Command{Use: "site", Short: "The site itself: its running services",
+		Example: `  steward site services
+  steward site --help     # init, nats-config and the rest`}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "services",
 		Short: "List running service instances (from $SRV)",
 		Long: `List every running service instance of the site, as the services
 themselves report through NATS micro's $SRV discovery: name, instance id,
 version, requests served and errors.`,
+		Example: `  steward site services
+  steward site services -o json | jq -r '.[].name' | sort | uniq -c`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {

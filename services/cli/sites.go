@@ -31,8 +31,11 @@ CA and the parent is known before the child has talked to it. The parent's
 auth callout admits the link, consumes the token and records the child's
 leaf key; the child then joins, proving its site signing key, which the
 parent pins. Later starts link with the leaf key alone.`,
+		Example: `  steward sites list
+  steward sites token create --child BR1`,
 	}
-	token := &cobra.Command{Use: "token", Short: "Site tokens: let a child site link to this one"}
+	token := &cobra.Command{Use: "token", Short: "Site tokens: let a child site link to this one",
+		Example: `  steward sites token create --child BR1 --ttl 2h`}
 	token.AddCommand(newSitesTokenCreateCmd(g))
 	cmd.AddCommand(newSitesListCmd(g), token)
 	return cmd

@@ -22,6 +22,9 @@ pin the key before it first talks to the site. Only a hash of the token's
 secret is kept by the site: the token is printed once, at creation.
 An agent without a valid token (none, expired, spent, revoked, or from
 another site) is recorded as pending until 'steward clients approve'.`,
+		Example: `  steward tokens create --uses 10 --ttl 24h --note "lab machines"
+  steward tokens list
+  steward tokens revoke 0195a3c4-0000-7000-8000-0000000000b2`,
 	}
 	cmd.AddCommand(newTokensCreateCmd(g), newTokensListCmd(g), newTokensRevokeCmd(g))
 	return cmd
@@ -62,7 +65,10 @@ func newTokensListCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
 		Short: "List tokens (never their secrets)",
-		Args:  cobra.NoArgs,
+		Long:  `List the enrollment tokens: ID, uses left, expiry, who made them and why. Their secrets are never stored, so never shown.`,
+		Example: `  steward tokens list
+  steward tokens list -o json | jq -r '.[] | select(.used < .uses and (.revoked | not)) | .id'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				list, err := c.TokensList(ctx)
