@@ -23,6 +23,7 @@ const (
 	TypePackageDeployRequest     = "steward.v1.package_deploy_request"
 	TypePackageDeployResponse    = "steward.v1.package_deploy_response"
 	TypeRouteSetRequest          = "steward.v1.route_set_request"
+	TypeRouteDeleteRequest       = "steward.v1.route_delete_request"
 	TypeRouteListRequest         = "steward.v1.route_list_request"
 	TypeRouteListResponse        = "steward.v1.route_list_response"
 	TypeQuarantineListRequest    = "steward.v1.quarantine_list_request"
@@ -44,6 +45,7 @@ const (
 	KindPackagesUndeploy   = "packages.undeploy"
 	KindRoutesSet          = "routes.set"
 	KindRoutesList         = "routes.list"
+	KindRoutesDelete       = "routes.delete" // back to the default route: unlimited, always open
 	KindQuarantineList     = "packages.quarantine.list"   // what peer sites sent that failed verification
 	KindQuarantineDelete   = "packages.quarantine.delete" // forget an entry
 )
@@ -220,6 +222,13 @@ type RouteSetRequest struct {
 	Site     string `json:"site"`
 	Rate     int64  `json:"rate"`
 	Schedule string `json:"schedule,omitempty"`
+}
+
+// RouteDeleteRequest removes the route to a site: the sender goes back to
+// the default (unlimited, always open).
+type RouteDeleteRequest struct {
+	Header
+	Site string `json:"site"`
 }
 
 // RouteListRequest asks for every route.

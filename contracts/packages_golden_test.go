@@ -37,6 +37,7 @@ func init() {
 	goldenExamples[TypePackageDeployResponse] = &PackageDeployResponse{Header: hdr(TypePackageDeployResponse), Deployment: examplePackageDeployment, Clients: 3}
 	goldenExamples[TypeRouteSetRequest] = &RouteSetRequest{Header: hdr(TypeRouteSetRequest), Site: "CHD", Rate: 20 << 20, Schedule: "Mon-Fri 18:00-06:00"}
 	goldenExamples[TypeRouteListRequest] = &RouteListRequest{Header: hdr(TypeRouteListRequest)}
+	goldenExamples[TypeRouteDeleteRequest] = &RouteDeleteRequest{Header: hdr(TypeRouteDeleteRequest), Site: "CHD"}
 	goldenExamples[TypeRouteListResponse] = &RouteListResponse{Header: hdr(TypeRouteListResponse), Routes: []RouteInfo{{
 		Site: "CHD", Rate: 20 << 20, Schedule: "Mon-Fri 18:00-06:00", Open: true, Backlog: 1 << 20, Updated: t0, By: "alice",
 	}}}

@@ -169,6 +169,7 @@ const (
 	StatusPackageDistributed = 8005
 	StatusRouteSet           = 8006
 	StatusQuarantineDeleted  = 8007
+	StatusRouteDeleted       = 8008
 
 	// agent.
 	StatusAgentConnectionLost     = 10001
@@ -247,6 +248,7 @@ var catalog = []StatusDef{
 	{StatusPackageDistributed, SeverityInfo, ComponentLibrary, "Package {package} version {version} was sent for distribution to sites {sites} by {by}.", true},
 	{StatusRouteSet, SeverityInfo, ComponentLibrary, "The route to site {site} was set by {by}: rate {rate}, schedule {schedule}.", true},
 	{StatusQuarantineDeleted, SeverityInfo, ComponentLibrary, "Quarantine entry {entry} ({what} from site {from}) was deleted by {by}.", true},
+	{StatusRouteDeleted, SeverityInfo, ComponentLibrary, "The route to site {site} was deleted by {by}: unlimited, always open.", true},
 
 	{StatusAgentConnectionLost, SeverityWarning, ComponentAgent, "The agent lost its connection to site {site} ({server}): {error}", false},
 	{StatusAgentConnectionRegained, SeverityInfo, ComponentAgent, "The agent regained its connection to site {site} ({server}) after {duration}.", false},

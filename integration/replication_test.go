@@ -133,8 +133,11 @@ func TestReplicationParentChildAgent(t *testing.T) {
 	if routes, err := op.RouteSet(ctx(t), "CHD", 20<<20, "Mon-Fri 18:00-06:00"); err != nil || len(routes) != 1 || routes[0].Rate != 20<<20 || routes[0].Schedule == "" {
 		t.Fatalf("route set = %+v, %v", routes, err)
 	}
-	if _, err := op.RouteSet(ctx(t), "CHD", 0, ""); err != nil { // back to unlimited, always
-		t.Fatal(err)
+	if routes, err := op.RouteDelete(ctx(t), "CHD"); err != nil || len(routes) != 1 || routes[0].Rate != 0 || routes[0].Schedule != "" { // back to unlimited, always
+		t.Fatalf("route delete = %+v, %v; want the default route", routes, err)
+	}
+	if _, err := op.RouteDelete(ctx(t), "CHD"); contracts.CodeOf(err) != contracts.CodeNotFound {
+		t.Fatalf("deleting a route never set = %v, want not_found", err)
 	}
 	// Content flows down only: the child cannot send to its parent.
 	if _, err := cop.PackageDistribute(ctx(t), "tools", "1.0", []string{"PAR"}); err == nil {

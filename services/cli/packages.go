@@ -489,7 +489,24 @@ unlimited. --schedule takes days and a time window in the site's local time:
 			})
 		},
 	}
-	cmd.AddCommand(set, list)
+	del := &cobra.Command{
+		Use:   "delete SITE",
+		Short: "Delete the route to a site: unlimited, always open again",
+		Long: `Delete the route to SITE: the sender goes back to sending to it at full
+speed, at any time. Audited (status 8008).`,
+		Example: `  steward routes delete CHD`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				routes, err := c.RouteDelete(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return g.print(routes, func(w io.Writer) { printRoutes(w, routes) })
+			})
+		},
+	}
+	cmd.AddCommand(set, list, del)
 	return cmd
 }
 

@@ -299,6 +299,15 @@ func (c *Client) RouteSet(ctx context.Context, site string, rate int64, schedule
 	return resp.Routes, err
 }
 
+// RouteDelete returns the route to site to the default (unlimited, always
+// open) and returns it.
+func (c *Client) RouteDelete(ctx context.Context, site string) ([]contracts.RouteInfo, error) {
+	req := contracts.RouteDeleteRequest{Header: contracts.NewHeader(contracts.TypeRouteDeleteRequest), Site: site}
+	var resp contracts.RouteListResponse
+	err := c.call(ctx, contracts.KindRoutesDelete, req, &resp)
+	return resp.Routes, err
+}
+
 // RouteList lists the routes. Never nil.
 func (c *Client) RouteList(ctx context.Context) ([]contracts.RouteInfo, error) {
 	var resp contracts.RouteListResponse

@@ -9,7 +9,7 @@ import (
 
 // TestOperatorActionsAudited: every operator action on the library is an
 // audit status message naming who did it: create, deploy, undeploy,
-// distribute, route, delete, quarantine delete.
+// distribute, route set and delete, delete, quarantine delete.
 func TestOperatorActionsAudited(t *testing.T) {
 	par := newSite(t, "PAR", nil)
 	chd := newSite(t, "CHD", par)
@@ -32,6 +32,9 @@ func TestOperatorActionsAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJob(t, p, "tools", "1.0", "CHD", contracts.ContentInstalled)
+	if err := p.DeleteRoute(ctx, "CHD", "hank"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := p.Delete(ctx, "tools", "1.0", "frank"); err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +63,7 @@ func TestOperatorActionsAudited(t *testing.T) {
 		{par.emit, contracts.StatusRouteSet, "erin", "2097152 bytes/s"},
 		{par.emit, contracts.StatusPackageDeleted, "frank", "1.0"},
 		{chd.emit, contracts.StatusQuarantineDeleted, "gina", "PAR"},
+		{par.emit, contracts.StatusRouteDeleted, "hank", "CHD"},
 	} {
 		m, ok := want.em.last(want.id)
 		d, _ := contracts.LookupStatus(want.id)

@@ -32,6 +32,7 @@ func (s *Service) operatorRoutes() []rpc.Endpoint {
 		rpc.Route("packages-undeploy", rpc.OpUp(contracts.KindPackagesUndeploy), rpc.Handler(s.log, contracts.TypePackageDeployRequest, s.opDeploy(false))),
 		rpc.Route("routes-set", rpc.OpUp(contracts.KindRoutesSet), rpc.Handler(s.log, contracts.TypeRouteSetRequest, s.opRouteSet)),
 		rpc.Route("routes-list", rpc.OpUp(contracts.KindRoutesList), rpc.Handler(s.log, contracts.TypeRouteListRequest, s.opRouteList)),
+		rpc.Route("routes-delete", rpc.OpUp(contracts.KindRoutesDelete), rpc.Handler(s.log, contracts.TypeRouteDeleteRequest, s.opRouteDelete)),
 		rpc.Route("quarantine-list", rpc.OpUp(contracts.KindQuarantineList), rpc.Handler(s.log, contracts.TypeQuarantineListRequest, s.opQuarantineList)),
 		rpc.Route("quarantine-delete", rpc.OpUp(contracts.KindQuarantineDelete), rpc.Handler(s.log, contracts.TypeQuarantineDeleteRequest, s.opQuarantineDelete)),
 	}
@@ -260,6 +261,16 @@ func (s *Service) opRouteSet(ctx context.Context, from contracts.SubjectInfo, re
 		return nil, err
 	}
 	if _, err := s.SetRoute(ctx, req.Site, req.Rate, req.Schedule, from.Principal); err != nil {
+		return nil, err
+	}
+	return &contracts.RouteListResponse{Header: contracts.NewHeader(contracts.TypeRouteListResponse), Routes: []contracts.RouteInfo{s.Route(req.Site)}}, nil
+}
+
+func (s *Service) opRouteDelete(ctx context.Context, from contracts.SubjectInfo, req *contracts.RouteDeleteRequest) (*contracts.RouteListResponse, error) {
+	if err := s.allowed(from.Principal, rbac.SiteModify); err != nil {
+		return nil, err
+	}
+	if err := s.DeleteRoute(ctx, req.Site, from.Principal); err != nil {
 		return nil, err
 	}
 	return &contracts.RouteListResponse{Header: contracts.NewHeader(contracts.TypeRouteListResponse), Routes: []contracts.RouteInfo{s.Route(req.Site)}}, nil

@@ -86,10 +86,10 @@ func TestRoutes(t *testing.T) {
 	if d := p.Route("XYZ"); d.Rate != 0 || d.Schedule != "" || !d.Open {
 		t.Fatalf("default route: %+v", d)
 	}
-	if err := p.DeleteRoute(ctx, "CHD"); err != nil || len(p.Routes()) != 0 {
+	if err := p.DeleteRoute(ctx, "CHD", "alice"); err != nil || len(p.Routes()) != 0 {
 		t.Fatalf("DeleteRoute: %v, %+v", err, p.Routes())
 	}
-	if err := p.DeleteRoute(ctx, "CHD"); contracts.CodeOf(err) != contracts.CodeNotFound {
+	if err := p.DeleteRoute(ctx, "CHD", "alice"); contracts.CodeOf(err) != contracts.CodeNotFound {
 		t.Fatalf("DeleteRoute again: got %v, want not_found", err)
 	}
 }

@@ -80,8 +80,9 @@ func (s *Service) SetRoute(ctx context.Context, site string, rate int64, schedul
 	return s.routeInfo(r), nil
 }
 
-// DeleteRoute returns site to the default route: unlimited, always open.
-func (s *Service) DeleteRoute(ctx context.Context, site string) error {
+// DeleteRoute returns site to the default route: unlimited, always open
+// (audited, for by).
+func (s *Service) DeleteRoute(ctx context.Context, site, by string) error {
 	if err := contracts.ValidName(site); err != nil {
 		return contracts.Errorf(contracts.CodeBadRequest, "site: %v", err)
 	}
@@ -91,6 +92,8 @@ func (s *Service) DeleteRoute(ctx context.Context, site string) error {
 	if err := s.routesKV.Purge(ctx, keyToken(site)); err != nil {
 		return contracts.Errorf(contracts.CodeUnavailable, "routes: %v", err)
 	}
+	s.log.Info("route deleted", "site", site, "by", by)
+	s.emit(ctx, contracts.StatusRouteDeleted, map[string]string{"site": site, "by": by})
 	return s.syncModel(ctx, s.routesKV, RoutesBucket)
 }
 
