@@ -295,6 +295,10 @@ func (s *Service) undeploy(ctx context.Context, from contracts.SubjectInfo, req 
 	}
 	resp := &contracts.SettingsDeployResponse{Header: contracts.NewHeader(contracts.TypeSettingsDeployResponse), Result: contracts.DeployUnchanged, Collection: coll, Settings: after}
 	if !changed {
+		// Nothing changed; the collection's members, as deploy says them.
+		if members, err := s.cfg.Directory.Members(ctx, op, coll.ID); err == nil {
+			resp.Members = len(members)
+		}
 		return resp, nil
 	}
 	resp.Result = contracts.DeployUndeployed

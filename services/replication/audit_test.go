@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/stewardhq/steward/contracts"
@@ -20,8 +21,11 @@ func TestOperatorActionsAudited(t *testing.T) {
 	if _, _, err := p.Deploy(ctx, "tools", "1.0", web, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := p.Undeploy(ctx, "tools", "1.0", web.ID, "carol"); err != nil {
+	if _, _, err := p.Undeploy(ctx, "tools", "1.0", web, "carol"); err != nil {
 		t.Fatal(err)
+	}
+	if _, _, err := p.Undeploy(ctx, "tools", "1.0", web, "carol"); contracts.CodeOf(err) != contracts.CodeNotFound || !strings.Contains(err.Error(), `collection "Web"`) {
+		t.Fatalf("undeploy again: %v, want not_found naming the collection Web", err)
 	}
 	chd.waitInterest("steward.CHD.site.PAR.repl.offer")
 	par.waitInterest("steward.CHD.site.PAR.repl.offer")

@@ -187,7 +187,7 @@ func TestAgentContent(t *testing.T) {
 	})
 
 	// Undeploy: both are told, and refused from then on.
-	if _, told, err := p.Undeploy(ctx, "tools", "1.0", "web", "alice"); err != nil || told != 2 {
+	if _, told, err := p.Undeploy(ctx, "tools", "1.0", contracts.Named{ID: "web", Name: "Web"}, "alice"); err != nil || told != 2 {
 		t.Fatalf("Undeploy: told %d, %v", told, err)
 	}
 	natstest.Wait(t, waitFor, "content.changed after the undeploy", func() bool { return c1() == 2 && c2() == 2 })

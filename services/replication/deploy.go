@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -45,7 +46,7 @@ func (s *Service) Deploy(ctx context.Context, pkg, version string, collection co
 // Undeploy removes the deployment of pkg's version (version "": the
 // package's newest) to collectionID, and tells the collection's members.
 // It returns the removed deployment and how many members were told.
-func (s *Service) Undeploy(ctx context.Context, pkg, version, collectionID, by string) (contracts.PackageDeployment, int, error) {
+func (s *Service) Undeploy(ctx context.Context, pkg, version string, collection contracts.Named, by string) (contracts.PackageDeployment, int, error) {
 	if version == "" {
 		vs := s.model.versionList(pkg)
 		if len(vs) == 0 {
@@ -53,12 +54,12 @@ func (s *Service) Undeploy(ctx context.Context, pkg, version, collectionID, by s
 		}
 		version = vs[len(vs)-1].Version
 	}
-	key := deploymentKey(pkg, version, collectionID)
+	key := deploymentKey(pkg, version, collection.ID)
 	s.model.mu.RLock()
 	d, ok := s.model.deployments[key]
 	s.model.mu.RUnlock()
 	if !ok {
-		return contracts.PackageDeployment{}, 0, contracts.Errorf(contracts.CodeNotFound, "%s is not deployed to collection %s", contracts.PackageKey(pkg, version), collectionID)
+		return contracts.PackageDeployment{}, 0, contracts.Errorf(contracts.CodeNotFound, "%s is not deployed to collection %q", contracts.PackageKey(pkg, version), cmp.Or(collection.Name, collection.ID))
 	}
 	if err := s.deployKV.Purge(ctx, key); err != nil {
 		return contracts.PackageDeployment{}, 0, contracts.Errorf(contracts.CodeUnavailable, "deployments: %v", err)

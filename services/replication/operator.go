@@ -247,7 +247,7 @@ func (s *Service) opDeploy(deploy bool) rpc.Func[contracts.PackageDeployRequest,
 		if deploy {
 			d, n, err = s.Deploy(ctx, req.Package, req.Version, c, from.Principal)
 		} else {
-			d, n, err = s.Undeploy(ctx, req.Package, req.Version, c.ID, from.Principal)
+			d, n, err = s.Undeploy(ctx, req.Package, req.Version, c, from.Principal)
 		}
 		if err != nil {
 			return nil, err
