@@ -40,7 +40,7 @@ func newRolesListCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
 		Short: "List security roles",
-		Long: `List the security roles, built-in and custom, with their permissions.`,
+		Long:  `List the security roles, built-in and custom, with their permissions.`,
 		Example: `  steward roles list
   steward roles list -o json | jq -r '.[] | select(.builtIn | not) | .name'`,
 		Args: cobra.NoArgs,
