@@ -125,7 +125,29 @@ func packageArg(cmd *cobra.Command, args []string) error {
 	if len(args) != 1 || args[0] == "" {
 		return fmt.Errorf("%s needs one package name, got %d arguments", cmd.CommandPath(), len(args))
 	}
-	return contracts.ValidPackageName(args[0])
+	name, version, _ := strings.Cut(args[0], "@")
+	if err := contracts.ValidPackageName(name); err != nil {
+		return err
+	}
+	if strings.Contains(args[0], "@") {
+		return contracts.ValidPackageVersion(version)
+	}
+	return nil
+}
+
+// packageRef takes NAME or NAME@VERSION (as the site writes them) apart:
+// the version, when given so, fills in --version, which may not say
+// another.
+func packageRef(arg string, version *string) (string, error) {
+	name, v, ok := strings.Cut(arg, "@")
+	if !ok {
+		return arg, nil
+	}
+	if *version != "" && *version != v {
+		return "", fmt.Errorf("%s says version %s, --version says %s: give one", arg, v, *version)
+	}
+	*version = v
+	return name, nil
 }
 
 // barProgress shows a byte progress bar on a terminal (nothing otherwise).
@@ -149,6 +171,10 @@ new one).`,
   steward packages create tools --version 1.1 --source ./tools -o json`,
 		Args: packageArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := packageRef(args[0], &version)
+			if err != nil {
+				return err
+			}
 			if err := contracts.ValidPackageVersion(version); err != nil {
 				return fmt.Errorf("--version: %w", err)
 			}
@@ -175,7 +201,7 @@ new one).`,
 				progressbar.OptionSetWriter(g.stderr),
 				progressbar.OptionSetVisibility(visible),
 				progressbar.OptionShowBytes(true),
-				progressbar.OptionSetDescription("uploading "+args[0]),
+				progressbar.OptionSetDescription("uploading "+name),
 				progressbar.OptionThrottle(100*time.Millisecond),
 				progressbar.OptionClearOnFinish(),
 			)
@@ -186,7 +212,7 @@ new one).`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
 			defer cancel()
-			info, err := c.PackageCreate(ctx, args[0], version, src)
+			info, err := c.PackageCreate(ctx, name, version, src)
 			if err != nil {
 				return explain(err)
 			}
@@ -248,8 +274,12 @@ func newPackagesShowCmd(g *globals) *cobra.Command {
   steward packages show tools --version 1.0 -o json`,
 		Args: packageArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := packageRef(args[0], &version)
+			if err != nil {
+				return err
+			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				resp, err := c.PackageShow(ctx, args[0], version)
+				resp, err := c.PackageShow(ctx, name, version)
 				if err != nil {
 					return err
 				}
@@ -290,11 +320,15 @@ it first. Clients keep what they downloaded.`,
   steward packages delete tools --all`,
 		Args: packageArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := packageRef(args[0], &version)
+			if err != nil {
+				return err
+			}
 			if (version == "") == !all {
 				return fmt.Errorf("say which: --version V, or --all for every version")
 			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				gone, err := c.PackageDelete(ctx, args[0], version)
+				gone, err := c.PackageDelete(ctx, name, version)
 				if err != nil {
 					return err
 				}
@@ -328,8 +362,12 @@ with backoff; "steward packages status" follows it.`,
 			if len(sites) == 0 {
 				return fmt.Errorf("--site CODE is required (the destination site; repeat for several)")
 			}
+			name, err := packageRef(args[0], &version)
+			if err != nil {
+				return err
+			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				resp, err := c.PackageDistribute(ctx, args[0], version, sites)
+				resp, err := c.PackageDistribute(ctx, name, version, sites)
 				if err != nil {
 					return err
 				}
@@ -354,8 +392,12 @@ the collections it is deployed to: installed, failed (why) or pending.`,
   steward packages status tools -o json | jq '.sites[] | select(.state != "installed")'`,
 		Args: packageArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := packageRef(args[0], &version)
+			if err != nil {
+				return err
+			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				resp, err := c.PackageStatus(ctx, args[0], version)
+				resp, err := c.PackageStatus(ctx, name, version)
 				if err != nil {
 					return err
 				}
@@ -408,8 +450,12 @@ serving the version to the collection's clients.`
 			if collection == "" {
 				return fmt.Errorf("--collection is required")
 			}
+			name, err := packageRef(args[0], &version)
+			if err != nil {
+				return err
+			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				resp, err := c.PackageDeploy(ctx, args[0], version, collection, deploy)
+				resp, err := c.PackageDeploy(ctx, name, version, collection, deploy)
 				if err != nil {
 					return err
 				}

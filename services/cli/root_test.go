@@ -55,3 +55,24 @@ func TestEveryCommandHasExamples(t *testing.T) {
 	}
 	walk(NewRoot(io.Discard, io.Discard))
 }
+
+// TestFlagsCheckedBeforeConnecting: a bad flag is named as a flag, before
+// any site is asked (none runs here).
+func TestFlagsCheckedBeforeConnecting(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"tokens", "create", "--ttl", "0"}, "--ttl 0s: must be between 1s and"},
+		{[]string{"tokens", "create", "--uses", "0"}, "--uses 0: must be between 1 and"},
+		{[]string{"sites", "token", "create", "--child", "bad code"}, "--child: site code"},
+		{[]string{"packages", "show", "tools@1.0", "--version", "2.0"}, "tools@1.0 says version 1.0, --version says 2.0"},
+	} {
+		var out, errb bytes.Buffer
+		root := NewRoot(&out, &errb)
+		root.SetArgs(append(tc.args, "--server", "nats://127.0.0.1:1"))
+		if err := root.ExecuteContext(context.Background()); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("steward %s: got %v, want %q", strings.Join(tc.args, " "), err, tc.want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/stewardhq/steward/contracts"
 	"github.com/stewardhq/steward/services/client"
 )
 
@@ -59,6 +60,11 @@ admits is 1051, the child's join 1052).`,
   steward serve --site BR1 --parent nats://hq.example.org:7422 --parent-token "$TOKEN"   # at the child`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if child != "" {
+				if err := contracts.ValidName(child); err != nil {
+					return fmt.Errorf("--child: site code: %w", err)
+				}
+			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				tok, info, err := c.SitesTokenCreate(ctx, ttl, child, note)
 				if err != nil {

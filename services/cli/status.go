@@ -84,6 +84,11 @@ func (f *statusFilterFlags) filter(ctx context.Context, c *client.Client, now ti
 	out := contracts.StatusFilter{
 		Severities: f.severities, Components: f.components, Sources: f.sources, MsgIDs: f.ids, AuditOnly: f.audit,
 	}
+	for _, comp := range f.components {
+		if !slices.Contains(contracts.Components(), comp) {
+			return out, fmt.Errorf("--component %q: want one of %s", comp, strings.Join(contracts.Components(), ", "))
+		}
+	}
 	var err error
 	if out.Since, err = parseStatusTime(f.since, now); err != nil {
 		return out, fmt.Errorf("--since: %w", err)

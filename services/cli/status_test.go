@@ -166,6 +166,10 @@ func TestStatusCLIListShow(t *testing.T) {
 		t.Errorf("list --all: got %s, want both messages of the hour", out)
 	}
 
+	if _, _, err := e.run("list", "--component", "nope"); err == nil || !strings.Contains(err.Error(), `--component "nope": want one of`) {
+		t.Errorf("list --component nope: got %v, want the known components", err)
+	}
+
 	out = e.mustRun("show", full.ID)
 	for _, want := range []string{full.ID, "Severity:", "error", "Properties:", "dropped:", "3"} {
 		if !strings.Contains(out, want) {

@@ -41,6 +41,13 @@ func newTokensCreateCmd(g *globals) *cobra.Command {
   TOKEN=$(steward tokens create) && steward-agent run --token "$TOKEN" --state-dir /var/lib/steward-agent`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// The site checks these too; here they are named as flags.
+			if ttl < time.Second || ttl > contracts.MaxTokenTTL {
+				return fmt.Errorf("--ttl %s: must be between 1s and %s", ttl, contracts.MaxTokenTTL)
+			}
+			if uses < 1 || uses > contracts.MaxTokenUses {
+				return fmt.Errorf("--uses %d: must be between 1 and %d", uses, contracts.MaxTokenUses)
+			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				tok, info, err := c.TokensCreate(ctx, ttl, uses, note)
 				if err != nil {
