@@ -32,6 +32,8 @@ const (
 const (
 	KindSitesList        = "sites.list"         // SitePeersRequest -> SitePeersResponse (Site:Read)
 	KindSitesTokenCreate = "sites.token.create" // SiteTokenCreateRequest -> SiteTokenResponse (Site:Modify)
+	KindSitesTokenList   = "sites.token.list"   // TokenListRequest -> TokenListResponse (Site:Read)
+	KindSitesTokenRevoke = "sites.token.revoke" // TokenRevokeRequest -> TokenResponse (Site:Modify)
 )
 
 // Site-to-site kinds (SiteSubject: steward.<dest>.site.<from>.<kind>).
@@ -43,6 +45,7 @@ const (
 // Audit actions of the site hierarchy.
 const (
 	AuditSiteTokenCreated = "site.token.created"
+	AuditSiteTokenRevoked = "site.token.revoked"
 	AuditSiteLinked       = "site.linked"
 	AuditSiteJoined       = "site.joined"
 )

@@ -122,6 +122,7 @@ const (
 	StatusSiteLinked       = 1051
 	StatusSiteJoined       = 1052
 	StatusSiteLinkRefused  = 1053
+	StatusSiteTokenRevoked = 1054
 
 	// discovery.
 	StatusClientOffline     = 2001
@@ -208,6 +209,7 @@ var catalog = []StatusDef{
 	{StatusSiteLinked, SeverityInfo, ComponentAdmin, "Site {site} linked as a child from {host} with leaf key {leafKey}, using site token {token}.", true},
 	{StatusSiteJoined, SeverityInfo, ComponentAdmin, "Site {site} joined: its signing key {signingKey} is pinned.", true},
 	{StatusSiteLinkRefused, SeverityWarning, ComponentAdmin, "The link of site {site} from {host} (leaf key {leafKey}) was refused: {reason}", true},
+	{StatusSiteTokenRevoked, SeverityInfo, ComponentAdmin, "Site token {token} was revoked by {by}.", true},
 
 	{StatusClientOffline, SeverityWarning, ComponentDiscovery, "Client {client} ({name}) is offline: no heartbeat since {lastSeen}.", false},
 	{StatusCollectionCreated, SeverityInfo, ComponentDiscovery, "Collection {collection} ({id}) was created by {by}, limited by {limit}.", true},

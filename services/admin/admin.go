@@ -307,6 +307,8 @@ func (s *Service) register() error {
 		{"accounts-remove", op(contracts.KindAccountsRemove), rpc.Handler(log, contracts.TypeAccountRemoveRequest, s.removeAccount)},
 		{"sites-list", op(contracts.KindSitesList), rpc.Handler(log, contracts.TypeSitePeersRequest, s.listSites)},
 		{"sites-token-create", op(contracts.KindSitesTokenCreate), rpc.Handler(log, contracts.TypeSiteTokenCreateRequest, s.createSiteToken)},
+		{"sites-token-list", op(contracts.KindSitesTokenList), rpc.Handler(log, contracts.TypeTokenListRequest, s.listSiteTokens)},
+		{"sites-token-revoke", op(contracts.KindSitesTokenRevoke), rpc.Handler(log, contracts.TypeTokenRevokeRequest, s.revokeSiteToken)},
 		{"site-peers", verb(contracts.VerbSitePeers), rpc.Handler(log, contracts.TypeSitePeersRequest, s.sitePeers)},
 		{"site-join", fromSites(contracts.KindSiteJoin), rpc.Handler(log, contracts.TypeSiteJoinRequest, s.siteJoin)},
 		{"site-heartbeat", fromSites(contracts.KindSiteHeartbeat), rpc.Handler(log, contracts.TypeSiteHeartbeat, s.siteHeartbeat)},

@@ -37,7 +37,38 @@ parent pins. Later starts link with the leaf key alone.`,
 	}
 	token := &cobra.Command{Use: "token", Short: "Site tokens: let a child site link to this one",
 		Example: `  steward sites token create --child BR1 --ttl 2h`}
-	token.AddCommand(newSitesTokenCreateCmd(g))
+	token.AddCommand(newSitesTokenCreateCmd(g), &cobra.Command{
+		Use:   "list",
+		Short: "List site tokens (never their secrets)",
+		Long:  `List the site tokens: ID, whether used, expiry, state (valid, spent, expired, revoked), who made them and why. Needs Site:Read.`,
+		Example: `  steward sites token list
+  steward sites token list -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				list, err := c.SitesTokenList(ctx)
+				if err != nil {
+					return err
+				}
+				return g.print(list, func(w io.Writer) { printTokens(w, list) })
+			})
+		},
+	}, &cobra.Command{
+		Use:     "revoke ID",
+		Short:   "Revoke a site token: no child may link with it",
+		Long:    `Revoke a site token not used yet; a link it already made stays. Needs Site:Modify; audited (status 1054).`,
+		Example: `  steward sites token revoke 0195a3c4-0000-7000-8000-0000000000c3`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				info, err := c.SitesTokenRevoke(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return g.print(info, func(w io.Writer) { fmt.Fprintf(w, "site token %s revoked\n", info.ID) })
+			})
+		},
+	})
 	cmd.AddCommand(newSitesListCmd(g), token)
 	return cmd
 }

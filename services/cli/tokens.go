@@ -82,14 +82,17 @@ func newTokensListCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return g.print(list, func(w io.Writer) {
-					fmt.Fprintln(w, "ID\tUSED\tEXPIRES\tSTATE\tCREATED BY\tNOTE")
-					for _, t := range list {
-						fmt.Fprintf(w, "%s\t%d/%d\t%s\t%s\t%s\t%s\n", t.ID, t.Used, t.Uses, t.Expires.Local().Format(time.RFC3339), tokenState(t), t.CreatedBy, t.Note)
-					}
-				})
+				return g.print(list, func(w io.Writer) { printTokens(w, list) })
 			})
 		},
+	}
+}
+
+// printTokens is the table of enrollment or site tokens.
+func printTokens(w io.Writer, list []contracts.TokenInfo) {
+	fmt.Fprintln(w, "ID\tUSED\tEXPIRES\tSTATE\tCREATED BY\tNOTE")
+	for _, t := range list {
+		fmt.Fprintf(w, "%s\t%d/%d\t%s\t%s\t%s\t%s\n", t.ID, t.Used, t.Uses, t.Expires.Local().Format(time.RFC3339), tokenState(t), t.CreatedBy, t.Note)
 	}
 }
 

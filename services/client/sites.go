@@ -20,6 +20,25 @@ func (c *Client) SitesList(ctx context.Context) ([]contracts.SitePeer, error) {
 	return resp.Peers, nil
 }
 
+// SitesTokenList lists the site tokens, newest first (never their
+// secrets).
+func (c *Client) SitesTokenList(ctx context.Context) ([]contracts.TokenInfo, error) {
+	var resp contracts.TokenListResponse
+	if err := c.call(ctx, contracts.KindSitesTokenList, contracts.TokenListRequest{Header: contracts.NewHeader(contracts.TypeTokenListRequest)}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Tokens, nil
+}
+
+// SitesTokenRevoke revokes a site token by ID.
+func (c *Client) SitesTokenRevoke(ctx context.Context, id string) (contracts.TokenInfo, error) {
+	var resp contracts.TokenResponse
+	if err := c.call(ctx, contracts.KindSitesTokenRevoke, contracts.TokenRevokeRequest{Header: contracts.NewHeader(contracts.TypeTokenRevokeRequest), ID: id}, &resp); err != nil {
+		return contracts.TokenInfo{}, err
+	}
+	return resp.Info, nil
+}
+
 // SitesTokenCreate makes a one-time site token a child links with (child:
 // the only site code that may use it, "" for any); the printed token is
 // returned once.

@@ -604,3 +604,39 @@ func TestRenderLeafListener(t *testing.T) {
 		t.Fatalf("link compression zip: got %v, want an error naming --link-compression", err)
 	}
 }
+
+// TestSiteTokenRevoked: site tokens are listed (never their secrets) and a
+// revoked one links no child.
+func TestSiteTokenRevoked(t *testing.T) {
+	par := startSite(t, Config{DataDir: t.TempDir(), Site: "PAR", LeafListen: "127.0.0.1:0"})
+	op := operator(t, par)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	token, info, err := op.SitesTokenCreate(ctx, time.Hour, "CHD", "revoke me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := op.SitesTokenList(ctx)
+	if err != nil || len(list) != 1 || list[0].ID != info.ID || list[0].Revoked || list[0].Note != "revoke me" {
+		t.Fatalf("site tokens: %+v, %v", list, err)
+	}
+	if strings.Contains(jsonString(list), strings.TrimPrefix(token, "STS1-")) {
+		t.Fatal("the list shows the token")
+	}
+	if got, err := op.SitesTokenRevoke(ctx, info.ID); err != nil || !got.Revoked {
+		t.Fatalf("revoke: %+v, %v", got, err)
+	}
+	if list, err := op.SitesTokenList(ctx); err != nil || !list[0].Revoked {
+		t.Fatalf("after the revoke: %+v, %v", list, err)
+	}
+	if _, err := op.SitesTokenRevoke(ctx, "no-such-token"); contracts.CodeOf(err) != contracts.CodeNotFound {
+		t.Fatalf("revoke of nothing: %v, want not_found", err)
+	}
+	chd := startSite(t, Config{DataDir: t.TempDir(), Site: "CHD", Parent: par.LeafURL(), ParentToken: token})
+	wait(t, "the child to be refused, the parent saying why", func() error {
+		if !strings.Contains(chd.log.String(), "the parent site refused this site's link") || !strings.Contains(par.log.String(), "revoked") {
+			return errors.New("not refused yet")
+		}
+		return nil
+	})
+}
