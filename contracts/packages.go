@@ -45,7 +45,7 @@ const (
 	KindPackagesUndeploy   = "packages.undeploy"
 	KindRoutesSet          = "routes.set"
 	KindRoutesList         = "routes.list"
-	KindRoutesDelete       = "routes.delete" // back to the default route: unlimited, always open
+	KindRoutesDelete       = "routes.delete"              // back to the default route: unlimited, always open
 	KindQuarantineList     = "packages.quarantine.list"   // what peer sites sent that failed verification
 	KindQuarantineDelete   = "packages.quarantine.delete" // forget an entry
 )

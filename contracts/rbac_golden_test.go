@@ -161,8 +161,8 @@ func TestValidAdminName(t *testing.T) {
 		{"0195a3c4-0000-7000-8000-0000000000c1", false},                     // a client ID
 		{"0195a3c40000700080000000000000c1", false},                         // a UUID without hyphens
 		{"UAGENTKEYEXAMPLEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", false}, // an NKey
-		{"root", false},          // every Linux client's superuser
-		{"Administrator", false}, // every Windows client's
+		{"root", false},                   // every Linux client's superuser
+		{"Administrator", false},          // every Windows client's
 		{"site-PAR", false},               // a site's inbox
 		{"Site-par", false},               // names compare case-insensitively
 		{"sitemanager", true},             // only "site-" is reserved
