@@ -20,7 +20,27 @@ const (
 	TypeCollectionPreviewResponse = "steward.v1.collection_preview_response"
 	TypeMembershipChanged         = "steward.v1.membership_changed"
 	TypeInventoryChanged          = "steward.v1.inventory_changed"
+	TypeCollectionUsesRequest     = "steward.v1.collection_uses_request"
+	TypeCollectionUsesResponse    = "steward.v1.collection_uses_response"
 )
+
+// SvcCollectionUses is asked of each service that keeps collections by ID
+// (policy's and replication's deployments, admin's scopes) before
+// discovery deletes one: CollectionUsesRequest -> CollectionUsesResponse.
+const SvcCollectionUses = "collection-uses"
+
+// CollectionUsesRequest asks what of a service names a collection.
+type CollectionUsesRequest struct {
+	Header
+	Collection string `json:"collection"` // its ID
+}
+
+// CollectionUsesResponse says, for an operator to read, what names the
+// collection ("settings \"Lab remote tools\" are deployed to it").
+type CollectionUsesResponse struct {
+	Header
+	Uses []string `json:"uses"`
+}
 
 // Kinds of collection subjects (operator -> site).
 const (

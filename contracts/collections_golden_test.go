@@ -24,6 +24,8 @@ var exampleCollection = CollectionInfo{
 }
 
 func init() {
+	goldenExamples[TypeCollectionUsesRequest] = &CollectionUsesRequest{Header: hdr(TypeCollectionUsesRequest), Collection: exampleCollectionID}
+	goldenExamples[TypeCollectionUsesResponse] = &CollectionUsesResponse{Header: hdr(TypeCollectionUsesResponse), Uses: []string{`settings "Lab remote tools" are deployed to it`}}
 	goldenExamples[TypeCollectionCreateRequest] = &CollectionCreateRequest{
 		Header:      hdr(TypeCollectionCreateRequest),
 		Name:        "Linux web",

@@ -310,6 +310,7 @@ func (s *Service) register() error {
 		{"sites-token-list", op(contracts.KindSitesTokenList), rpc.Handler(log, contracts.TypeTokenListRequest, s.listSiteTokens)},
 		{"sites-token-revoke", op(contracts.KindSitesTokenRevoke), rpc.Handler(log, contracts.TypeTokenRevokeRequest, s.revokeSiteToken)},
 		{"site-peers", verb(contracts.VerbSitePeers), rpc.Handler(log, contracts.TypeSitePeersRequest, s.sitePeers)},
+		{"collection-uses", verb(contracts.SvcCollectionUses), rpc.Handler(log, contracts.TypeCollectionUsesRequest, s.collectionUses)},
 		{"site-join", fromSites(contracts.KindSiteJoin), rpc.Handler(log, contracts.TypeSiteJoinRequest, s.siteJoin)},
 		{"site-heartbeat", fromSites(contracts.KindSiteHeartbeat), rpc.Handler(log, contracts.TypeSiteHeartbeat, s.siteHeartbeat)},
 	}

@@ -485,3 +485,19 @@ func (s *Service) settle(ctx context.Context, next *rbac.Model) {
 		s.cfg.Log.Warn("the RBAC watcher is behind", "want", next.Revision(), "err", err)
 	}
 }
+
+// collectionUses answers discovery before it deletes a collection: the
+// administrative users and groups that have it among their collections.
+func (s *Service) collectionUses(ctx context.Context, _ contracts.SubjectInfo, req *contracts.CollectionUsesRequest) (*contracts.CollectionUsesResponse, error) {
+	m, err := s.rbac.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &contracts.CollectionUsesResponse{Header: contracts.NewHeader(contracts.TypeCollectionUsesResponse), Uses: []string{}}
+	for _, a := range m.Admins() {
+		if slices.ContainsFunc(a.Collections, func(c contracts.Named) bool { return c.ID == req.Collection }) {
+			resp.Uses = append(resp.Uses, fmt.Sprintf("administrative %s %s has it among its collections", a.Kind, a.Name))
+		}
+	}
+	return resp, nil
+}

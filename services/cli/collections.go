@@ -334,9 +334,11 @@ func newCollectionsDeleteCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "delete COLLECTION",
 		Short: "Delete a collection",
-		Long: `Delete a collection. A collection that other collections limit on, include
-or exclude cannot be deleted: the site names them; change or delete those
-first. All Systems is built in and cannot be deleted.`,
+		Long: `Delete a collection. A collection still in use cannot be deleted, and the
+site names what uses it: other collections that limit on, include or exclude
+it; settings or package versions deployed to it; administrative users and
+groups that have it among their collections. Change, undeploy or delete
+those first. All Systems is built in and cannot be deleted. Audited (2012).`,
 		Example: `  steward collections delete "Old pilot"`,
 		Args:    nameArg("delete"),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -4,16 +4,19 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
 	"github.com/stewardhq/steward/services/discovery/collections"
 	"github.com/stewardhq/steward/services/internal/lookup"
+	"github.com/stewardhq/steward/services/internal/rpc"
 )
 
 // This file serves the collections endpoints. Definitions live in
@@ -411,6 +414,13 @@ func (s *Service) collectionDelete(ctx context.Context, from contracts.SubjectIn
 	if id == contracts.AllSystemsID {
 		return nil, contracts.Errorf(contracts.CodeBadRequest, "%s is built in: it cannot be deleted", contracts.AllSystemsName)
 	}
+	uses, err := s.usedBy(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(uses) > 0 {
+		return nil, contracts.Errorf(contracts.CodeConflict, "collection %q is in use: %s; undeploy or change those first", s.collectionNameLocked(id), strings.Join(uses, "; "))
+	}
 	for range maxAttempts {
 		s.model.mu.RLock()
 		cur, ok := s.model.defs[id]
@@ -437,6 +447,43 @@ func (s *Service) collectionDelete(ctx context.Context, from contracts.SubjectIn
 		return &contracts.CollectionResponse{Header: contracts.NewHeader(contracts.TypeCollectionResponse), Collection: info}, nil
 	}
 	return nil, contracts.Errorf(contracts.CodeConflict, "collection %s: still changing after %d attempts", req.Ref, maxAttempts)
+}
+
+// collectionKeepers are the services that keep collections by ID, asked
+// before one is deleted: policy's and replication's deployments, admin's
+// administrators' collections.
+var collectionKeepers = []string{"steward-policy", "steward-replication", "steward-admin"}
+
+// usedBy is what the collectionKeepers say names collection id. A keeper
+// that does not run at this site names nothing; one that runs and does
+// not answer stops the delete (CodeUnavailable).
+func (s *Service) usedBy(ctx context.Context, id string) ([]string, error) {
+	out := []string{}
+	for _, svc := range collectionKeepers {
+		subj, err := contracts.Svc(s.cfg.Site, svc, contracts.SvcCollectionUses)
+		if err != nil {
+			return nil, err
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var resp contracts.CollectionUsesResponse
+		err = rpc.Call(cctx, s.cfg.NC, subj, contracts.CollectionUsesRequest{Header: contracts.NewHeader(contracts.TypeCollectionUsesRequest), Collection: id}, &resp)
+		cancel()
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			continue
+		case err != nil:
+			return nil, contracts.Errorf(contracts.CodeUnavailable, "%s cannot say whether it uses the collection (%v); nothing deleted, try again", svc, err)
+		}
+		out = append(out, resp.Uses...)
+	}
+	return out, nil
+}
+
+// collectionNameLocked is collectionName, taking the model's lock.
+func (s *Service) collectionNameLocked(id string) string {
+	s.model.mu.RLock()
+	defer s.model.mu.RUnlock()
+	return s.collectionName(id)
 }
 
 // dependants describes the collections whose rules name id, sorted by

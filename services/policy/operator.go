@@ -466,6 +466,22 @@ func (s *Service) clientPolicy(ctx context.Context, from contracts.SubjectInfo, 
 // this instance's model has caught up with the latest write, which may have
 // been another instance's (an operator's apply answered by one instance,
 // then its deploy by the other, must find the settings).
+// collectionUses answers discovery before it deletes a collection: the
+// settings deployed to it.
+func (s *Service) collectionUses(ctx context.Context, _ contracts.SubjectInfo, req *contracts.CollectionUsesRequest) (*contracts.CollectionUsesResponse, error) {
+	cat, err := s.freshCatalog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &contracts.CollectionUsesResponse{Header: contracts.NewHeader(contracts.TypeCollectionUsesResponse), Uses: []string{}}
+	for _, d := range cat.Deployments() {
+		if d.Deployment.Collection.ID == req.Collection {
+			resp.Uses = append(resp.Uses, fmt.Sprintf("settings %q are deployed to it", d.Settings.Name))
+		}
+	}
+	return resp, nil
+}
+
 func (s *Service) freshCatalog(ctx context.Context) (*Catalog, error) {
 	e, err := s.settingsKV.Get(ctx, CatalogKey)
 	if err != nil {

@@ -316,6 +316,7 @@ func (s *Service) addService() (micro.Service, error) {
 		rpc.Route("settings-compliance", rpc.OpUp(contracts.KindSettingsCompliance), rpc.Handler(s.log, contracts.TypeSettingsComplianceRequest, s.compliance)),
 		rpc.Route("clients-policy", rpc.OpUp(contracts.KindClientsPolicy), rpc.Handler(s.log, contracts.TypeClientPolicyRequest, s.clientPolicy)),
 		rpc.Route("effective-policy", rpc.Svc(ServiceName, contracts.SvcEffectivePolicy), rpc.Handler(s.log, contracts.TypeEffectivePolicyRequest, s.effectivePolicy)),
+		rpc.Route("collection-uses", rpc.Svc(ServiceName, contracts.SvcCollectionUses), rpc.Handler(s.log, contracts.TypeCollectionUsesRequest, s.collectionUses)),
 		rpc.Route("policy-fetch", rpc.AgentUp(contracts.KindPolicyFetch), s.concurrent(rpc.Handler(s.log, contracts.TypePolicyFetchRequest, s.fetch))),
 		rpc.Route("policy-ack", rpc.AgentUp(contracts.KindPolicyAck), s.concurrent(rpc.BatchHandler(s.log, s.ack))),
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
@@ -70,6 +71,18 @@ func (s *Service) Undeploy(ctx context.Context, pkg, version string, collection 
 	s.log.Info("undeployed", "package", d.Package, "version", d.Version, "collection", d.Collection.Name, "by", by)
 	s.emit(ctx, contracts.StatusPackageUndeployed, map[string]string{"package": d.Package, "version": d.Version, "collection": d.Collection.Name, "by": by})
 	return d, s.tellMembers(ctx, by, d.Collection), nil
+}
+
+// collectionUses answers discovery before it deletes a collection: the
+// package versions deployed to it.
+func (s *Service) collectionUses(_ context.Context, _ contracts.SubjectInfo, req *contracts.CollectionUsesRequest) (*contracts.CollectionUsesResponse, error) {
+	resp := &contracts.CollectionUsesResponse{Header: contracts.NewHeader(contracts.TypeCollectionUsesResponse), Uses: []string{}}
+	for _, d := range s.model.deploymentList("", "") {
+		if d.Collection.ID == req.Collection {
+			resp.Uses = append(resp.Uses, fmt.Sprintf("package %s is deployed to it", contracts.PackageKey(d.Package, d.Version)))
+		}
+	}
+	return resp, nil
 }
 
 // Deployments lists deployments: of one version (pkg and version set),

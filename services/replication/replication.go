@@ -389,6 +389,7 @@ func (s *Service) addService() (micro.Service, error) {
 	}
 	table := []rpc.Endpoint{
 		rpc.Route("repl-offer", site(contracts.KindReplOffer), s.concurrent(rpc.RawHandler(s.log, contracts.TypeReplicationOffer, s.handleOffer))),
+		rpc.Route("collection-uses", rpc.Svc(ServiceName, contracts.SvcCollectionUses), rpc.Handler(s.log, contracts.TypeCollectionUsesRequest, s.collectionUses)),
 		rpc.Route("repl-chunk", site(contracts.KindReplChunk), s.concurrent(rpc.RawHandler(s.log, "repl.chunk", s.handleChunk))),
 		rpc.Route("repl-commit", site(contracts.KindReplCommit), s.concurrent(rpc.Handler(s.log, contracts.TypeReplicationCommit, s.handleCommit))),
 		rpc.Route("content-list", rpc.AgentUp(contracts.KindContentList), s.concurrent(rpc.Handler(s.log, contracts.TypeContentListRequest, s.contentList))),

@@ -130,7 +130,7 @@ func CallMsg(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, erro
 	reply, err := nc.RequestMsgWithContext(ctx, msg)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return nil, contracts.Errorf(contracts.CodeUnavailable, "no service answers %s (is the site running?)", subject)
+		return nil, noResponders{contracts.Errorf(contracts.CodeUnavailable, "no service answers %s (is the site running?)", subject)}
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
 		return nil, contracts.Errorf(contracts.CodeUnavailable, "no answer on %s in time", subject)
 	case err != nil:
@@ -141,6 +141,14 @@ func CallMsg(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, erro
 	}
 	return reply, nil
 }
+
+// noResponders is CallMsg's answer when nothing listens on the subject:
+// CodeUnavailable, and errors.Is nats.ErrNoResponders for a caller to
+// whom a service that does not run is not a failure.
+type noResponders struct{ err *contracts.Error }
+
+func (e noResponders) Error() string   { return e.err.Error() }
+func (e noResponders) Unwrap() []error { return []error{e.err, nats.ErrNoResponders} }
 
 // DefaultTimeout bounds a Call whose context has no deadline.
 const DefaultTimeout = 10 * time.Second
