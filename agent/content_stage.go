@@ -27,7 +27,9 @@ import (
 // O_NOFOLLOW, parent directories are made one element at a time and must be
 // directories, not links, and the package's own links are made last, after
 // every file is written and verified. Staging resumes: a chunk already
-// staged whose hash matches is not fetched again.
+// staged whose hash matches is not fetched again, nor one that matches in
+// the version's installed directory (a kill after the install's rename and
+// before the outcome was recorded).
 type stager struct {
 	m          *contracts.Manifest
 	key        string // package@version
@@ -41,6 +43,11 @@ type stager struct {
 	progress func(n int64)
 
 	have map[string]chunkAt // chunks staged and verified, for files that share them
+	// installed is the version's installed directory while it is staged
+	// again (an outcome lost to a kill after the install's rename): its
+	// chunks that still match are copied, not fetched. Nil when there is
+	// none.
+	installed *os.Root
 }
 
 // chunkAt is where a verified chunk lies in the staging directory.
@@ -94,6 +101,11 @@ func (s *stager) stage(ctx context.Context) error {
 	defer root.Close()
 	if err := s.clean(root); err != nil {
 		return err
+	}
+	if fi, err := os.Lstat(s.dest); err == nil && fi.IsDir() {
+		if s.installed, err = os.OpenRoot(s.dest); err == nil {
+			defer func() { s.installed.Close(); s.installed = nil }()
+		}
 	}
 	for _, f := range s.m.Files {
 		if err := s.writeFile(ctx, root, f); err != nil {
@@ -273,7 +285,7 @@ func (s *stager) writeFile(ctx context.Context, root *os.Root, f contracts.Manif
 				continue
 			}
 		}
-		data, err := s.chunk(ctx, root, c, n)
+		data, err := s.chunkAt(ctx, root, c, chunkAt{f.Path, off, n})
 		if err != nil {
 			if isRetryable(err) {
 				return err
@@ -302,11 +314,18 @@ func (s *stager) writeFile(ctx context.Context, root *os.Root, f contracts.Manif
 	return nil
 }
 
-// chunk is a verified chunk of n bytes: a copy of one staged before in
-// this version, else fetched.
-func (s *stager) chunk(ctx context.Context, root *os.Root, hash string, n int64) ([]byte, error) {
+// chunkAt is the verified chunk hash that lies at where in the version: a
+// copy of one staged before in this version, or of the installed one in
+// the same place, else fetched.
+func (s *stager) chunkAt(ctx context.Context, root *os.Root, hash string, where chunkAt) ([]byte, error) {
+	n := where.size
 	if at, ok := s.have[hash]; ok && at.size == n {
 		if b, err := readStaged(root, at); err == nil && contracts.ChunkHash(b) == hash {
+			return b, nil
+		}
+	}
+	if s.installed != nil {
+		if b, err := readStaged(s.installed, where); err == nil && contracts.ChunkHash(b) == hash {
 			return b, nil
 		}
 	}

@@ -628,3 +628,48 @@ func countStatus(svc *ackService, id int) int {
 	}
 	return n
 }
+
+// TestContentInstalledBeforeKill: a kill after the install's rename and
+// before the outcome's commit leaves the version complete in place and the
+// index saying downloading; the next sync copies the installed chunks that
+// still match instead of fetching them again.
+func TestContentInstalledBeforeKill(t *testing.T) {
+	b := newBench(t)
+	b.enrolled()
+	svc := b.services()
+	cs := b.contentSite(svc)
+	files := []testFile{{"data.bin", 0o640, randomBytes(3, 5*contracts.ChunkSize-7)}}
+	p := b.newPackage("big", "1", files, nil)
+	cs.assign(p)
+	a := b.startAgent(nil)
+	cs.reportFor("big@1")
+	b.stopAgent(a)
+	// What the kill leaves: the index as it was before the fetch.
+	s, err := state.Open(b.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.UpdateContent(0, func(idx map[string]state.ContentEntry) ([]state.Entry, error) {
+		e := idx["big@1"]
+		e.State, e.Path, e.Reported, e.Installed, e.Bytes = state.ContentDownloading, "", false, e.Installed.AddDate(-1, 0, 0), 0
+		idx["big@1"] = e
+		return nil, nil
+	})
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs.resetCounts()
+	a = b.startAgent(nil)
+	cs.reportFor("big@1")
+	if _, chunks, _ := cs.counts(); chunks != 0 {
+		t.Errorf("%d chunks fetched again for a version complete in place, want 0", chunks)
+	}
+	if c, _ := heldContent(a, "big@1"); c.State != contracts.ContentInstalled {
+		t.Errorf("big@1 is %q, want installed", c.State)
+	}
+	got, err := os.ReadFile(filepath.Join(b.dir, "content", "big", "1", "data.bin"))
+	if err != nil || !bytes.Equal(got, files[0].data) {
+		t.Errorf("the installed file: %v", err)
+	}
+}
