@@ -196,6 +196,12 @@ func TestSessionTunnelEcho(t *testing.T) {
 		t.Errorf("tunnel to an unlisted port: got %v, want policy_denied", err)
 	}
 
+	// The CLI refuses such a tunnel before it listens (it listened, and
+	// refused each connection).
+	if _, _, err := steward(t, l.rs, l.rs.AdminIdentity(), "", "session", "tunnel", "web-01", "--port", strconv.Itoa(port+1), "--local", "127.0.0.1:0"); contracts.CodeOf(err) != contracts.CodePolicyDenied || !strings.Contains(err.Error(), "not in the tunnel ports") {
+		t.Errorf("session tunnel to an unlisted port: got %v, want policy_denied before listening", err)
+	}
+
 	// The CLI's tunnel: a local listener whose connections are sessions.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

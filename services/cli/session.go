@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -223,8 +224,9 @@ func newSessionTunnelCmd(g *globals) *cobra.Command {
 --port on the client's own loopback (127.0.0.1): VNC (5900), RDP (3389) or SSH
 (22) of a machine that is not reachable directly. Only ports in the client's
 remoteTools.tunnelPorts are allowed, with full access. Each connection is a
-session of its own: authorised, audited, and its bytes counted. Stop with
-Ctrl-C.`,
+session of its own: authorised, audited, and its bytes counted. A tunnel the
+client's settings do not allow (remote tools off, the port not listed) is
+refused before anything listens. Stop with Ctrl-C.`,
 		Example: `  steward session tunnel web-01 --port 5900 --local 127.0.0.1:5901 &
   vncviewer 127.0.0.1:5901
   steward session tunnel db-01 --port 22 --local 127.0.0.1:2222`,
@@ -237,6 +239,9 @@ Ctrl-C.`,
 				local = fmt.Sprintf("127.0.0.1:%d", port)
 			}
 			return g.withSession(cmd, func(ctx context.Context, c *client.Client) error {
+				if err := tunnelAllowed(ctx, c, args[0], port); err != nil {
+					return err
+				}
 				ln, err := net.Listen("tcp", local)
 				if err != nil {
 					return fmt.Errorf("--local: %w", err)
@@ -251,6 +256,37 @@ Ctrl-C.`,
 	cmd.Flags().StringVar(&local, "local", "", "where to listen here (default 127.0.0.1:PORT)")
 	_ = cmd.MarkFlagRequired("port")
 	return cmd
+}
+
+// tunnelAllowed refuses, before anything listens, a tunnel the client's
+// resultant policy does not allow: remote tools off, or the port not in
+// its tunnelPorts (the broker decides each connection all the same). An
+// operator who may not read the client's settings is not refused here.
+func tunnelAllowed(ctx context.Context, c *client.Client, ref string, port int) error {
+	pol, err := c.ClientPolicy(ctx, ref)
+	if contracts.CodeOf(err) == contracts.CodePermissionDenied {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var enabled bool
+	var ports []int
+	for _, v := range pol.Settings {
+		switch v.Setting {
+		case "remoteTools.enabled":
+			_ = json.Unmarshal(v.Value, &enabled)
+		case "remoteTools.tunnelPorts":
+			_ = json.Unmarshal(v.Value, &ports)
+		}
+	}
+	switch {
+	case !enabled:
+		return contracts.Errorf(contracts.CodePolicyDenied, "remote tools are not enabled on %s (its settings: steward clients policy %s)", pol.Client.Name, pol.Client.Name)
+	case !slices.Contains(ports, port):
+		return contracts.Errorf(contracts.CodePolicyDenied, "port %d is not in the tunnel ports of %s (%v; remoteTools.tunnelPorts)", port, pol.Client.Name, ports)
+	}
+	return nil
 }
 
 // ServeTunnel accepts connections on ln until ctx ends, each carried by a
