@@ -145,7 +145,7 @@ func (s *BoltStore) UpdateContent(max int, fn func(idx map[string]ContentEntry) 
 		if !stateRoom(max, ob.Stats().KeyN, len(entries)) {
 			dropped, entries = len(entries), nil
 		}
-		if err := putEntries(ob, entries); err != nil {
+		if _, err := putEntries(ob, entries); err != nil {
 			return err
 		}
 		for k := range before {

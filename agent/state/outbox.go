@@ -44,27 +44,30 @@ func seqKey(seq uint64) []byte {
 	return k
 }
 
-// putEntries appends entries to the outbox bucket ob.
-func putEntries(ob *bolt.Bucket, entries []Entry) error {
+// putEntries appends entries to the outbox bucket ob and returns their
+// sequence numbers.
+func putEntries(ob *bolt.Bucket, entries []Entry) ([]uint64, error) {
+	seqs := make([]uint64, 0, len(entries))
 	for _, e := range entries {
 		seq, err := ob.NextSequence()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		data, err := json.Marshal(e)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := ob.Put(seqKey(seq), data); err != nil {
-			return err
+			return nil, err
 		}
+		seqs = append(seqs, seq)
 	}
-	return nil
+	return seqs, nil
 }
 
 // Enqueue implements Store.
 func (s *BoltStore) Enqueue(max int, entries ...Entry) ([]uint64, error) {
-	seqs := make([]uint64, 0, len(entries))
+	var seqs []uint64
 	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(outboxBucket)
 		if b == nil {
@@ -73,21 +76,9 @@ func (s *BoltStore) Enqueue(max int, entries ...Entry) ([]uint64, error) {
 		if max > 0 && b.Stats().KeyN+len(entries) > max {
 			return fmt.Errorf("%w (%d entries)", ErrOutboxFull, b.Stats().KeyN)
 		}
-		for _, e := range entries {
-			seq, err := b.NextSequence()
-			if err != nil {
-				return err
-			}
-			data, err := json.Marshal(e)
-			if err != nil {
-				return err
-			}
-			if err := b.Put(seqKey(seq), data); err != nil {
-				return err
-			}
-			seqs = append(seqs, seq)
-		}
-		return nil
+		var err error
+		seqs, err = putEntries(b, entries)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("outbox enqueue: %w", err)

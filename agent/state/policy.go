@@ -173,7 +173,7 @@ func (s *BoltStore) UpdatePolicy(max int, fn func(p *PolicyState) ([]Entry, erro
 		if !stateRoom(max, ob.Stats().KeyN, len(entries)) {
 			dropped, entries = len(entries), nil
 		}
-		if err := putEntries(ob, entries); err != nil {
+		if _, err := putEntries(ob, entries); err != nil {
 			return err
 		}
 		return writePolicy(b, p)

@@ -466,28 +466,13 @@ func (s *Service) createSiteToken(ctx context.Context, from contracts.SubjectInf
 
 // listSiteTokens serves `steward sites token list`: never the secrets.
 func (s *Service) listSiteTokens(ctx context.Context, from contracts.SubjectInfo, _ *contracts.TokenListRequest) (*contracts.TokenListResponse, error) {
-	if err := s.authorize(from, rbac.SiteRead); err != nil {
-		return nil, err
-	}
-	list, err := s.siteTokens.list(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &contracts.TokenListResponse{Header: contracts.NewHeader(contracts.TypeTokenListResponse), Tokens: list}, nil
+	return s.listTokensOf(ctx, from, s.siteTokens, rbac.SiteRead)
 }
 
 // revokeSiteToken serves `steward sites token revoke`: a token not used
 // yet can no longer link a child (a link it made stays).
 func (s *Service) revokeSiteToken(ctx context.Context, from contracts.SubjectInfo, req *contracts.TokenRevokeRequest) (*contracts.TokenResponse, error) {
-	if err := s.authorize(from, rbac.SiteModify); err != nil {
-		return nil, err
-	}
-	info, err := s.siteTokens.revoke(ctx, req.ID)
-	if err != nil {
-		return nil, err
-	}
-	s.audit(ctx, contracts.AuditSiteTokenRevoked, contracts.StatusSiteTokenRevoked, from.Principal, rbac.ObjSite, info.ID, map[string]string{"token": info.ID})
-	return &contracts.TokenResponse{Header: contracts.NewHeader(contracts.TypeTokenResponse), Info: info}, nil
+	return s.revokeTokenOf(ctx, from, req.ID, s.siteTokens, rbac.SiteModify, contracts.AuditSiteTokenRevoked, contracts.StatusSiteTokenRevoked, rbac.ObjSite)
 }
 
 // ensureParent records the parent this site links to (from its

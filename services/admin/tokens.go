@@ -202,24 +202,36 @@ func (s *Service) createToken(ctx context.Context, from contracts.SubjectInfo, r
 }
 
 func (s *Service) listTokens(ctx context.Context, from contracts.SubjectInfo, _ *contracts.TokenListRequest) (*contracts.TokenListResponse, error) {
-	if err := s.authorize(from, rbac.EnrollmentTokenRead); err != nil {
+	return s.listTokensOf(ctx, from, s.tokens, rbac.EnrollmentTokenRead)
+}
+
+func (s *Service) revokeToken(ctx context.Context, from contracts.SubjectInfo, req *contracts.TokenRevokeRequest) (*contracts.TokenResponse, error) {
+	return s.revokeTokenOf(ctx, from, req.ID, s.tokens, rbac.EnrollmentTokenDelete, contracts.AuditTokenRevoked, contracts.StatusTokenRevoked, rbac.ObjEnrollmentToken)
+}
+
+// listTokensOf lists a token bucket (enrollment or site tokens) for an
+// operator holding perm.
+func (s *Service) listTokensOf(ctx context.Context, from contracts.SubjectInfo, t *tokens, perm rbac.Permission) (*contracts.TokenListResponse, error) {
+	if err := s.authorize(from, perm); err != nil {
 		return nil, err
 	}
-	list, err := s.tokens.list(ctx)
+	list, err := t.list(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return &contracts.TokenListResponse{Header: contracts.NewHeader(contracts.TypeTokenListResponse), Tokens: list}, nil
 }
 
-func (s *Service) revokeToken(ctx context.Context, from contracts.SubjectInfo, req *contracts.TokenRevokeRequest) (*contracts.TokenResponse, error) {
-	if err := s.authorize(from, rbac.EnrollmentTokenDelete); err != nil {
+// revokeTokenOf revokes token id of a token bucket for an operator holding
+// perm, audited as action and status message statusID on obj.
+func (s *Service) revokeTokenOf(ctx context.Context, from contracts.SubjectInfo, id string, t *tokens, perm rbac.Permission, action string, statusID int, obj string) (*contracts.TokenResponse, error) {
+	if err := s.authorize(from, perm); err != nil {
 		return nil, err
 	}
-	info, err := s.tokens.revoke(ctx, req.ID)
+	info, err := t.revoke(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	s.audit(ctx, contracts.AuditTokenRevoked, contracts.StatusTokenRevoked, from.Principal, rbac.ObjEnrollmentToken, info.ID, map[string]string{"token": info.ID})
+	s.audit(ctx, action, statusID, from.Principal, obj, info.ID, map[string]string{"token": info.ID})
 	return &contracts.TokenResponse{Header: contracts.NewHeader(contracts.TypeTokenResponse), Info: info}, nil
 }
