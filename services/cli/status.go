@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -206,7 +207,11 @@ With -o json the output is a JSON array of messages.`,
 				if after != "" {
 					fmt.Fprintf(g.stderr, "more messages match: add --after %s for the next page (or --all)\n", after)
 				}
-				return g.print(msgs, func(w io.Writer) { statusTable(w, msgs) })
+				var names map[string]string
+				if g.output != "json" {
+					names = clientNames(ctx, c)
+				}
+				return g.print(msgs, func(w io.Writer) { statusTable(w, msgs, names) })
 			})
 		},
 	}
@@ -368,10 +373,14 @@ sent since the site began counting.`,
 				if err != nil {
 					return err
 				}
+				var names map[string]string
+				if g.output != "json" {
+					names = clientNames(ctx, c)
+				}
 				return g.print(sums, func(w io.Writer) {
 					fmt.Fprintln(w, "CLIENT\tLAST\tSEVERITY\tID\tERRORS\tWARNINGS\tINFO\tTEXT")
 					for _, s := range sums {
-						fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", s.Client, ago(s.Last.Time), s.Last.Severity, s.Last.MsgID, s.Error, s.Warning, s.Info, oneLine(s.Last.Text, 80))
+						fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", cmp.Or(names[s.Client], s.Client), ago(s.Last.Time), s.Last.Severity, s.Last.MsgID, s.Error, s.Warning, s.Info, oneLine(s.Last.Text, 80))
 					}
 				})
 			})
@@ -563,12 +572,27 @@ fact have run on it; SHADOWED BY names that rule.`,
 	return cmd
 }
 
-// statusTable writes messages as rows.
-func statusTable(w io.Writer, msgs []contracts.StatusMessage) {
+// statusTable writes messages as rows; a source that is a client is
+// shown by its name when names has it.
+func statusTable(w io.Writer, msgs []contracts.StatusMessage, names map[string]string) {
 	fmt.Fprintln(w, "TIME\tSEVERITY\tID\tCOMPONENT\tSOURCE\tTEXT")
 	for _, m := range msgs {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Time.Local().Format(time.DateTime), m.Severity, statusID(m), m.Component, m.Source, statusText(m, 100))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Time.Local().Format(time.DateTime), m.Severity, statusID(m), m.Component, cmp.Or(names[m.Source], m.Source), statusText(m, 100))
 	}
+}
+
+// clientNames maps the IDs of the clients the operator may see to their
+// names, for tables (JSON keeps the IDs); nil when they cannot be listed.
+func clientNames(ctx context.Context, c *client.Client) map[string]string {
+	list, err := c.ClientsList(ctx, "")
+	if err != nil {
+		return nil
+	}
+	out := make(map[string]string, len(list))
+	for _, cl := range list {
+		out[cl.ID] = cl.Name
+	}
+	return out
 }
 
 // statusLine is one message on one line, for follow.

@@ -313,3 +313,24 @@ func TestParseStatusTime(t *testing.T) {
 		t.Errorf("date: got %v, %v", got, err)
 	}
 }
+
+// TestStatusTableNames: a source that is a known client is shown by its
+// name; others (the site, a client not listed) as they are.
+func TestStatusTableNames(t *testing.T) {
+	var b bytes.Buffer
+	msgs := []contracts.StatusMessage{
+		{MsgID: 10001, Source: statusClient, Text: "from the agent"},
+		{MsgID: 1001, Source: "LAB", Text: "from the site"},
+		{MsgID: 10002, Source: "0195a3c4-0000-7000-8000-0000000000ff", Text: "from a client not listed"},
+	}
+	statusTable(&b, msgs, map[string]string{statusClient: "web-01"})
+	out := b.String()
+	for _, want := range []string{"web-01", "LAB", "0195a3c4-0000-7000-8000-0000000000ff"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, statusClient) {
+		t.Errorf("table shows the ID of a named client:\n%s", out)
+	}
+}
