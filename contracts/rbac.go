@@ -122,9 +122,9 @@ func ValidNewAdminName(n string) error {
 		return err
 	}
 	// An operator's reply inbox is _INBOX.<name>: no name may be another
-	// principal's inbox (clients' UUIDs and keys above; a site's
-	// _INBOX.site-<code>; a service connection's _INBOX.<NUID>, 22 letters
-	// and digits).
+	// principal's inbox (clients' UUIDs and keys above; a service
+	// connection's _INBOX.<NUID>, 22 letters and digits; site-<code>, a
+	// site's cross-site inbox before it moved to steward.<site>.inbox).
 	if slices.Contains(ReservedAccountNames, strings.ToLower(n)) {
 		return fmt.Errorf("administrator name %q is a built-in account of clients (%s), which Permitted Viewers never match", n, strings.Join(ReservedAccountNames, ", "))
 	}

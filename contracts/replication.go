@@ -98,9 +98,11 @@ func SiteSpace(dest, from string) (string, error) {
 }
 
 // SiteInbox is the reply-inbox prefix of the services of site when they ask
-// another site ("_INBOX.site-<site>"): the leaf connection carries replies
-// only to these inboxes.
-func SiteInbox(site string) (string, error) { return Inbox("site-" + site) }
+// another site ("steward.<site>.inbox.site"): the leaf connection carries
+// replies only to these inboxes. It lies in the site's own space, not in
+// _INBOX, so that a child can refuse to send any _INBOX reply up its link
+// (its operators' and services' answers) and still answer its parent.
+func SiteInbox(site string) (string, error) { return join(Root, site, "inbox", "site") }
 
 // ChunkHash is the hex SHA-256 of a chunk.
 func ChunkHash(b []byte) string {

@@ -298,7 +298,7 @@ func TestSiteSubjects(t *testing.T) {
 		t.Fatalf("SiteSpace = %q, %v", sp, err)
 	}
 	in, err := SiteInbox("PAR")
-	if err != nil || in != "_INBOX.site-PAR" {
+	if err != nil || in != "steward.PAR.inbox.site" {
 		t.Fatalf("SiteInbox = %q, %v", in, err)
 	}
 }

@@ -36,7 +36,7 @@ func TestCollectionDeleteInUse(t *testing.T) {
 	rs.addOperator(t, admin, "lin", []string{contracts.RoleReadOnlyAnalyst}, []string{"Linux"})
 
 	_, err := admin.CollectionsDelete(ctx(t), "Linux")
-	for _, want := range []string{`settings "Lab remote tools" are deployed to it`, "package tools@1.0 is deployed to it", "administrative user lin has it among its collections"} {
+	for _, want := range []string{`settings "Lab remote tools" are deployed to it`, "package tools@1.0 is deployed to it", "1 administrative users or groups have it among their collections"} {
 		if contracts.CodeOf(err) != contracts.CodeConflict || !strings.Contains(err.Error(), want) {
 			t.Fatalf("delete of a collection in use: %v; want conflict naming %q", err, want)
 		}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,7 +34,12 @@ func TestUnknownOperatorFailsFast(t *testing.T) {
 	defer cancel()
 	// Waiting out the timeout would end in unavailable (no answer).
 	_, err = c.ClientsList(ctx, "")
-	if contracts.CodeOf(err) != contracts.CodePermissionDenied || !strings.Contains(err.Error(), "steward admins add kk --public-key "+pub) {
+	if contracts.CodeOf(err) != contracts.CodePermissionDenied || !errors.Is(err, client.ErrIdentityRefused) || !strings.Contains(err.Error(), "steward admins add kk --public-key "+pub) {
 		t.Fatalf("got %v, want permission denied with the command that adds the key", err)
+	}
+	// A command that would go on past a permission it lacks (session
+	// tunnel's policy check) stops on this one.
+	if _, _, err := steward(t, rs, path, "", "session", "tunnel", "web-01", "--port", "22", "--local", "127.0.0.1:0"); !errors.Is(err, client.ErrIdentityRefused) {
+		t.Fatalf("session tunnel with an unknown identity: %v, want refused before listening", err)
 	}
 }

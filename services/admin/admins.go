@@ -493,11 +493,17 @@ func (s *Service) collectionUses(ctx context.Context, _ contracts.SubjectInfo, r
 	if err != nil {
 		return nil, err
 	}
-	resp := &contracts.CollectionUsesResponse{Header: contracts.NewHeader(contracts.TypeCollectionUsesResponse), Uses: []string{}}
+	// Counted, not named: whoever deletes collections may not read the
+	// administrators (admins list needs Administrator:Read).
+	n := 0
 	for _, a := range m.Admins() {
 		if slices.ContainsFunc(a.Collections, func(c contracts.Named) bool { return c.ID == req.Collection }) {
-			resp.Uses = append(resp.Uses, fmt.Sprintf("administrative %s %s has it among its collections", a.Kind, a.Name))
+			n++
 		}
+	}
+	resp := &contracts.CollectionUsesResponse{Header: contracts.NewHeader(contracts.TypeCollectionUsesResponse), Uses: []string{}}
+	if n > 0 {
+		resp.Uses = append(resp.Uses, fmt.Sprintf("%d administrative users or groups have it among their collections (steward admins list)", n))
 	}
 	return resp, nil
 }

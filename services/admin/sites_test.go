@@ -24,10 +24,10 @@ func TestSiteGrant(t *testing.T) {
 	}
 	// As the child sees them: the server reverses them on the parent's
 	// side of the link (services/site TestSiteHierarchy checks both ways).
-	if want := []string{"steward.PAR.site.CHD.>", "_INBOX.site-PAR.>"}; !slices.Equal(g.Pub, want) {
+	if want := []string{"steward.PAR.site.CHD.>", "steward.PAR.inbox.site.>"}; !slices.Equal(g.Pub, want) {
 		t.Errorf("pub: got %v, want %v", g.Pub, want)
 	}
-	if want := []string{"steward.CHD.site.PAR.>", "_INBOX.site-CHD.>"}; !slices.Equal(g.Sub, want) {
+	if want := []string{"steward.CHD.site.PAR.>", "steward.CHD.inbox.site.>"}; !slices.Equal(g.Sub, want) {
 		t.Errorf("sub: got %v, want %v", g.Sub, want)
 	}
 	uc := userClaims("UKEY", g)

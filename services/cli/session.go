@@ -264,7 +264,7 @@ refused before anything listens. Stop with Ctrl-C.`,
 // operator who may not read the client's settings is not refused here.
 func tunnelAllowed(ctx context.Context, c *client.Client, ref string, port int) error {
 	pol, err := c.ClientPolicy(ctx, ref)
-	if contracts.CodeOf(err) == contracts.CodePermissionDenied {
+	if contracts.CodeOf(err) == contracts.CodePermissionDenied && !errors.Is(err, client.ErrIdentityRefused) {
 		return nil
 	}
 	if err != nil {

@@ -34,6 +34,17 @@ type Client struct {
 	denied *denial
 }
 
+// ErrIdentityRefused is in the error of every call made on a connection
+// the site does not take for the operator it claims (errors.Is), beside
+// its CodePermissionDenied: not a permission the operator lacks, but no
+// operator at all.
+var ErrIdentityRefused = errors.New("the site does not take this identity for its operator")
+
+type identityRefused struct{ err *contracts.Error }
+
+func (e identityRefused) Error() string   { return e.err.Error() }
+func (e identityRefused) Unwrap() []error { return []error{e.err, ErrIdentityRefused} }
+
 // denial is a connection's first refused publish: ch is closed once err
 // is set.
 type denial struct {
@@ -103,9 +114,9 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 	nc, err := nats.Connect(o.Server,
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrPermissionViolation) {
-				denied.set(contracts.Errorf(contracts.CodePermissionDenied,
+				denied.set(identityRefused{contracts.Errorf(contracts.CodePermissionDenied,
 					"site %s does not take this identity for operator %s (%v): an administrator adds it with `steward admins add %s --public-key %s`, or --identity names another operator's file",
-					id.Site, id.Operator, err, id.Operator, pub))
+					id.Site, id.Operator, err, id.Operator, pub)})
 			}
 		}),
 		nats.Name("steward-cli "+id.Operator),

@@ -151,11 +151,19 @@ func ParseSettings(data []byte) (contracts.Settings, error) {
 	}
 	// One settings object a file: a second document ("---") would be
 	// dropped without a word.
-	var next yaml.Node
-	if err := dec.Decode(&next); err == nil {
-		return contracts.Settings{}, fmt.Errorf("line %d: a second YAML document; a settings file holds one settings object (put %q in a file of its own)", max(next.Line, 1), docName(&next))
-	} else if !errors.Is(err, io.EOF) {
-		return contracts.Settings{}, yamlError(err)
+	// An empty document after a trailing "---" is none.
+	for {
+		var next yaml.Node
+		err := dec.Decode(&next)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return contracts.Settings{}, yamlError(err)
+		}
+		if len(next.Content) > 0 && next.Content[0].Tag != tagNull {
+			return contracts.Settings{}, fmt.Errorf("line %d: a second YAML document; a settings file holds one settings object (put %q in a file of its own)", max(next.Line, 1), docName(&next))
+		}
 	}
 	if err := s.Validate(); err != nil {
 		var fe *contracts.FieldError

@@ -75,6 +75,7 @@ func TestParseSettingsErrorsNameTheLine(t *testing.T) {
 		{"section as scalar", "name: x\npriority: 1\nagent: fast\n", `line 3: agent: want a section of keys, got text ("fast")`},
 		{"empty", "", "empty"},
 		{"two documents", "name: x\npriority: 1\n---\nname: y\npriority: 2\n", `line 3: a second YAML document; a settings file holds one settings object (put "y" in a file of its own)`},
+		{"two documents after an empty one", "name: x\npriority: 1\n---\n---\nname: y\npriority: 2\n", `a second YAML document`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseSettings([]byte(tc.file))
@@ -82,5 +83,15 @@ func TestParseSettingsErrorsNameTheLine(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestParseSettingsTrailingSeparator: a "---" at the end, or followed by
+// comments alone, ends the one document; it is no second one.
+func TestParseSettingsTrailingSeparator(t *testing.T) {
+	for _, file := range []string{"name: x\npriority: 1\n---\n", "name: x\npriority: 1\n---\n# nothing more\n", "---\nname: x\npriority: 1\n"} {
+		if s, err := ParseSettings([]byte(file)); err != nil || s.Name != "x" {
+			t.Errorf("%q: got %+v, %v", file, s, err)
+		}
 	}
 }

@@ -115,6 +115,9 @@ func PermittedViewer(m *Model, operator string, viewers []string, local ClientPr
 				continue
 			}
 			for _, mem := range members {
+				if builtinAccount(mem) {
+					continue
+				}
 				if ok, how := isMe(ParsePrincipal(mem)); ok {
 					return true, fmt.Sprintf("permitted viewer %q: local group %q has %s", v, g, how)
 				}

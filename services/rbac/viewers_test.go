@@ -51,7 +51,7 @@ func TestPermittedViewer(t *testing.T) {
 	m := mustModel(t, Document{Admins: []Admin{helpdesk, alice, bob, carl, revoked, root, administrator}})
 	local := ClientPrincipals{
 		Admins: []string{"root", `WEB01\Carl`, `WEB01\Administrator`, `BUILTIN\Administrators`},
-		Groups: map[string][]string{"Support": {`LAB\Alice`}, "Ops": {"group:helpdesk"}},
+		Groups: map[string][]string{"Support": {`LAB\Alice`}, "Ops": {"group:helpdesk"}, "Administrators": {`WEB01\Administrator`, "root"}},
 	}
 	tests := []struct {
 		name    string
@@ -76,6 +76,7 @@ func TestPermittedViewer(t *testing.T) {
 		{"root is every Linux client's, nobody's", "root", nil, false, "not a permitted viewer"},
 		{"Administrator is every Windows client's", "Administrator", nil, false, "not a permitted viewer"},
 		{"but may be listed by name", "root", []string{"root"}, true, "user root"},
+		{"nor through a local group holding it", "Administrator", []string{"Administrators"}, false, "not a permitted viewer"},
 		{"revoked operator", "rory", []string{"rory"}, false, "revoked"},
 		{"unknown operator", "zed", []string{"zed"}, false, "not an administrative user"},
 	}

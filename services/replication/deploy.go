@@ -75,7 +75,11 @@ func (s *Service) Undeploy(ctx context.Context, pkg, version string, collection 
 
 // collectionUses answers discovery before it deletes a collection: the
 // package versions deployed to it.
-func (s *Service) collectionUses(_ context.Context, _ contracts.SubjectInfo, req *contracts.CollectionUsesRequest) (*contracts.CollectionUsesResponse, error) {
+func (s *Service) collectionUses(ctx context.Context, _ contracts.SubjectInfo, req *contracts.CollectionUsesRequest) (*contracts.CollectionUsesResponse, error) {
+	// Another instance may have deployed to it a moment ago.
+	if err := s.syncModel(ctx, s.deployKV, DeploymentsBucket); err != nil {
+		return nil, err
+	}
 	resp := &contracts.CollectionUsesResponse{Header: contracts.NewHeader(contracts.TypeCollectionUsesResponse), Uses: []string{}}
 	for _, d := range s.model.deploymentList("", "") {
 		if d.Collection.ID == req.Collection {

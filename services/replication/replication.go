@@ -9,7 +9,7 @@
 //	    ─> content-chunks (object store) + packages (KV, one signed manifest per version)
 //	Distribute (sender.go) ─> replication-jobs (KV) ─watch─> one worker per destination:
 //	    repl.offer ─> repl.chunk (missing ones, paced by routes.go) ─> repl.commit
-//	    on steward.<dest>.site.<this site>.<kind>, over SiteNC (inbox _INBOX.site-<site>)
+//	    on steward.<dest>.site.<this site>.<kind>, over SiteNC (inbox contracts.SiteInbox)
 //	peers: steward.<this site>.site.<from>.repl.* ─> despooler.go:
 //	    verify.go (pinned key, signature, Manifest.Validate, chunk hashes)
 //	    ─> replication-inbox (KV, offers in progress) ─> commit installs into packages

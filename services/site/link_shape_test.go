@@ -21,7 +21,9 @@ import (
 // its parent's server does. A plain server in the parent's place, allowing
 // everything, gets the child's join requests (steward.PAR.site.CHD.>) but
 // cannot reach the child's operator endpoints as its administrator, and
-// receives none of the child's own traffic.
+// receives none of the child's own traffic: not its subjects, not its
+// JetStream calls, not the answers to its operators (an enrollment token's
+// secret among them).
 func TestLinkShape(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := l.Addr().(*net.TCPAddr).Port
@@ -36,7 +38,8 @@ func TestLinkShape(t *testing.T) {
 	if !hub.ReadyForConnections(5 * time.Second) {
 		t.Fatal("hub not ready")
 	}
-	nc, err := nats.Connect(hub.ClientURL(), nats.NoEcho()) // its own requests are not the child's
+	// Its own requests are not the child's traffic, nor their answers.
+	nc, err := nats.Connect(hub.ClientURL(), nats.NoEcho(), nats.CustomInboxPrefix("hub-inbox"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +49,7 @@ func TestLinkShape(t *testing.T) {
 	if _, err := nc.Subscribe("steward.PAR.site.CHD.>", func(*nats.Msg) { joins.Add(1) }); err != nil {
 		t.Fatal(err)
 	}
-	for _, subj := range []string{"steward.CHD.>", "$JS.>", "$KV.>", "$SRV.>"} {
+	for _, subj := range []string{"steward.CHD.>", "$JS.>", "$KV.>", "$SRV.>", "_INBOX.>"} {
 		if _, err := nc.Subscribe(subj, func(m *nats.Msg) { leaked.Add(1); leakedSubj.Store(m.Subject) }); err != nil {
 			t.Fatal(err)
 		}

@@ -205,7 +205,10 @@ func (p *parentLink) leafRemote(site, compression string) (*server.RemoteLeafOpt
 
 // The child enforces the link's shape itself rather than trusting the
 // parent's server to: site-to-site traffic is steward.<dest>.site.<from>.>
-// with answers to _INBOX.site-<site>, and nothing else of a site's crosses.
+// with answers to steward.<asker>.inbox.site (contracts.SiteInbox). What
+// deny lists cannot say: the parent's server may still publish as another
+// site (steward.<site>.site.<other>.>); the services check the sending
+// site against their peers.
 //
 // linkDenyImports is what this site refuses from its parent: its own
 // agents', operators', services' and events' subjects (a parent's server
@@ -221,10 +224,12 @@ func linkDenyImports(site string) []string {
 }
 
 // linkDenyExports is what this site never sends its parent: anything of
-// its own subjects (the parent is reached on steward.<parent>.site.<site>.>)
-// and JetStream's and the system's APIs.
+// its own subjects (the parent is reached on steward.<parent>.site.<site>.>
+// and answered on its site inbox), any _INBOX reply (its operators',
+// agents' and services' answers, JetStream's included), and JetStream's
+// and the system's APIs.
 func linkDenyExports(site string) []string {
-	return append(linkPrivate(), contracts.Root+"."+site+".>")
+	return append(linkPrivate(), contracts.Root+"."+site+".>", "_INBOX.>")
 }
 
 // linkPrivate is what neither side of a link carries: each site has its

@@ -267,7 +267,7 @@ func TestSiteHierarchy(t *testing.T) {
 		forbidden := []string{
 			"steward.PAR.agent.c1.up.test", "steward.PAR.op.admin.up.test", "steward.PAR.svc.steward-admin.test",
 			"steward.PAR.site.OTH.test", "steward.PAR.enroll.test", "steward.PAR.event.admin.test", "_INBOX.admin.test",
-			"_INBOX.site-CHD.test", "steward.OTH.site.CHD.test",
+			"steward.CHD.inbox.site.test", "steward.OTH.site.CHD.test", "steward.OTH.inbox.site.test",
 		}
 		sentinel, _ := contracts.SiteSubject("PAR", "CHD", "test.sentinel")
 		leaks(t, chdNC, parNC, sentinel, forbidden)
@@ -276,7 +276,7 @@ func TestSiteHierarchy(t *testing.T) {
 		forbidden := []string{
 			"steward.PAR.agent.c1.down.test", "steward.PAR.op.admin.down.test", "steward.PAR.site.CHD.test",
 			"steward.OTH.site.PAR.test", "steward.CHD.agent.c1.down.test", "steward.CHD.svc.steward-admin.test",
-			"_INBOX.site-PAR.test", "_INBOX.site-OTH.test", "_INBOX.admin.test",
+			"steward.PAR.inbox.site.test", "steward.OTH.inbox.site.test", "_INBOX.admin.test",
 		}
 		sentinel, _ := contracts.SiteSubject("CHD", "PAR", "test.sentinel")
 		leaks(t, parNC, chdNC, sentinel, forbidden)

@@ -20,7 +20,7 @@ import (
 // A forward rule whose target is contracts.ForwardParent sends each
 // matching message to the parent site's status service: a request on
 // steward.<parent>.site.<this site>.status.forward over SiteNC, whose inbox
-// (_INBOX.site-<this site>) is the only one the leaf link carries answers
+// (contracts.SiteInbox of this site) is the only one the leaf link carries answers
 // to. The parent's code comes from admin's site peers (role parent).
 //
 // The parent serves steward.<parent>.site.*.status.forward. The sending site

@@ -44,7 +44,7 @@ func newForwardEnv(t *testing.T, peers StaticPeers, siteNC bool, tweak func(*Con
 
 // TestForwardToParent: a forward rule with target parent asks the parent
 // (from the peers) on steward.<parent>.site.<site>.status.forward, with a
-// reply inbox the leaf link carries (_INBOX.site-<site>), and waits for its
+// reply inbox the leaf link carries (contracts.SiteInbox), and waits for its
 // acknowledgement. A stand-in parent answers here.
 func TestForwardToParent(t *testing.T) {
 	e := newForwardEnv(t, StaticPeers{{Site: "PAR", Role: contracts.PeerParent}, {Site: "KID", Role: contracts.PeerChild}}, true, nil)
@@ -81,8 +81,8 @@ func TestForwardToParent(t *testing.T) {
 	if got[0].ID != m.ID || got[0].MsgID != contracts.StatusAgentConnectionLost || got[0].Site != site {
 		t.Errorf("forwarded: got %+v, want message %s", got[0], m.ID)
 	}
-	if !strings.HasPrefix(replies[0], "_INBOX.site-"+site+".") {
-		t.Errorf("reply subject %q: want it under _INBOX.site-%s", replies[0], site)
+	if want, _ := contracts.SiteInbox(site); !strings.HasPrefix(replies[0], want+".") {
+		t.Errorf("reply subject %q: want it under %s", replies[0], want)
 	}
 	if n := len(e.find(contracts.StatusRuleActionFailed)); n != 0 {
 		t.Errorf("got %d action failures, want none", n)

@@ -83,6 +83,7 @@ func TestValidForward(t *testing.T) {
 		{"steward.LAB.event.status.msg.agent.error.c1", "loop"},
 		{"$JS.API.STREAM.DELETE.STATUS", "not allowed"},
 		{"_INBOX.site-LAB.x", "not allowed"},
+		{"steward.PAR.inbox.site.x", "not allowed"},
 		{"a b", "not allowed"},
 	}
 	for _, tt := range tests {
