@@ -93,7 +93,8 @@ func TestStatusForwardToParent(t *testing.T) {
 
 	// Forward again, as CHD's services do, over the leaf link: the resend
 	// is acknowledged as a duplicate and stored once.
-	siteNC := connectWithSeedFile(t, chd.URL(), filepath.Join(chd.dir, "keys", "service.nk"), "site-CHD")
+	inbox, _ := contracts.SiteInbox("CHD")
+	siteNC := connectWithSeedFile(t, chd.URL(), filepath.Join(chd.dir, "keys", "service.nk"), "", nats.CustomInboxPrefix(inbox))
 	ack, err := forwardRaw(t, siteNC, "PAR", "CHD", orig)
 	if err != nil || ack.MessageID != orig.ID || !ack.Duplicate {
 		t.Fatalf("resend: got %+v, %v; want a duplicate ack of %s", ack, err, orig.ID)
