@@ -162,6 +162,10 @@ func chunkMetaSubject(hash string) string {
 	return "$O." + ChunksStore + ".M." + base64.URLEncoding.EncodeToString([]byte(hash))
 }
 
+// chunkDataSubject is the subject of the object store's data messages of
+// the object whose meta names nuid.
+func chunkDataSubject(nuid string) string { return "$O." + ChunksStore + ".C." + nuid }
+
 // putChunk writes a verified chunk as the object store's Put does, one
 // stream message per chunk (Put's default would cut it in four) and then
 // the meta message naming it, without Put's second SHA-256 of the bytes:
@@ -175,7 +179,7 @@ func (s *Service) putChunk(ctx context.Context, hash string, data []byte, last u
 		return fmt.Errorf("chunk name %q is not a SHA-256", hash)
 	}
 	id := nuid.Next()
-	chunkSubj := "$O." + ChunksStore + ".C." + id
+	chunkSubj := chunkDataSubject(id)
 	info := jetstream.ObjectInfo{
 		ObjectMeta: jetstream.ObjectMeta{Name: hash, Opts: &jetstream.ObjectMetaOptions{ChunkSize: contracts.ChunkSize}},
 		Bucket:     ChunksStore, NUID: id, Size: uint64(len(data)), Chunks: 1,
@@ -203,12 +207,12 @@ func (s *Service) putChunk(ctx context.Context, hash string, data []byte, last u
 	beaten := cas.Lost(err)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	now, gerr := s.chunks.GetInfo(rctx, hash)
-	if gerr == nil && now.NUID == id {
+	now, _, held, gerr := s.chunkMeta(rctx, hash)
+	if gerr == nil && held && now.NUID == id {
 		return nil
 	}
 	dropData()
-	if gerr == nil && beaten {
+	if gerr == nil && held && beaten {
 		return nil
 	}
 	return err
@@ -234,14 +238,17 @@ func (s *Service) ReadChunk(ctx context.Context, hash string) ([]byte, error) {
 // consumer per object; anything else (stored in several messages) through
 // GetBytes. Readers check the bytes against the hash themselves.
 func (s *Service) readChunk(ctx context.Context, hash string) ([]byte, error) {
-	info, err := s.chunks.GetInfo(ctx, hash)
+	info, _, held, err := s.chunkMeta(ctx, hash)
 	if err != nil {
 		return nil, err
+	}
+	if !held {
+		return nil, jetstream.ErrObjectNotFound
 	}
 	if info.Chunks != 1 {
 		return s.chunks.GetBytes(ctx, hash)
 	}
-	m, err := s.chunkStream.GetLastMsgForSubject(ctx, "$O."+ChunksStore+".C."+info.NUID)
+	m, err := s.chunkStream.GetLastMsgForSubject(ctx, chunkDataSubject(info.NUID))
 	if err != nil {
 		return nil, err
 	}

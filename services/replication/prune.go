@@ -109,7 +109,7 @@ func (s *Service) removeChunk(ctx context.Context, info jetstream.ObjectInfo, se
 	if nuid == "" {
 		return true, nil
 	}
-	return true, s.chunkStream.Purge(ctx, jetstream.WithPurgeSubject("$O."+ChunksStore+".C."+nuid))
+	return true, s.chunkStream.Purge(ctx, jetstream.WithPurgeSubject(chunkDataSubject(nuid)))
 }
 
 // refsAt is the last sequence of the buckets that name chunks (installed
