@@ -125,14 +125,26 @@ func packageArg(cmd *cobra.Command, args []string) error {
 	if len(args) != 1 || args[0] == "" {
 		return fmt.Errorf("%s needs one package name, got %d arguments", cmd.CommandPath(), len(args))
 	}
-	name, version, _ := strings.Cut(args[0], "@")
+	name, version, hasVersion := strings.Cut(args[0], "@")
 	if err := contracts.ValidPackageName(name); err != nil {
 		return err
 	}
-	if strings.Contains(args[0], "@") {
+	if hasVersion {
 		return contracts.ValidPackageVersion(version)
 	}
 	return nil
+}
+
+// packageRunE is the RunE of a command on one package, NAME or
+// NAME@VERSION (packageRef): run gets the name, version the version.
+func packageRunE(version *string, run func(cmd *cobra.Command, name string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		name, err := packageRef(args[0], version)
+		if err != nil {
+			return err
+		}
+		return run(cmd, name)
+	}
 }
 
 // packageRef takes NAME or NAME@VERSION (as the site writes them) apart:
@@ -170,11 +182,7 @@ new one).`,
 		Example: `  steward packages create tools --version 1.0 --source ./tools
   steward packages create tools --version 1.1 --source ./tools -o json`,
 		Args: packageArg,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := packageRef(args[0], &version)
-			if err != nil {
-				return err
-			}
+		RunE: packageRunE(&version, func(cmd *cobra.Command, name string) error {
 			if err := contracts.ValidPackageVersion(version); err != nil {
 				return fmt.Errorf("--version: %w", err)
 			}
@@ -221,7 +229,7 @@ new one).`,
 					info.Package, info.Version, plural(info.Files, "file"), bytesIEC(uint64(info.Size)), uploaded, src.Chunks())
 				fmt.Fprintf(w, "digest %s\n", info.Digest)
 			})
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&version, "version", "", "the version to make, e.g. 1.0 (required)")
 	cmd.Flags().StringVar(&source, "source", "", "the directory to package (required)")
@@ -273,11 +281,7 @@ func newPackagesShowCmd(g *globals) *cobra.Command {
 		Example: `  steward packages show tools
   steward packages show tools --version 1.0 -o json`,
 		Args: packageArg,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := packageRef(args[0], &version)
-			if err != nil {
-				return err
-			}
+		RunE: packageRunE(&version, func(cmd *cobra.Command, name string) error {
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				resp, err := c.PackageShow(ctx, name, version)
 				if err != nil {
@@ -301,7 +305,7 @@ func newPackagesShowCmd(g *globals) *cobra.Command {
 					}
 				})
 			})
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&version, "version", "", "the version (default: the newest)")
 	return cmd
@@ -319,11 +323,7 @@ it first. Clients keep what they downloaded.`,
 		Example: `  steward packages delete tools --version 1.0
   steward packages delete tools --all`,
 		Args: packageArg,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := packageRef(args[0], &version)
-			if err != nil {
-				return err
-			}
+		RunE: packageRunE(&version, func(cmd *cobra.Command, name string) error {
 			if (version == "") == !all {
 				return fmt.Errorf("say which: --version V, or --all for every version")
 			}
@@ -338,7 +338,7 @@ it first. Clients keep what they downloaded.`,
 					}
 				})
 			})
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&version, "version", "", "the version to delete")
 	cmd.Flags().BoolVar(&all, "all", false, "delete every version")
@@ -358,13 +358,9 @@ with backoff; "steward packages status" follows it.`,
 		Example: `  steward packages distribute tools --site CHD
   steward packages distribute tools --version 1.0 --site CHD --site BRN`,
 		Args: packageArg,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: packageRunE(&version, func(cmd *cobra.Command, name string) error {
 			if len(sites) == 0 {
 				return fmt.Errorf("--site CODE is required (the destination site; repeat for several)")
-			}
-			name, err := packageRef(args[0], &version)
-			if err != nil {
-				return err
 			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				resp, err := c.PackageDistribute(ctx, name, version, sites)
@@ -373,7 +369,7 @@ with backoff; "steward packages status" follows it.`,
 				}
 				return g.print(resp, func(w io.Writer) { printPackageStatus(w, resp) })
 			})
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&version, "version", "", "the version (default: the newest)")
 	cmd.Flags().StringSliceVar(&sites, "site", nil, "destination site code (repeatable)")
@@ -391,11 +387,7 @@ the collections it is deployed to: installed, failed (why) or pending.`,
 		Example: `  steward packages status tools
   steward packages status tools -o json | jq '.sites[] | select(.state != "installed")'`,
 		Args: packageArg,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := packageRef(args[0], &version)
-			if err != nil {
-				return err
-			}
+		RunE: packageRunE(&version, func(cmd *cobra.Command, name string) error {
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				resp, err := c.PackageStatus(ctx, name, version)
 				if err != nil {
@@ -403,7 +395,7 @@ the collections it is deployed to: installed, failed (why) or pending.`,
 				}
 				return g.print(resp, func(w io.Writer) { printPackageStatus(w, resp) })
 			})
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&version, "version", "", "the version (default: the newest)")
 	return cmd
@@ -446,13 +438,9 @@ serving the version to the collection's clients.`
 		Long:    long,
 		Example: fmt.Sprintf("  steward packages %s tools --collection Web\n  steward packages %s tools --version 1.0 --collection \"Linux web\"", use, use),
 		Args:    packageArg,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: packageRunE(&version, func(cmd *cobra.Command, name string) error {
 			if collection == "" {
 				return fmt.Errorf("--collection is required")
-			}
-			name, err := packageRef(args[0], &version)
-			if err != nil {
-				return err
 			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				resp, err := c.PackageDeploy(ctx, name, version, collection, deploy)
@@ -468,7 +456,7 @@ serving the version to the collection's clients.`
 					fmt.Fprintln(w)
 				})
 			})
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&version, "version", "", "the version (default: the newest)")
 	cmd.Flags().StringVar(&collection, "collection", "", "collection name or id (required)")
