@@ -41,12 +41,11 @@ func newTokensCreateCmd(g *globals) *cobra.Command {
   TOKEN=$(steward tokens create) && steward-agent run --token "$TOKEN" --state-dir /var/lib/steward-agent`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// The site checks these too; here they are named as flags.
-			if ttl < time.Second || ttl > contracts.MaxTokenTTL {
-				return fmt.Errorf("--ttl %s: must be between 1s and %s", ttl, contracts.MaxTokenTTL)
-			}
-			if uses < 1 || uses > contracts.MaxTokenUses {
-				return fmt.Errorf("--uses %d: must be between 1 and %d", uses, contracts.MaxTokenUses)
+			// The site's own check, before asking it, its fields named as
+			// the flags they come from ("--ttl 0s: must be ...").
+			req := contracts.TokenCreateRequest{TTL: contracts.Duration(ttl), Uses: uses, Note: note}
+			if err := req.Validate(); err != nil {
+				return fmt.Errorf("--%w", err)
 			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				tok, info, err := c.TokensCreate(ctx, ttl, uses, note)

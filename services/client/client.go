@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,11 +26,11 @@ type Client struct {
 	site     string
 	operator string
 	ca       string // site CA fingerprint the connection trusts, "" when unknown
-	// denied is set once the site refuses one of this connection's
-	// publishes: the site does not take it for the operator it claims, so
-	// every call fails at once, saying so, instead of waiting out its
-	// timeout. Nil for a wrapped connection (New).
-	denied *denial
+	// denied ends, its cause saying why, once the site refuses one of
+	// this connection's publishes: the site does not take it for the
+	// operator it claims, so every call fails at once, saying so, instead
+	// of waiting out its timeout. Nil for a wrapped connection (New).
+	denied context.Context
 }
 
 // ErrIdentityRefused is in the error of every call made on a connection
@@ -44,21 +43,6 @@ type identityRefused struct{ err *contracts.Error }
 
 func (e identityRefused) Error() string   { return e.err.Error() }
 func (e identityRefused) Unwrap() []error { return []error{e.err, ErrIdentityRefused} }
-
-// denial is a connection's first refused publish: ch is closed once err
-// is set.
-type denial struct {
-	once sync.Once
-	ch   chan struct{}
-	err  error
-}
-
-func (d *denial) set(err error) {
-	d.once.Do(func() {
-		d.err = err
-		close(d.ch)
-	})
-}
 
 // Options say where and as whom to connect.
 type Options struct {
@@ -110,11 +94,11 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	denied := &denial{ch: make(chan struct{})}
+	denied, deny := context.WithCancelCause(context.Background())
 	nc, err := nats.Connect(o.Server,
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrPermissionViolation) {
-				denied.set(identityRefused{contracts.Errorf(contracts.CodePermissionDenied,
+				deny(identityRefused{contracts.Errorf(contracts.CodePermissionDenied,
 					"site %s does not take this identity for operator %s (%v): an administrator adds it with `steward admins add %s --public-key %s`, or --identity names another operator's file",
 					id.Site, id.Operator, err, id.Operator, pub)})
 			}
@@ -225,20 +209,10 @@ func (c *Client) call(ctx context.Context, kind string, req, resp any) error {
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	go func() {
-		select {
-		case <-c.denied.ch:
-			cancel(c.denied.err)
-		case <-ctx.Done():
-		}
-	}()
+	defer context.AfterFunc(c.denied, func() { cancel(context.Cause(c.denied)) })()
 	err = rpc.Call(ctx, c.nc, subj, req, resp)
-	select {
-	case <-c.denied.ch:
-		if context.Cause(ctx) == c.denied.err {
-			return c.denied.err
-		}
-	default:
+	if refused := context.Cause(c.denied); refused != nil && context.Cause(ctx) == refused {
+		return refused
 	}
 	return err
 }
