@@ -469,11 +469,10 @@ func (a *Agent) Status() contracts.AgentStatus {
 	if len(content) > 0 {
 		st.Content = content
 	}
-	// The policy section once there is anything to show: an applied
-	// policy, a rejection (the first policy may be the one rejected), the
-	// local user's own Remote Assistance values, a tattoo.
-	if ps := a.pol.status.Load(); ps != nil && (ps.Revision > 0 || ps.LastRejection != nil || ps.Rejected > 0 ||
-		ps.RemoteAssistance.User != nil || ps.RemoteAssistance.Site != nil || len(ps.RemoteControlUsers) > 0) {
+	// The policy section always: before any policy applied it still
+	// shows a rejection (the first policy may be the one rejected), the
+	// local user's own Remote Assistance values and what is in force.
+	if ps := a.pol.status.Load(); ps != nil {
 		p := a.PolicyStatus()
 		st.Policy = &p
 	}
