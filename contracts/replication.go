@@ -102,7 +102,17 @@ func SiteSpace(dest, from string) (string, error) {
 // replies only to these inboxes. It lies in the site's own space, not in
 // _INBOX, so that a child can refuse to send any _INBOX reply up its link
 // (its operators' and services' answers) and still answer its parent.
-func SiteInbox(site string) (string, error) { return join(Root, site, "inbox", "site") }
+func SiteInbox(site string) (string, error) { return join(Root, site, siteInboxKind, "site") }
+
+// siteInboxKind is the token after the site code that makes a subject a
+// site's inbox (steward.<site>.inbox.>).
+const siteInboxKind = "inbox"
+
+// IsSiteInbox reports whether subject lies in any site's inbox.
+func IsSiteInbox(subject string) bool {
+	t := strings.SplitN(subject, ".", 4)
+	return len(t) >= 3 && t[0] == Root && t[2] == siteInboxKind
+}
 
 // ChunkHash is the hex SHA-256 of a chunk.
 func ChunkHash(b []byte) string {

@@ -301,4 +301,9 @@ func TestSiteSubjects(t *testing.T) {
 	if err != nil || in != "steward.PAR.inbox.site" {
 		t.Fatalf("SiteInbox = %q, %v", in, err)
 	}
+	for subj, want := range map[string]bool{in + ".x": true, "steward.OTH.inbox.site": true, "steward.PAR.site.CHD.x": false, "steward.PAR": false, "other.PAR.inbox.x": false} {
+		if IsSiteInbox(subj) != want {
+			t.Errorf("IsSiteInbox(%q) = %v, want %v", subj, !want, want)
+		}
+	}
 }

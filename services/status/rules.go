@@ -154,19 +154,12 @@ func validForward(site, subject string) error {
 	}
 	own, _ := contracts.StatusSubjectAll(site)
 	switch {
-	case strings.HasPrefix(subject, "$"), strings.HasPrefix(subject, "_INBOX."), isSiteInbox(subject):
+	case strings.HasPrefix(subject, "$"), strings.HasPrefix(subject, "_INBOX."), contracts.IsSiteInbox(subject):
 		return fmt.Errorf("subject %q: forwarding into the server's or an inbox's space is not allowed", subject)
 	case strings.HasPrefix(subject, strings.TrimSuffix(own, ">")):
 		return fmt.Errorf("subject %q: is this site's own status stream (the message would loop)", subject)
 	}
 	return nil
-}
-
-// isSiteInbox reports a subject in a site's cross-site inbox
-// (contracts.SiteInbox): steward.<site>.inbox.>.
-func isSiteInbox(subject string) bool {
-	t := strings.Split(subject, ".")
-	return len(t) >= 3 && t[0] == contracts.Root && t[2] == "inbox"
 }
 
 // exampleMessage is a message with every field set, to try templates on.
