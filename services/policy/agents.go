@@ -66,19 +66,13 @@ func (s *Service) ack(ctx context.Context, from contracts.SubjectInfo, item cont
 		rec.RejectedRevision, rec.Code, rec.Reason, rec.RejectedAt = a.Revision, a.Code, a.Reason, a.Time
 	}
 	data, _ := json.Marshal(rec)
-	res := make(chan result, 1)
-	go func() { res <- s.reports.Write(ctx, []kvWrite{{key: id, value: data}})[0] }()
+	queued := s.reports.Submit(kvPut(ComplianceBucket, id, data, false, 0))
 	return func(ctx context.Context) error {
-		var r result
-		select {
-		case r = <-res:
-		case <-ctx.Done():
-			return ctx.Err()
+		r := queued.Wait(ctx)[0]
+		if r.Err != nil {
+			return r.Err
 		}
-		if r.err != nil {
-			return r.err
-		}
-		s.model.setReport(id, &rec, r.rev)
+		s.model.setReport(id, &rec, r.Seq)
 		if !a.Applied {
 			s.log.Warn("a client rejected a policy", "client", id, "revision", a.Revision, "code", a.Code, "reason", a.Reason)
 			s.emit(ctx, contracts.StatusPolicyRejected, map[string]string{

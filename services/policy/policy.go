@@ -36,6 +36,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/jsbatch"
 	"github.com/stewardhq/steward/services/internal/rpc"
 	"github.com/stewardhq/steward/services/rbac"
 	"github.com/stewardhq/steward/services/status"
@@ -65,6 +66,9 @@ const (
 	DefaultResyncEvery = time.Hour
 	DefaultWorkers     = 256
 )
+
+// writeTimeout bounds the wait for the server to store a batch of records.
+const writeTimeout = 10 * time.Second
 
 // Emitter sends the service's status messages (a *status.Emitter does).
 type Emitter = status.Sink
@@ -162,8 +166,8 @@ type Service struct {
 	complKV    jetstream.KeyValue
 	signer     *Signer
 	model      *model
-	clients    *writer
-	reports    *writer
+	clients    *jsbatch.Writer
+	reports    *jsbatch.Writer
 	updateMu   sync.Mutex // one update at a time (update.go)
 	fetches    chan *fetchWait
 	sem        chan struct{}
@@ -204,14 +208,14 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	atomic := map[string]bool{}
 	for _, b := range []string{ClientsBucket, ComplianceBucket} {
-		if err := enableAtomic(ctx, js, b); err != nil {
+		if err := jsbatch.EnableAtomic(ctx, js, "KV_"+b); err != nil {
 			s.log.Warn("atomic batch publish unavailable; writing records one at a time", "bucket", b, "err", err)
 			continue
 		}
 		atomic[b] = true
 	}
-	s.clients = newWriter(cfg.NC, js, ClientsBucket, atomic[ClientsBucket], s.log)
-	s.reports = newWriter(cfg.NC, js, ComplianceBucket, atomic[ComplianceBucket], s.log)
+	s.clients = jsbatch.New(cfg.NC, js, "KV_"+ClientsBucket, atomic[ClientsBucket], writeTimeout, s.log)
+	s.reports = jsbatch.New(cfg.NC, js, "KV_"+ComplianceBucket, atomic[ComplianceBucket], writeTimeout, s.log)
 	if _, err := s.settingsKV.Create(ctx, CatalogKey, NewCatalog(cfg.Now().UTC()).Encode()); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		return nil, fmt.Errorf("policy: create the settings catalog: %w", err)
 	}
@@ -257,8 +261,8 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		})
 	}
-	wg.Go(func() { s.clients.run(ctx) })
-	wg.Go(func() { s.reports.run(ctx) })
+	wg.Go(func() { s.clients.Run(ctx) })
+	wg.Go(func() { s.reports.Run(ctx) })
 	wg.Go(func() { s.serveFetches(ctx) })
 
 	svc, err := s.addService()

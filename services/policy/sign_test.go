@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nkeys"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/jsbatch"
 )
 
 // TestSignVerifies: what the signer signs verifies with the site's public
@@ -63,7 +64,7 @@ func TestSignVerifies(t *testing.T) {
 }
 
 // TestSignAllByBatch: signAll signs every new revision (and nothing else)
-// and says per batch of maxBatch when that batch is done; each batch's
+// and says per batch of jsbatch.MaxBatch when that batch is done; each batch's
 // signatures are for its own clients.
 func TestSignAllByBatch(t *testing.T) {
 	kp, _ := nkeys.CreateOperator()
@@ -73,7 +74,7 @@ func TestSignAllByBatch(t *testing.T) {
 	}
 	s := &Service{cfg: Config{Site: "LAB", Now: func() time.Time { return now }, Validity: time.Hour}, signer: signer}
 	res := NewCatalog(now).Resolve(nil)
-	staged := make([]outcome, 2*maxBatch+7)
+	staged := make([]outcome, 2*jsbatch.MaxBatch+7)
 	for i := range staged {
 		staged[i] = outcome{id: fmt.Sprintf("c%d", i), res: res, newRev: i%5 != 0, rec: clientRecord{Revision: uint64(i + 1)}}
 	}
@@ -83,7 +84,7 @@ func TestSignAllByBatch(t *testing.T) {
 	}
 	for b := range done {
 		done[b].Wait()
-		for i := b * maxBatch; i < min((b+1)*maxBatch, len(staged)); i++ {
+		for i := b * jsbatch.MaxBatch; i < min((b+1)*jsbatch.MaxBatch, len(staged)); i++ {
 			if !staged[i].newRev {
 				if out[i] != nil {
 					t.Fatalf("client %d has no new revision but was signed", i)

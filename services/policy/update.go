@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/jsbatch"
 )
 
 // mutation changes a client's record before its policy is resolved (its
@@ -66,7 +67,7 @@ func (s *Service) update(ctx context.Context, ids []string, mut mutation, push b
 			break
 		}
 		var (
-			writes []kvWrite
+			writes []jsbatch.Write
 			staged []outcome
 			retry  []string
 		)
@@ -117,7 +118,7 @@ func (s *Service) update(ctx context.Context, ids []string, mut mutation, push b
 				continue
 			}
 			data, _ := json.Marshal(rec)
-			writes = append(writes, kvWrite{key: id, value: data, cas: true, last: e.rev})
+			writes = append(writes, kvPut(ClientsBucket, id, data, true, e.rev))
 			staged = append(staged, o)
 		}
 		// Sign while the records are written, in the order of the
@@ -132,19 +133,19 @@ func (s *Service) update(ctx context.Context, ids []string, mut mutation, push b
 		}
 		// A batch at a time, each pushed as soon as it is durable.
 		w0 := time.Now()
-		results := make([]result, len(writes))
+		results := make([]jsbatch.Result, len(writes))
 		var batches sync.WaitGroup
-		for from := 0; from < len(writes); from += maxBatch {
-			to := min(from+maxBatch, len(writes))
-			queued := s.clients.submit(writes[from:to]) // queued in the order they are signed in
+		for from := 0; from < len(writes); from += jsbatch.MaxBatch {
+			to := min(from+jsbatch.MaxBatch, len(writes))
+			queued := s.clients.Submit(writes[from:to]...) // queued in the order they are signed in
 			batches.Go(func() {
-				copy(results[from:to], s.clients.collect(ctx, queued))
+				copy(results[from:to], queued.Wait(ctx))
 				if !push {
 					return
 				}
-				signing[from/maxBatch].Wait()
+				signing[from/jsbatch.MaxBatch].Wait()
 				for i := from; i < to; i++ {
-					if results[i].err == nil && staged[i].newRev {
+					if results[i].Err == nil && staged[i].newRev {
 						s.publish(staged[i], signed[i])
 					}
 				}
@@ -155,20 +156,20 @@ func (s *Service) update(ctx context.Context, ids []string, mut mutation, push b
 		for i, r := range results {
 			o := staged[i]
 			switch {
-			case r.err == nil:
-				s.model.setClient(o.id, &o.rec, r.rev)
+			case r.Err == nil:
+				s.model.setClient(o.id, &o.rec, r.Seq)
 				out = append(out, o)
 				if push && o.newRev && signed[i] != nil {
 					pushed++
 				}
-			case errors.Is(r.err, errConflict):
+			case errors.Is(r.Err, jsbatch.ErrConflict):
 				if err := s.refresh(ctx, o.id); err != nil {
 					out = append(out, outcome{id: o.id, err: err})
 					continue
 				}
 				retry = append(retry, o.id)
 			default:
-				out = append(out, outcome{id: o.id, err: fmt.Errorf("write the record of client %s: %w", o.id, r.err)})
+				out = append(out, outcome{id: o.id, err: fmt.Errorf("write the record of client %s: %w", o.id, r.Err)})
 			}
 		}
 		todo = retry
@@ -208,14 +209,14 @@ func (s *Service) refresh(ctx context.Context, id string) error {
 }
 
 // signAll signs the new revisions among staged on the CPUs, in the
-// background and in order: done[b] says when the b-th batch of maxBatch
+// background and in order: done[b] says when the b-th batch of jsbatch.MaxBatch writes
 // is signed. An agent that is not connected misses its push and fetches
 // at connect.
 func (s *Service) signAll(staged []outcome) (out [][]byte, done []sync.WaitGroup) {
 	out = make([][]byte, len(staged))
-	done = make([]sync.WaitGroup, (len(staged)+maxBatch-1)/maxBatch)
+	done = make([]sync.WaitGroup, (len(staged)+jsbatch.MaxBatch-1)/jsbatch.MaxBatch)
 	for b := range done {
-		done[b].Add(min(maxBatch, len(staged)-b*maxBatch))
+		done[b].Add(min(jsbatch.MaxBatch, len(staged)-b*jsbatch.MaxBatch))
 	}
 	now := s.cfg.Now().UTC()
 	var next atomic.Int64
@@ -229,7 +230,7 @@ func (s *Service) signAll(staged []outcome) (out [][]byte, done []sync.WaitGroup
 					}
 					out[i] = data
 				}
-				done[i/maxBatch].Done()
+				done[i/jsbatch.MaxBatch].Done()
 			}
 		}()
 	}

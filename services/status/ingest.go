@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/jsbatch"
 	"golang.org/x/time/rate"
 )
 
@@ -17,8 +18,10 @@ import (
 var errRateLimited = errors.New("source is over its status rate limit")
 
 // ingestItem stores one status message from an agent's outbox batch. The
-// item is started here and the returned wait reports when the stream has
-// it; rpc.BatchHandler answers the batch once every wait has returned.
+// item is queued here for the site's writer, which commits what every
+// agent sent meanwhile together; the returned wait reports when the stream
+// has it, and rpc.BatchHandler answers the batch once every wait has
+// returned.
 func (s *Service) ingestItem(ctx context.Context, from contracts.SubjectInfo, item contracts.OutboxItem) (func(context.Context) error, error) {
 	now := s.cfg.Now()
 	if ok, report := s.limiter.allow(from.Principal, now, s.cfg.RateReport); !ok {
@@ -45,23 +48,12 @@ func (s *Service) ingestItem(ctx context.Context, from contracts.SubjectInfo, it
 	if err != nil {
 		return nil, contracts.Errorf(contracts.CodeBadRequest, "%v", err)
 	}
-	fut, err := s.js.PublishMsgAsync(msg)
-	if err != nil {
-		return nil, fmt.Errorf("store status message %s: %w", item.ID, err)
-	}
+	queued := s.store.Submit(jsbatch.Write{Msg: msg})
 	return func(ctx context.Context) error {
-		t := time.NewTimer(s.cfg.StoreTimeout)
-		defer t.Stop()
-		select {
-		case <-fut.Ok():
-			return nil
-		case err := <-fut.Err():
-			return fmt.Errorf("store status message %s: %w", item.ID, err)
-		case <-t.C:
-			return fmt.Errorf("store status message %s: no acknowledgement within %s", item.ID, s.cfg.StoreTimeout)
-		case <-ctx.Done():
-			return ctx.Err()
+		if r := queued.Wait(ctx)[0]; r.Err != nil {
+			return fmt.Errorf("store status message %s: %w", item.ID, r.Err)
 		}
+		return nil
 	}, nil
 }
 

@@ -41,6 +41,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/jsbatch"
 	"github.com/stewardhq/steward/services/internal/rpc"
 	"github.com/stewardhq/steward/services/rbac"
 )
@@ -261,10 +262,12 @@ func setDefault[T comparable](v *T, def T) {
 
 // Service is one instance of the status service.
 type Service struct {
-	cfg     Config
-	log     *slog.Logger
-	js      jetstream.JetStream
-	stream  jetstream.Stream
+	cfg    Config
+	log    *slog.Logger
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	// store writes agents' messages to Stream, many to a disk sync.
+	store   *jsbatch.Writer
 	actions jetstream.Stream
 	rules   *ruleStore
 	clients *clientStore
@@ -329,6 +332,12 @@ func (s *Service) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("status: stream %s: %w", Stream, err)
 	}
+	atomicBatches := true
+	if err := jsbatch.EnableAtomic(ctx, s.js, Stream); err != nil {
+		s.log.Warn("atomic batch publish unavailable; storing status messages one at a time", "stream", Stream, "err", err)
+		atomicBatches = false
+	}
+	s.store = jsbatch.New(cfg.NC, s.js, Stream, atomicBatches, cfg.StoreTimeout, s.log)
 	actSubj, _ := contracts.Event(cfg.Site, "status", "action")
 	s.actions, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        ActionStream,
@@ -417,6 +426,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer svc.Stop()
 
+	wg.Go(func() { s.store.Run(ctx) })
 	wg.Go(func() { s.process(ctx) })
 	wg.Go(func() { s.runActions(ctx) })
 	wg.Go(func() { s.flushSummaries(ctx) })

@@ -1,0 +1,219 @@
+package jsbatch
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stewardhq/steward/services/internal/natstest"
+)
+
+// setup starts a server and creates stream S on subjects s.>, taking
+// atomic batches if atomic.
+func setup(t *testing.T, atomicBatches bool) (*nats.Conn, jetstream.JetStream, jetstream.Stream) {
+	t.Helper()
+	srv := natstest.Start(t)
+	nc := natstest.Connect(t, srv)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
+		Name: "S", Subjects: []string{"s.>"}, Storage: jetstream.FileStorage, Duplicates: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if atomicBatches {
+		if err := EnableAtomic(context.Background(), js, "S"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nc, js, st
+}
+
+func start(t *testing.T, w *Writer) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func msg(subject, id string) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Data = []byte("v")
+	if id != "" {
+		m.Header.Set(jetstream.MsgIDHeader, id)
+	}
+	return m
+}
+
+func msgs(t *testing.T, st jetstream.Stream) uint64 {
+	t.Helper()
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// TestSplitsConflicts commits a batch in which some writes lose their
+// compare-and-set: those fail alone, the rest commit at the sequences the
+// writer reports.
+func TestSplitsConflicts(t *testing.T) {
+	nc, js, st := setup(t, true)
+	ctx := context.Background()
+	for _, k := range []string{"k3", "k7"} {
+		if _, err := js.Publish(ctx, "s."+k, []byte("there first")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := New(nc, js, "S", true, 5*time.Second, quiet())
+	start(t, w)
+	var ws []Write
+	for i := range 10 {
+		ws = append(ws, Write{Msg: msg(fmt.Sprintf("s.k%d", i), ""), CAS: true})
+	}
+	for i, r := range w.Write(ctx, ws...) {
+		wantConflict := i == 3 || i == 7
+		if (r.Err != nil) != wantConflict || (wantConflict && r.Err != ErrConflict) {
+			t.Fatalf("write %d: got %v, want conflict %v", i, r.Err, wantConflict)
+		}
+		if r.Err == nil {
+			m, err := st.GetLastMsgForSubject(ctx, fmt.Sprintf("s.k%d", i))
+			if err != nil || m.Sequence != r.Seq || string(m.Data) != "v" {
+				t.Fatalf("write %d: stored %+v (%v), writer said sequence %d", i, m, err, r.Seq)
+			}
+		}
+	}
+	if got := msgs(t, st); got != 10 {
+		t.Fatalf("stream holds %d messages, want 10", got)
+	}
+	if !w.atomic.Load() {
+		t.Fatal("conflicts turned atomic batches off")
+	}
+}
+
+// TestDuplicates: a batch carrying a message ID the stream has seen is
+// refused whole by the server; the writer stores the rest one by one, and
+// the duplicate reports the original's sequence without a second copy.
+func TestDuplicates(t *testing.T) {
+	nc, js, st := setup(t, true)
+	ctx := context.Background()
+	first, err := js.PublishMsg(ctx, msg("s.m3", "m3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := New(nc, js, "S", true, 5*time.Second, quiet())
+	start(t, w)
+	var ws []Write
+	for i := range 10 {
+		ws = append(ws, Write{Msg: msg(fmt.Sprintf("s.m%d", i), fmt.Sprintf("m%d", i))})
+	}
+	res := w.Write(ctx, ws...)
+	for i, r := range res {
+		if r.Err != nil {
+			t.Fatalf("write %d: %v", i, r.Err)
+		}
+	}
+	if res[3].Seq != first.Sequence {
+		t.Fatalf("the duplicate reports sequence %d, the original is at %d", res[3].Seq, first.Sequence)
+	}
+	if got := msgs(t, st); got != 10 {
+		t.Fatalf("stream holds %d messages, want 10 (no second copy of m3)", got)
+	}
+	// The callers' messages carry no batch headers after the refused try.
+	if h := ws[0].Msg.Header.Get("Nats-Batch-Id"); h != "" {
+		t.Fatalf("the caller's message was changed: Nats-Batch-Id %q", h)
+	}
+	// Without duplicates the next batch is atomic again: same result.
+	ws = ws[:0]
+	for i := 10; i < 20; i++ {
+		ws = append(ws, Write{Msg: msg(fmt.Sprintf("s.m%d", i), fmt.Sprintf("m%d", i))})
+	}
+	for i, r := range w.Write(ctx, ws...) {
+		if r.Err != nil || r.Seq != first.Sequence+uint64(10+i) {
+			t.Fatalf("write %d: sequence %d, err %v", 10+i, r.Seq, r.Err)
+		}
+	}
+}
+
+// TestRefused: a stream that does not take atomic batches gets every
+// write one at a time, and the writer stops trying.
+func TestRefused(t *testing.T) {
+	nc, js, st := setup(t, false)
+	w := New(nc, js, "S", true, 5*time.Second, quiet())
+	start(t, w)
+	var ws []Write
+	for i := range 10 {
+		ws = append(ws, Write{Msg: msg(fmt.Sprintf("s.r%d", i), "")})
+	}
+	for i, r := range w.Write(context.Background(), ws...) {
+		if r.Err != nil || r.Seq != uint64(i+1) {
+			t.Fatalf("write %d: sequence %d, err %v", i, r.Seq, r.Err)
+		}
+	}
+	if w.atomic.Load() {
+		t.Fatal("the writer still tries atomic batches on a stream that refuses them")
+	}
+	if got := msgs(t, st); got != 10 {
+		t.Fatalf("stream holds %d messages, want 10", got)
+	}
+}
+
+// TestConcurrentCallers: writes submitted from many goroutines at once
+// each get their own message's sequence.
+func TestConcurrentCallers(t *testing.T) {
+	nc, js, st := setup(t, true)
+	w := New(nc, js, "S", true, 5*time.Second, quiet())
+	start(t, w)
+	const n = 300
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			subj := fmt.Sprintf("s.c%d", i)
+			r := w.Write(context.Background(), Write{Msg: msg(subj, "")})[0]
+			if r.Err != nil {
+				errs <- r.Err
+				return
+			}
+			m, err := st.GetMsg(context.Background(), r.Seq)
+			if err != nil || m.Subject != subj {
+				errs <- fmt.Errorf("%s: sequence %d holds %v (%v)", subj, r.Seq, m, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := msgs(t, st); got != n {
+		t.Fatalf("stream holds %d messages, want %d", got, n)
+	}
+}
+
+// TestStopped: a write to a writer that has stopped fails instead of
+// waiting forever.
+func TestStopped(t *testing.T) {
+	nc, js, _ := setup(t, true)
+	w := New(nc, js, "S", true, 5*time.Second, quiet())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	cancel()
+	<-done
+	r := w.Write(context.Background(), Write{Msg: msg("s.x", "")})[0]
+	if r.Err == nil {
+		t.Fatal("a stopped writer reported a write stored")
+	}
+}
