@@ -1,8 +1,10 @@
 package integration
 
 import (
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,4 +104,20 @@ func TestCollectionScope(t *testing.T) {
 		}
 		return len(seen) == 3
 	})
+	// A scoped operator's checks read the collections while they change
+	// (run with -race: the check once read them without the lock).
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range 10 {
+			if _, err := admin.CollectionsCreate(ctx(t), contracts.CollectionCreateRequest{Name: fmt.Sprintf("Churn %d", i), Limit: "Web"}); err != nil {
+				t.Errorf("create Churn %d: %v", i, err)
+			}
+		}
+	})
+	for range 10 {
+		if _, err := dan.CollectionsUpdate(ctx(t), contracts.CollectionUpdateRequest{Ref: "Pilot", AddDirect: []string{webID}}); err != nil {
+			t.Errorf("dan updates Pilot while collections change: %v", err)
+		}
+	}
+	wg.Wait()
 }

@@ -70,11 +70,14 @@ func (s *Service) onCollection(op string, p rbac.Permission, ref string) error {
 	}
 	named := rbac.AllSystems
 	if ref != "" {
+		s.model.mu.RLock()
 		id, err := s.model.findCollection(ref)
+		name := s.collectionName(id)
+		s.model.mu.RUnlock()
 		if err != nil {
 			return nil // the handler answers not found or ambiguous itself
 		}
-		named = contracts.Named{ID: id, Name: s.collectionName(id)}
+		named = contracts.Named{ID: id, Name: name}
 	}
 	return m.Allowed(op, p, rbac.OnCollection(named))
 }
