@@ -405,6 +405,15 @@ func policyStatus(st state.PolicyState, a *Agent) *contracts.AgentPolicyStatus {
 	return ps
 }
 
+// PolicyRevision is the revision of the policy the agent applies (0:
+// none yet): PolicyStatus's Revision without copying the rest.
+func (a *Agent) PolicyRevision() uint64 {
+	if ps := a.pol.status.Load(); ps != nil {
+		return ps.Revision
+	}
+	return 0
+}
+
 // PolicyStatus is the policy as the agent holds it.
 func (a *Agent) PolicyStatus() contracts.AgentPolicyStatus {
 	ps := a.pol.status.Load()

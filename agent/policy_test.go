@@ -217,8 +217,8 @@ func TestTamperedPolicies(t *testing.T) {
 		}
 	}
 	st := a.Status().Policy
-	if st.Revision != 5 || !*st.Settings.RemoteTools.Enabled || st.Rejected != 1000 {
-		t.Fatalf("after the tampered policies: got revision %d, %d rejected; want 5 kept and 1000 rejected", st.Revision, st.Rejected)
+	if st.Revision != 5 || !*st.Settings.RemoteTools.Enabled || st.Rejected != 1000 || a.PolicyRevision() != 5 {
+		t.Fatalf("after the tampered policies: got revision %d (PolicyRevision %d), %d rejected; want 5 kept and 1000 rejected", st.Revision, a.PolicyRevision(), st.Rejected)
 	}
 	reported := acks(t, a)
 	if len(reported) != 1001 {

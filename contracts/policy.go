@@ -361,9 +361,29 @@ func jsonName(f reflect.StructField) string {
 	return name
 }
 
-// Clone returns a deep copy of s.
+// Clone returns a deep copy of s: every section and setting is its own
+// (an agent's state store copies its policy on each change, so this is
+// plain field copies, not a merge's walk by path).
 func (s SettingsSections) Clone() SettingsSections {
-	out, _ := Merge([]SettingsSections{s})
+	out := s
+	secs := reflect.ValueOf(&out).Elem()
+	for i := range secs.NumField() {
+		sec := secs.Field(i)
+		if sec.IsNil() {
+			continue
+		}
+		cp := reflect.New(sec.Type().Elem())
+		cp.Elem().Set(sec.Elem())
+		el := cp.Elem()
+		for j := range el.NumField() {
+			if f := el.Field(j); !f.IsNil() {
+				v := reflect.New(f.Type().Elem())
+				v.Elem().Set(deepCopy(f.Elem()))
+				f.Set(v)
+			}
+		}
+		sec.Set(cp)
+	}
 	return out
 }
 
