@@ -29,6 +29,8 @@ const (
 	TypeQuarantineListRequest    = "steward.v1.quarantine_list_request"
 	TypeQuarantineListResponse   = "steward.v1.quarantine_list_response"
 	TypeQuarantineDeleteRequest  = "steward.v1.quarantine_delete_request"
+	TypeQuarantineShowRequest    = "steward.v1.quarantine_show_request"
+	TypeQuarantineShowResponse   = "steward.v1.quarantine_show_response"
 )
 
 // Operator kinds of packages and routes.
@@ -48,6 +50,7 @@ const (
 	KindRoutesDelete       = "routes.delete"              // back to the default route: unlimited, always open
 	KindQuarantineList     = "packages.quarantine.list"   // what peer sites sent that failed verification
 	KindQuarantineDelete   = "packages.quarantine.delete" // forget an entry
+	KindQuarantineShow     = "packages.quarantine.show"   // one entry with the bytes kept
 )
 
 // MaxChunkQuery bounds the hashes of one PackageChunksRequest.
@@ -269,6 +272,23 @@ type QuarantineListRequest struct {
 type QuarantineListResponse struct {
 	Header
 	Entries []QuarantineInfo `json:"entries"`
+}
+
+// QuarantineShowRequest asks for one entry and what was kept of it.
+type QuarantineShowRequest struct {
+	Header
+	Entry string `json:"entry"`
+}
+
+// QuarantineShowResponse is one entry. Data is the first 256 KiB of a
+// rejected offer (Truncated when it was longer), for the operator to see
+// what the sender sent; a rejected chunk keeps none (its hash and size say
+// enough).
+type QuarantineShowResponse struct {
+	Header
+	Entry     QuarantineInfo `json:"entry"`
+	Data      []byte         `json:"data,omitempty"`
+	Truncated bool           `json:"truncated,omitempty"`
 }
 
 // QuarantineDeleteRequest forgets one entry.

@@ -47,4 +47,9 @@ func init() {
 		Reason: "the chunk's SHA-256 is not its name", Code: "bad_request", Time: t0, Size: 4, SHA256: exampleChunk,
 	}}}
 	goldenExamples[TypeQuarantineDeleteRequest] = &QuarantineDeleteRequest{Header: hdr(TypeQuarantineDeleteRequest), Entry: exampleMsgID}
+	goldenExamples[TypeQuarantineShowRequest] = &QuarantineShowRequest{Header: hdr(TypeQuarantineShowRequest), Entry: exampleMsgID}
+	goldenExamples[TypeQuarantineShowResponse] = &QuarantineShowResponse{Header: hdr(TypeQuarantineShowResponse), Entry: QuarantineInfo{
+		ID: exampleMsgID, What: "offer", From: "PAR", Package: "tools", Version: "1.0", Digest: exampleChunk, Chunk: exampleChunk, Reason: "signed by an unknown key", Code: "bad_request",
+		Time: t0, Size: 1042, SHA256: exampleChunk,
+	}, Data: []byte(`{"type":"steward.v1.replication_offer"}`), Truncated: true}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -286,6 +287,21 @@ func TestReplicationQuarantine(t *testing.T) {
 	}
 	if list, err := cop.PackageList(ctx(t), ""); err != nil || len(list) != 0 {
 		t.Fatalf("child library = %v, %v; want nothing installed", list, err)
+	}
+	// The operator sees what the parent sent: the offer's bytes, through
+	// the CLI into a new file, or base64 in -o json.
+	dataFile := filepath.Join(t.TempDir(), "offer.json")
+	out := child.cli(t, "packages", "quarantine", "show", q[0].ID, "--data", dataFile)
+	if got, err := os.ReadFile(dataFile); err != nil || !bytes.Equal(got, data) || !strings.Contains(out, "written to "+dataFile) {
+		t.Fatalf("quarantine show --data wrote %d bytes (%v), want the %d of the offer; output:\n%s", len(got), err, len(data), out)
+	}
+	if _, _, err := steward(t, child, child.AdminIdentity(), "", "packages", "quarantine", "show", q[0].ID, "--data", dataFile); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("quarantine show --data over an existing file: got %v, want a refusal", err)
+	}
+	var shown contracts.QuarantineShowResponse
+	child.cliJSON(t, &shown, "packages", "quarantine", "show", q[0].ID)
+	if shown.Entry.ID != q[0].ID || !bytes.Equal(shown.Data, data) || shown.Truncated {
+		t.Fatalf("quarantine show -o json: %+v", shown)
 	}
 	if rest, err := cop.QuarantineDelete(ctx(t), q[0].ID); err != nil || len(rest) != len(q)-1 {
 		t.Fatalf("quarantine delete = %v, %v; want %d entries left", rest, err, len(q)-1)

@@ -105,8 +105,86 @@ message 6001. Entries expire after 30 days.`,
 			})
 		},
 	}
-	cmd.AddCommand(list, del)
+	var dataFile string
+	show := &cobra.Command{
+		Use:   "show ID [--data FILE]",
+		Short: "Show one quarantine entry and what was kept of it",
+		Long: `Show one quarantine entry (IDs are in quarantine list). For a refused offer
+the site keeps the first 256 KiB of what the sender sent: --data FILE writes
+those bytes to FILE (created, not overwritten) to inspect them; -o json
+carries them base64-encoded in "data". A refused chunk keeps no bytes: its
+SHA-256 and size identify it.`,
+		Example: `  steward packages quarantine show 0195a3c4-0000-7000-8000-0000000000a1
+  steward packages quarantine show 0195a3c4-0000-7000-8000-0000000000a1 --data offer.json
+  steward packages quarantine show 0195a3c4-0000-7000-8000-0000000000a1 -o json | jq -r .data | base64 -d`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				q, err := c.QuarantineShow(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if dataFile != "" {
+					if len(q.Data) == 0 {
+						return fmt.Errorf("quarantine entry %s kept no bytes (a refused chunk keeps none): nothing written to %s", q.Entry.ID, dataFile)
+					}
+					if err := writeNewFile(dataFile, q.Data); err != nil {
+						return err
+					}
+				}
+				return g.print(q, func(w io.Writer) { printQuarantineEntry(w, q, dataFile) })
+			})
+		},
+	}
+	show.Flags().StringVar(&dataFile, "data", "", "write the bytes kept of the entry to this new file")
+	cmd.AddCommand(list, show, del)
 	return cmd
+}
+
+// writeNewFile writes data to a file that must not exist yet (0600).
+func writeNewFile(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func printQuarantineEntry(w io.Writer, q *contracts.QuarantineShowResponse, dataFile string) {
+	e := q.Entry
+	pkg := "-"
+	if e.Package != "" {
+		pkg = contracts.PackageKey(e.Package, e.Version)
+	}
+	fmt.Fprintf(w, "ID:\t%s\n", e.ID)
+	fmt.Fprintf(w, "When:\t%s (%s)\n", e.Time.Local().Format(time.RFC3339), ago(e.Time))
+	fmt.Fprintf(w, "What:\t%s from site %s\n", e.What, e.From)
+	fmt.Fprintf(w, "Package:\t%s\n", pkg)
+	if e.Digest != "" {
+		fmt.Fprintf(w, "Manifest digest:\t%s\n", e.Digest)
+	}
+	if e.Chunk != "" {
+		fmt.Fprintf(w, "Chunk claimed:\t%s\n", e.Chunk)
+	}
+	fmt.Fprintf(w, "Reason:\t%s (%s)\n", e.Reason, e.Code)
+	fmt.Fprintf(w, "Received:\t%s, SHA-256 %s\n", bytesIEC(uint64(e.Size)), e.SHA256)
+	kept := "none"
+	if len(q.Data) > 0 {
+		kept = bytesIEC(uint64(len(q.Data)))
+		if q.Truncated {
+			kept += " (the first part)"
+		}
+		if dataFile != "" {
+			kept += ", written to " + dataFile
+		} else {
+			kept += " (--data FILE writes them)"
+		}
+	}
+	fmt.Fprintf(w, "Bytes kept:\t%s\n", kept)
 }
 
 func printQuarantine(w io.Writer, list []contracts.QuarantineInfo) {

@@ -332,6 +332,15 @@ func (c *Client) QuarantineList(ctx context.Context) ([]contracts.QuarantineInfo
 	return resp.Entries, nil
 }
 
+// QuarantineShow returns one quarantine entry with the bytes kept of it.
+func (c *Client) QuarantineShow(ctx context.Context, id string) (*contracts.QuarantineShowResponse, error) {
+	var resp contracts.QuarantineShowResponse
+	if err := c.call(ctx, contracts.KindQuarantineShow, contracts.QuarantineShowRequest{Header: contracts.NewHeader(contracts.TypeQuarantineShowRequest), Entry: id}, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
 // QuarantineDelete forgets one entry and returns what is left.
 func (c *Client) QuarantineDelete(ctx context.Context, id string) ([]contracts.QuarantineInfo, error) {
 	var resp contracts.QuarantineListResponse

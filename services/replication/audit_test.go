@@ -2,9 +2,12 @@ package replication
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
 )
 
@@ -52,6 +55,24 @@ func TestOperatorActionsAudited(t *testing.T) {
 	}
 	if err := c.DeleteQuarantined(ctx, q[0].ID, "gina"); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := c.quarantineKV.Get(ctx, quarantineDataKey(q[0].ID)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("the entry's data outlives it: %v", err)
+	}
+	if _, err := c.QuarantinedEntry(ctx, q[0].ID); contracts.CodeOf(err) != contracts.CodeNotFound {
+		t.Fatalf("show a deleted entry: got %v, want not_found", err)
+	}
+	// An entry written before data and entry were split still lists and
+	// shows.
+	old, _ := json.Marshal(QuarantineEntry{QuarantineInfo: contracts.QuarantineInfo{ID: "0195a3c4-0000-7000-8000-0000000000a1", What: QuarantineOffer, From: "PAR"}, Data: []byte("inline")})
+	if _, err := c.quarantineKV.Put(ctx, quarantineKey("0195a3c4-0000-7000-8000-0000000000a1"), old); err != nil {
+		t.Fatal(err)
+	}
+	if q, err := c.Quarantined(ctx); err != nil || len(q) != 1 || q[0].Data != nil {
+		t.Fatalf("list with an old entry: %+v, %v", q, err)
+	}
+	if e, err := c.QuarantinedEntry(ctx, "0195a3c4-0000-7000-8000-0000000000a1"); err != nil || string(e.Data) != "inline" {
+		t.Fatalf("show an old entry: %+v, %v", e, err)
 	}
 
 	for _, want := range []struct {

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
@@ -184,8 +185,13 @@ func TestOfferQuarantine(t *testing.T) {
 			if e.From != tt.from || e.Size != len(tt.offer) || e.SHA256 != contracts.ChunkHash(tt.offer) {
 				t.Fatalf("entry %+v: want from %s, %d bytes", e, tt.from, len(tt.offer))
 			}
-			if len(e.Data) == 0 || e.Truncated != (len(tt.offer) > maxQuarantineData) {
-				t.Fatalf("entry keeps %d bytes (truncated %v) of %d", len(e.Data), e.Truncated, len(tt.offer))
+			if len(e.Data) != 0 {
+				t.Fatalf("the list carries %d bytes of data: it reads entries without it", len(e.Data))
+			}
+			full, err := c.QuarantinedEntry(context.Background(), e.ID)
+			kept := tt.offer[:min(len(tt.offer), maxQuarantineData)]
+			if err != nil || !bytes.Equal(full.Data, kept) || full.Truncated != (len(tt.offer) > maxQuarantineData) {
+				t.Fatalf("entry keeps %d bytes (truncated %v, err %v) of %d; want the first %d", len(full.Data), full.Truncated, err, len(tt.offer), len(kept))
 			}
 			if got := chd.emit.count(contracts.StatusPackageQuarantined); got != i+1 {
 				t.Fatalf("status 6001: got %d, want %d", got, i+1)

@@ -79,3 +79,10 @@ func clientKey(client, pkg, version string) string {
 
 // quarantineKey is the key of one quarantined item: its ID.
 func quarantineKey(id string) string { return keyToken(id) }
+
+// quarantineDataKey is the key of the bytes kept of quarantined item id.
+func quarantineDataKey(id string) string { return quarantineDataPrefix + keyToken(id) }
+
+// quarantineDataPrefix starts the keys of kept bytes; no ID does (IDs are
+// UUIDs).
+const quarantineDataPrefix = "data."

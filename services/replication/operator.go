@@ -35,6 +35,7 @@ func (s *Service) operatorRoutes() []rpc.Endpoint {
 		rpc.Route("routes-delete", rpc.OpUp(contracts.KindRoutesDelete), rpc.Handler(s.log, contracts.TypeRouteDeleteRequest, s.opRouteDelete)),
 		rpc.Route("quarantine-list", rpc.OpUp(contracts.KindQuarantineList), rpc.Handler(s.log, contracts.TypeQuarantineListRequest, s.opQuarantineList)),
 		rpc.Route("quarantine-delete", rpc.OpUp(contracts.KindQuarantineDelete), rpc.Handler(s.log, contracts.TypeQuarantineDeleteRequest, s.opQuarantineDelete)),
+		rpc.Route("quarantine-show", rpc.OpUp(contracts.KindQuarantineShow), rpc.Handler(s.log, contracts.TypeQuarantineShowRequest, s.opQuarantineShow)),
 	}
 }
 
@@ -313,6 +314,17 @@ func (s *Service) opQuarantineList(ctx context.Context, from contracts.SubjectIn
 		out[i] = e.QuarantineInfo
 	}
 	return &contracts.QuarantineListResponse{Header: contracts.NewHeader(contracts.TypeQuarantineListResponse), Entries: out}, nil
+}
+
+func (s *Service) opQuarantineShow(ctx context.Context, from contracts.SubjectInfo, req *contracts.QuarantineShowRequest) (*contracts.QuarantineShowResponse, error) {
+	if err := s.allowed(from.Principal, rbac.PackageRead); err != nil {
+		return nil, err
+	}
+	q, err := s.QuarantinedEntry(ctx, req.Entry)
+	if err != nil {
+		return nil, err
+	}
+	return &contracts.QuarantineShowResponse{Header: contracts.NewHeader(contracts.TypeQuarantineShowResponse), Entry: q.QuarantineInfo, Data: q.Data, Truncated: q.Truncated}, nil
 }
 
 func (s *Service) opQuarantineDelete(ctx context.Context, from contracts.SubjectInfo, req *contracts.QuarantineDeleteRequest) (*contracts.QuarantineListResponse, error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -27,6 +28,11 @@ const (
 // kept for the operator to inspect, never installed. Data holds the first
 // maxQuarantineData bytes of the rejected message (Truncated when there
 // were more); for a chunk it is empty: its hash and size say enough.
+//
+// The bucket holds the entry without its data under quarantineKey, and
+// the data under quarantineDataKey, so that a list reads no data. (Entries
+// written before the split carry their data inline; they expire with the
+// bucket's TTL.)
 type QuarantineEntry struct {
 	contracts.QuarantineInfo
 	Data      []byte `json:"data,omitempty"`
@@ -51,16 +57,47 @@ func (s *Service) quarantine(ctx context.Context, e QuarantineEntry, rej *reject
 		name = contracts.PackageKey(e.Package, e.Version)
 	}
 	s.log.Warn("quarantined", "what", e.What, "from", e.From, "package", name, "reason", e.Reason, "id", e.ID)
-	if b, err := json.Marshal(e); err != nil {
-		s.log.Error("quarantine entry not stored", "id", e.ID, "err", err)
-	} else if _, err := s.quarantineKV.Put(ctx, quarantineKey(e.ID), b); err != nil {
+	if err := s.putQuarantined(ctx, e); err != nil {
 		s.log.Error("quarantine entry not stored", "id", e.ID, "err", err)
 	}
 	s.emit(ctx, contracts.StatusPackageQuarantined, map[string]string{"package": name, "from": e.From, "reason": e.Reason})
 	return contracts.Errorf(rej.code, "quarantined by site %s: %s", s.cfg.Site, rej.reason)
 }
 
-// Quarantined lists the quarantine, newest first.
+// putQuarantined stores e: its data first, then the entry naming it.
+func (s *Service) putQuarantined(ctx context.Context, e QuarantineEntry) error {
+	if len(e.Data) > 0 {
+		if _, err := s.quarantineKV.Put(ctx, quarantineDataKey(e.ID), e.Data); err != nil {
+			return err
+		}
+	}
+	e.Data = nil
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	_, err = s.quarantineKV.Put(ctx, quarantineKey(e.ID), b)
+	return err
+}
+
+// quarantined reads entry id without its data (found false: no such
+// entry).
+func (s *Service) quarantined(ctx context.Context, id string) (q QuarantineEntry, found bool, err error) {
+	e, err := s.quarantineKV.Get(ctx, quarantineKey(id))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return q, false, nil
+	case err != nil:
+		return q, false, contracts.Errorf(contracts.CodeUnavailable, "quarantine: %v", err)
+	}
+	if err := json.Unmarshal(e.Value(), &q); err != nil {
+		return q, true, fmt.Errorf("quarantine entry %s unreadable: %w", id, err)
+	}
+	return q, true, nil
+}
+
+// Quarantined lists the quarantine, newest first, without the entries'
+// data (QuarantinedEntry has it).
 func (s *Service) Quarantined(ctx context.Context) ([]QuarantineEntry, error) {
 	lister, err := s.quarantineKV.ListKeys(ctx)
 	if err != nil {
@@ -68,19 +105,21 @@ func (s *Service) Quarantined(ctx context.Context) ([]QuarantineEntry, error) {
 	}
 	out := []QuarantineEntry{}
 	for k := range lister.Keys() {
-		e, err := s.quarantineKV.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
+		if strings.HasPrefix(k, quarantineDataPrefix) {
 			continue
 		}
-		if err != nil {
-			return nil, contracts.Errorf(contracts.CodeUnavailable, "quarantine: %v", err)
+		q, found, err := s.quarantined(ctx, k)
+		if contracts.CodeOf(err) == contracts.CodeUnavailable {
+			return nil, err
 		}
-		var q QuarantineEntry
-		if err := json.Unmarshal(e.Value(), &q); err != nil {
+		if err != nil {
 			s.log.Error("skipping quarantine entry", "key", k, "err", err)
 			continue
 		}
-		out = append(out, q)
+		if found {
+			q.Data = nil // an entry from before the split
+			out = append(out, q)
+		}
 	}
 	slices.SortFunc(out, func(a, b QuarantineEntry) int {
 		if c := b.Time.Compare(a.Time); c != 0 {
@@ -91,19 +130,43 @@ func (s *Service) Quarantined(ctx context.Context) ([]QuarantineEntry, error) {
 	return out, nil
 }
 
-// DeleteQuarantined removes a quarantine entry, for by (audited).
-func (s *Service) DeleteQuarantined(ctx context.Context, id, by string) error {
-	e, err := s.quarantineKV.Get(ctx, quarantineKey(id))
+// QuarantinedEntry returns entry id with the data kept of it.
+func (s *Service) QuarantinedEntry(ctx context.Context, id string) (QuarantineEntry, error) {
+	q, found, err := s.quarantined(ctx, id)
+	switch {
+	case !found && err == nil:
+		return q, contracts.Errorf(contracts.CodeNotFound, "no quarantine entry %q", id)
+	case err != nil:
+		return q, err
+	case len(q.Data) > 0: // an entry from before the split
+		return q, nil
+	}
+	d, err := s.quarantineKV.Get(ctx, quarantineDataKey(id))
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return contracts.Errorf(contracts.CodeNotFound, "no quarantine entry %q", id)
+		// None kept (a chunk), or the bucket's size limit dropped it.
 	case err != nil:
-		return contracts.Errorf(contracts.CodeUnavailable, "quarantine: %v", err)
+		return q, contracts.Errorf(contracts.CodeUnavailable, "quarantine: %v", err)
+	default:
+		q.Data = d.Value()
 	}
-	var q QuarantineEntry
-	_ = json.Unmarshal(e.Value(), &q) // an unreadable entry is deleted all the same
-	if err := s.quarantineKV.Purge(ctx, quarantineKey(id)); err != nil {
-		return contracts.Errorf(contracts.CodeUnavailable, "quarantine: %v", err)
+	return q, nil
+}
+
+// DeleteQuarantined removes a quarantine entry, for by (audited).
+func (s *Service) DeleteQuarantined(ctx context.Context, id, by string) error {
+	q, found, err := s.quarantined(ctx, id)
+	switch {
+	case !found && err == nil:
+		return contracts.Errorf(contracts.CodeNotFound, "no quarantine entry %q", id)
+	case contracts.CodeOf(err) == contracts.CodeUnavailable:
+		return err
+	}
+	// An unreadable entry is deleted all the same.
+	for _, k := range []string{quarantineKey(id), quarantineDataKey(id)} {
+		if err := s.quarantineKV.Purge(ctx, k); err != nil {
+			return contracts.Errorf(contracts.CodeUnavailable, "quarantine: %v", err)
+		}
 	}
 	s.emit(ctx, contracts.StatusQuarantineDeleted, map[string]string{"entry": id, "what": cmp.Or(q.What, "an entry"), "from": cmp.Or(q.From, "unknown"), "by": by})
 	return nil
