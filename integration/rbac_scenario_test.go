@@ -92,8 +92,11 @@ func TestRBACScenario(t *testing.T) {
 	// alice runs remote tools; she blocks nothing.
 	tok := rs.token(t, 10, time.Hour)
 	web := enrollNamed(t, rs.URL(), "LAB", tok, "web-01").ClientID
-	enrollNamed(t, rs.URL(), "LAB", tok, "db-01")
+	db := enrollNamed(t, rs.URL(), "LAB", tok, "db-01").ClientID
 	wait(t, 15*time.Second, "web-01 in Web", func() bool { return slices.Contains(members(t, admin, "Web"), web) })
+	wait(t, 15*time.Second, "db-01 in All Systems", func() bool {
+		return slices.Contains(members(t, admin, contracts.AllSystemsName), db)
+	})
 	if _, _, err := steward(t, rs, alice, "", "clients", "block", "web-01"); err == nil || err.Error() != "permission denied: alice lacks ModifyResource on Collection" {
 		t.Fatalf("alice (remote tools) blocks a client in Web: got %v, want denied for lack of ModifyResource", err)
 	}

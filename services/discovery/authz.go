@@ -70,12 +70,22 @@ func (s *Service) onCollection(op string, p rbac.Permission, ref string) error {
 	}
 	named := rbac.AllSystems
 	if ref != "" {
-		s.model.mu.RLock()
-		id, err := s.model.findCollection(ref)
-		name := s.collectionName(id)
-		s.model.mu.RUnlock()
+		find := func() (string, string, error) {
+			s.model.mu.RLock()
+			defer s.model.mu.RUnlock()
+			id, err := s.model.findCollection(ref)
+			return id, s.collectionName(id), err
+		}
+		id, name, err := find()
 		if err != nil {
-			return nil // the handler answers not found or ambiguous itself
+			// Perhaps created a moment ago through another instance:
+			// catch up as the handler does. What is still not found (or
+			// ambiguous) is answered so here, so that the handler never
+			// acts on a collection this check did not see.
+			s.syncDefs(context.Background())
+			if id, name, err = find(); err != nil {
+				return err
+			}
 		}
 		named = contracts.Named{ID: id, Name: name}
 	}

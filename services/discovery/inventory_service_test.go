@@ -172,6 +172,9 @@ func TestInventoryFullThenDelta(t *testing.T) {
 	var d contracts.Inventory
 	d.Software = []contracts.Software{{Name: "openssl", Version: "3.0.13", Source: "dpkg"}, {Name: "curl", Version: "7.88.1", Source: "dpkg"}}
 	rep2 := delta(2, 1, d, "software")
+	// Collected later than the full report, even within its millisecond
+	// (history "since the first report" counts what came after it).
+	rep2.Collected = full.Collected.Add(time.Millisecond)
 	wantAck(t, "delta", e.send("c1", item(t, "i2", rep2)), []string{"i2"}, nil)
 	wantAck(t, "resend", e.send("c1", item(t, "i2", rep2), item(t, "i1", full)), []string{"i2", "i1"}, nil)
 

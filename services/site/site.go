@@ -237,15 +237,30 @@ func (s *Site) startServices(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	authz, err := rbac.Watch(ctx, js)
-	if err != nil {
-		return err
-	}
+	// The watcher starts after admin (AllServices begins with it) has
+	// written the first model, and the other services start once it has
+	// loaded: an operator's first request after the site is up must not be
+	// refused as "not loaded yet". Without admin in this process the model
+	// is another process's to write; the services refuse until it comes.
+	var authz *rbac.Watcher
 	for _, name := range AllServices {
 		if !slices.Contains(s.cfg.Services, name) {
 			continue
 		}
 		if name != "admin" {
+			if authz == nil {
+				if authz, err = rbac.Watch(ctx, js); err != nil {
+					return err
+				}
+				if slices.Contains(s.cfg.Services, "admin") {
+					wctx, cancel := context.WithTimeout(ctx, modelWait)
+					_, err := authz.Wait(wctx, 0)
+					cancel()
+					if err != nil {
+						return fmt.Errorf("the authorization model written by admin did not load: %w (%v)", err, authz.Err())
+					}
+				}
+			}
 			if err := s.openClients(); err != nil {
 				return err
 			}
@@ -338,6 +353,9 @@ func (s *Site) startServices(ctx context.Context) error {
 	}
 	return s.openClients()
 }
+
+// modelWait bounds the wait for the RBAC model admin wrote at start.
+const modelWait = 30 * time.Second
 
 // withEmitter runs a service that was given emit: a started and a
 // stopping status message around run, and the emitter flushed after.

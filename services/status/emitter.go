@@ -190,11 +190,19 @@ func storeMsg(m contracts.StatusMessage, now time.Time) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The stored form can be several times what was sent (JSON escapes
+	// "<" as six bytes): the stream would refuse it.
+	if len(data)+storedHeaderRoom > contracts.MaxMessageBytes {
+		return nil, contracts.Errorf(contracts.CodeTooLarge, "status message %d is %d bytes as stored, over the %d-byte limit (its text and properties are too long)", m.MsgID, len(data), contracts.MaxMessageBytes-storedHeaderRoom)
+	}
 	msg := nats.NewMsg(subj)
 	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, m.ID)
 	return msg, nil
 }
+
+// storedHeaderRoom is left in a stored message for its headers.
+const storedHeaderRoom = 256
 
 // run stores queued messages until Close, then what is still queued.
 func (e *Emitter) run() {

@@ -46,10 +46,15 @@ func (s *Service) ingestItem(ctx context.Context, from contracts.SubjectInfo, it
 	}
 	msg, err := storeMsg(m, now)
 	if err != nil {
+		if contracts.CodeOf(err) == contracts.CodeTooLarge {
+			return nil, err
+		}
 		return nil, contracts.Errorf(contracts.CodeBadRequest, "%v", err)
 	}
 	queued := s.store.Submit(jsbatch.Write{Msg: msg})
 	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+		defer cancel()
 		if r := queued.Wait(ctx)[0]; r.Err != nil {
 			return fmt.Errorf("store status message %s: %w", item.ID, r.Err)
 		}

@@ -2,6 +2,7 @@ package status
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -51,15 +52,27 @@ func TestIngest(t *testing.T) {
 	wrongType := agentMsg(contracts.StatusAgentConnectionLost, nil)
 	wrongType.Type = contracts.TypeHeartbeat
 
+	// Within every limit as sent, but JSON escapes each "<" as six bytes:
+	// stored, it would be over the stream's message size. It is refused
+	// alone; the batch's other messages are stored.
+	escaped := agentMsg(9004, nil)
+	escaped.Text = strings.Repeat("<", contracts.MaxStatusText)
+	escaped.Properties = map[string]string{}
+	for i := range 32 {
+		escaped.Properties[fmt.Sprintf("p%02d", i)] = strings.Repeat("<", 1024)
+	}
+
+	another := agentMsg(9005, map[string]string{"disk": "/home"})
+
 	items := []contracts.OutboxItem{
 		item(t, lost), item(t, unknown), item(t, future), item(t, forged), item(t, noTime),
-		item(t, badSeverity), item(t, longText), item(t, wrongType),
+		item(t, badSeverity), item(t, longText), item(t, wrongType), item(t, escaped), item(t, another),
 		{ID: "not-json", Type: contracts.TypeStatusMessage, Time: now, Data: json.RawMessage(`{"type":"steward.v1.status_message","msgId":"seven"}`)},
 		{ID: "other-type", Type: contracts.TypeHeartbeat, Time: now, Data: json.RawMessage(`{}`)},
 	}
 	ack := e.send(client1, items...)
 
-	wantStored := []string{lost.ID, unknown.ID, future.ID}
+	wantStored := []string{lost.ID, unknown.ID, future.ID, another.ID}
 	if !slices.Equal(ack.Stored, wantStored) {
 		t.Errorf("stored: got %v, want %v", ack.Stored, wantStored)
 	}
@@ -72,6 +85,9 @@ func TestIngest(t *testing.T) {
 			t.Errorf("item %s: got rejection %v, want bad_request", id, rejected[id])
 		}
 	}
+	if rejected[escaped.ID] != contracts.CodeTooLarge {
+		t.Errorf("item stored over the size limit: got rejection %v, want too_large", rejected[escaped.ID])
+	}
 
 	got := map[string]contracts.StatusMessage{}
 	for _, m := range e.stored() {
@@ -79,8 +95,8 @@ func TestIngest(t *testing.T) {
 			got[m.ID] = m
 		}
 	}
-	if len(got) != 3 {
-		t.Fatalf("stored from %s: got %d messages, want 3: %+v", client1, len(got), got)
+	if len(got) != 4 {
+		t.Fatalf("stored from %s: got %d messages, want 4: %+v", client1, len(got), got)
 	}
 
 	m := got[lost.ID]
@@ -110,10 +126,12 @@ func TestIngest(t *testing.T) {
 		t.Errorf("future time: got %v, want re-dated to when it was received", f.Time)
 	}
 
-	// A resend of the same items (the ack was lost) stores nothing twice.
-	again := e.send(client1, item(t, lost), item(t, unknown), item(t, future))
-	if len(again.Stored) != 3 {
-		t.Errorf("resend: got stored %v, want all three acknowledged", again.Stored)
+	// A resend of the same items (the ack was lost) stores nothing twice
+	// (the server refuses their atomic batch; one at a time, each is a
+	// known duplicate).
+	again := e.send(client1, item(t, lost), item(t, unknown), item(t, future), item(t, another))
+	if len(again.Stored) != 4 {
+		t.Errorf("resend: got stored %v, want all four acknowledged", again.Stored)
 	}
 	n := 0
 	for _, m := range e.stored() {
@@ -121,8 +139,8 @@ func TestIngest(t *testing.T) {
 			n++
 		}
 	}
-	if n != 3 {
-		t.Errorf("after resend: got %d stored messages from %s, want 3", n, client1)
+	if n != 4 {
+		t.Errorf("after resend: got %d stored messages from %s, want 4", n, client1)
 	}
 }
 

@@ -328,14 +328,17 @@ func (s *Service) setup(ctx context.Context) error {
 		Duplicates:  cfg.Duplicates,
 		MaxMsgSize:  contracts.MaxMessageBytes,
 		AllowDirect: true,
+		// Agents' messages are stored many to a disk sync (jsbatch).
+		// Set here, not after: an update without it would turn it off
+		// under the other instances for a moment.
+		AllowAtomicPublish: true,
 	})
 	if err != nil {
 		return fmt.Errorf("status: stream %s: %w", Stream, err)
 	}
-	atomicBatches := true
-	if err := jsbatch.EnableAtomic(ctx, s.js, Stream); err != nil {
-		s.log.Warn("atomic batch publish unavailable; storing status messages one at a time", "stream", Stream, "err", err)
-		atomicBatches = false
+	atomicBatches := s.stream.CachedInfo().Config.AllowAtomicPublish
+	if !atomicBatches {
+		s.log.Warn("atomic batch publish unavailable (nats-server before 2.12); storing status messages one at a time", "stream", Stream)
 	}
 	s.store = jsbatch.New(cfg.NC, s.js, Stream, atomicBatches, cfg.StoreTimeout, s.log)
 	actSubj, _ := contracts.Event(cfg.Site, "status", "action")

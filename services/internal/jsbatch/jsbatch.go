@@ -6,10 +6,13 @@
 // a single-replica stream syncs once: a thousand writes cost one sync
 // instead of a thousand. A batch whose compare-and-set fails is split in
 // halves until the conflicting writes are alone; they fail with ErrConflict
-// and the rest commit. A batch the server will not take atomically (one
-// carrying a message ID it has seen, too many batches in flight) is written
-// one message at a time, which is also the path for a server or stream
-// without atomic batches (before nats-server 2.12).
+// and the rest commit. A batch the server answers with any other error (a
+// message ID it has seen, too many batches in flight, more messages than
+// its max_batch_size, one message it refused, which leaves the batch
+// incomplete) is written one message at a time, so that each write gets
+// its own outcome. So is every batch for a while after the stream refuses
+// atomic batches (a server before 2.12, or another instance updating the
+// stream's configuration at that moment).
 package jsbatch
 
 import (
@@ -63,12 +66,14 @@ const (
 // Writer commits writes to one stream. Run must be running for writes to
 // complete.
 type Writer struct {
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	stream  string
-	atomic  atomic.Bool
-	log     *slog.Logger
-	timeout time.Duration
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream string
+	atomic atomic.Bool
+	// retryAtomic is when to try atomic batches again after a refusal.
+	retryAtomic atomic.Int64
+	log         *slog.Logger
+	timeout     time.Duration
 
 	mu      sync.Mutex
 	queue   []*pending
@@ -199,9 +204,13 @@ func (w *Writer) Run(ctx context.Context) {
 	}
 }
 
+// refusedFor is how long a writer writes one message at a time after the
+// stream refused an atomic batch.
+const refusedFor = 30 * time.Second
+
 // commit writes batch, atomically where it can.
 func (w *Writer) commit(ctx context.Context, batch []*pending) {
-	if len(batch) < minAtomic || !w.atomic.Load() {
+	if len(batch) < minAtomic || !w.atomic.Load() || time.Now().UnixNano() < w.retryAtomic.Load() {
 		w.publishEach(ctx, batch)
 		return
 	}
@@ -216,8 +225,8 @@ func (w *Writer) commit(ctx context.Context, batch []*pending) {
 		w.commit(ctx, batch[:half])
 		w.commit(ctx, batch[half:])
 	case errors.Is(err, errRefused):
-		w.log.Warn("atomic batch publish refused by the server; writing one message at a time", "stream", w.stream, "err", err)
-		w.atomic.Store(false)
+		w.log.Warn("atomic batch publish refused by the server; writing one message at a time for a while", "stream", w.stream, "err", err, "retry_in", refusedFor)
+		w.retryAtomic.Store(time.Now().Add(refusedFor).UnixNano())
 		w.publishEach(ctx, batch)
 	case errors.Is(err, errOneByOne):
 		w.publishEach(ctx, batch)
@@ -233,13 +242,8 @@ var (
 	errOneByOne = errors.New("the batch must be written one message at a time")
 )
 
-// Atomic batch error codes (nats-server's JSAtomicPublish... errors).
-const (
-	codeDisabled       = 10174
-	codeDuplicate      = 10201 // a message ID seen before, or twice in the batch
-	codeTooManyBatches = 10210
-	codeDupConflict    = 10158 // a message ID seen before, its sequence unknown
-)
+// codeDisabled is nats-server's JSAtomicPublishDisabled error.
+const codeDisabled = 10174
 
 // atomicBatch publishes batch as one atomic batch: every message but the
 // last without waiting, the last (the commit) as a request for the ack.
@@ -247,10 +251,7 @@ const (
 func (w *Writer) atomicBatch(ctx context.Context, batch []*pending) ([]uint64, error) {
 	id := uuid.NewString()
 	for i, p := range batch {
-		m := &nats.Msg{Subject: p.w.Msg.Subject, Data: p.w.Msg.Data, Header: nats.Header{}}
-		for k, v := range p.w.Msg.Header {
-			m.Header[k] = v
-		}
+		m := copyMsg(p.w.Msg)
 		m.Header.Set("Nats-Batch-Id", id)
 		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
 		if p.w.CAS {
@@ -280,15 +281,19 @@ func (w *Writer) atomicBatch(ctx context.Context, batch []*pending) ([]uint64, e
 			return nil, fmt.Errorf("batch ack from %s: %w", w.stream, err)
 		}
 		if e := ack.Error; e != nil {
+			// The server looked at the batch and refused it whole. Most
+			// often one message is at fault (a seen message ID; one too
+			// large, refused without an answer, which leaves the batch
+			// incomplete, 10176), or the batch (too many in flight,
+			// 10210; too many messages, 10199): one at a time, each
+			// write gets its own outcome.
 			switch code := e.ErrCode; {
 			case cas.LostCode(jetstream.ErrorCode(code)):
 				return nil, ErrConflict
 			case code == codeDisabled:
 				return nil, fmt.Errorf("%w: %s", errRefused, e.Description)
-			case code == codeDuplicate || code == codeDupConflict || code == codeTooManyBatches:
-				return nil, fmt.Errorf("%w: %s", errOneByOne, e.Description)
 			}
-			return nil, fmt.Errorf("batch of %d writes to %s refused: %s (%d)", len(batch), w.stream, e.Description, e.ErrCode)
+			return nil, fmt.Errorf("%w: %s (%d)", errOneByOne, e.Description, e.ErrCode)
 		}
 		seqs := make([]uint64, len(batch))
 		for j := range batch {
@@ -307,7 +312,7 @@ func (w *Writer) publishEach(ctx context.Context, batch []*pending) {
 		if p.w.CAS {
 			opts = append(opts, jetstream.WithExpectLastSequencePerSubject(p.w.Last))
 		}
-		f, err := w.js.PublishMsgAsync(p.w.Msg, opts...)
+		f, err := w.js.PublishMsgAsync(copyMsg(p.w.Msg), opts...)
 		if err != nil {
 			p.done <- Result{Err: err}
 			continue
@@ -337,4 +342,14 @@ func (w *Writer) publishEach(ctx context.Context, batch []*pending) {
 			p.done <- Result{Err: err}
 		}
 	}
+}
+
+// copyMsg is m with a header of its own: publishing adds headers, and the
+// caller's message stays as it was.
+func copyMsg(m *nats.Msg) *nats.Msg {
+	h := make(nats.Header, len(m.Header)+4)
+	for k, v := range m.Header {
+		h[k] = v
+	}
+	return &nats.Msg{Subject: m.Subject, Data: m.Data, Header: h}
 }

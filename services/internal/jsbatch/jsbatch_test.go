@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/services/internal/natstest"
@@ -97,7 +98,7 @@ func TestSplitsConflicts(t *testing.T) {
 	if got := msgs(t, st); got != 10 {
 		t.Fatalf("stream holds %d messages, want 10", got)
 	}
-	if !w.atomic.Load() {
+	if w.retryAtomic.Load() != 0 {
 		t.Fatal("conflicts turned atomic batches off")
 	}
 }
@@ -161,8 +162,8 @@ func TestRefused(t *testing.T) {
 			t.Fatalf("write %d: sequence %d, err %v", i, r.Seq, r.Err)
 		}
 	}
-	if w.atomic.Load() {
-		t.Fatal("the writer still tries atomic batches on a stream that refuses them")
+	if time.Now().UnixNano() >= w.retryAtomic.Load() {
+		t.Fatal("the writer tries atomic batches again at once on a stream that refuses them")
 	}
 	if got := msgs(t, st); got != 10 {
 		t.Fatalf("stream holds %d messages, want 10", got)
@@ -215,5 +216,76 @@ func TestStopped(t *testing.T) {
 	r := w.Write(context.Background(), Write{Msg: msg("s.x", "")})[0]
 	if r.Err == nil {
 		t.Fatal("a stopped writer reported a write stored")
+	}
+}
+
+// TestServerBatchLimit: a server that allows fewer messages in a batch
+// than the writer gathers refuses the batch; its writes are stored one at
+// a time instead of failing.
+func TestServerBatchLimit(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+		JetStreamLimits: server.JSLimitOpts{MaxBatchSize: 5},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	nc := natstest.Connect(t, srv)
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, AllowAtomicPublish: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := New(nc, js, "S", true, 5*time.Second, quiet())
+	start(t, w)
+	var ws []Write
+	for i := range 10 {
+		ws = append(ws, Write{Msg: msg(fmt.Sprintf("s.b%d", i), "")})
+	}
+	for i, r := range w.Write(ctx, ws...) {
+		if r.Err != nil || r.Seq != uint64(i+1) {
+			t.Fatalf("write %d: sequence %d, err %v", i, r.Seq, r.Err)
+		}
+	}
+	if got := msgs(t, st); got != 10 {
+		t.Fatalf("stream holds %d messages, want 10", got)
+	}
+}
+
+// TestOneRefusedMessage: a message the stream refuses (over its size
+// limit) fails alone; the others of its batch are stored. (The server
+// answers the batch as incomplete, refusing every message in it.)
+func TestOneRefusedMessage(t *testing.T) {
+	srv := natstest.Start(t)
+	nc := natstest.Connect(t, srv)
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, MaxMsgSize: 1024, AllowAtomicPublish: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := New(nc, js, "S", true, 5*time.Second, quiet())
+	start(t, w)
+	var ws []Write
+	for i := range 10 {
+		m := msg(fmt.Sprintf("s.o%d", i), "")
+		if i == 4 {
+			m.Data = make([]byte, 4096)
+		}
+		ws = append(ws, Write{Msg: m})
+	}
+	for i, r := range w.Write(ctx, ws...) {
+		if (r.Err != nil) != (i == 4) {
+			t.Fatalf("write %d: %v (only the large one should fail)", i, r.Err)
+		}
+	}
+	if got := msgs(t, st); got != 9 {
+		t.Fatalf("stream holds %d messages, want 9", got)
 	}
 }
