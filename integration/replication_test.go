@@ -309,4 +309,34 @@ func TestReplicationQuarantine(t *testing.T) {
 	if _, err := cop.QuarantineDelete(ctx(t), q[0].ID); contracts.CodeOf(err) != contracts.CodeNotFound {
 		t.Fatalf("deleting it again = %v, want not_found", err)
 	}
+
+	// A refused chunk keeps no bytes: show says so, and --data writes no
+	// file and fails, naming why.
+	chunkSubj, _ := contracts.SiteSubject("CHD", "PAR", contracts.KindReplChunk)
+	if err := nc.PublishRequest(chunkSubj, sub.Subject, []byte("evil")); err != nil {
+		t.Fatal(err)
+	}
+	if reply, err = sub.NextMsg(10 * time.Second); err != nil || reply.Header.Get("Nats-Service-Error-Code") == "" {
+		t.Fatalf("a chunk without its headers: answered %v (%v), want an error", reply, err)
+	}
+	var chunk contracts.QuarantineInfo
+	wait(t, 15*time.Second, "the chunk in the child's quarantine", func() bool {
+		q, err = cop.QuarantineList(ctx(t))
+		for _, e := range q {
+			if e.What == "chunk" {
+				chunk = e
+			}
+		}
+		return err == nil && chunk.ID != ""
+	})
+	if out := child.cli(t, "packages", "quarantine", "show", chunk.ID); !strings.Contains(out, "Bytes kept:") || !strings.Contains(out, "none") {
+		t.Fatalf("quarantine show of a chunk:\n%s\nwant it to say no bytes are kept", out)
+	}
+	noData := filepath.Join(t.TempDir(), "chunk.bin")
+	if _, _, err := steward(t, child, child.AdminIdentity(), "", "packages", "quarantine", "show", chunk.ID, "--data", noData); err == nil || !strings.Contains(err.Error(), "kept no bytes") {
+		t.Fatalf("quarantine show --data of a chunk: got %v, want a refusal saying no bytes are kept", err)
+	}
+	if _, err := os.Stat(noData); !os.IsNotExist(err) {
+		t.Fatalf("quarantine show --data of a chunk left a file: %v", err)
+	}
 }

@@ -16,21 +16,10 @@ import (
 )
 
 // setup starts a server and creates stream S on subjects s.>, taking
-// atomic batches if atomic.
+// atomic batches if atomic (turned on by EnableAtomic).
 func setup(t *testing.T, atomicBatches bool) (*nats.Conn, jetstream.JetStream, jetstream.Stream) {
 	t.Helper()
-	srv := natstest.Start(t)
-	nc := natstest.Connect(t, srv)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
-		Name: "S", Subjects: []string{"s.>"}, Storage: jetstream.FileStorage, Duplicates: time.Minute,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js, st := setupOn(t, natstest.Start(t), jetstream.StreamConfig{})
 	if atomicBatches {
 		if err := EnableAtomic(context.Background(), js, "S"); err != nil {
 			t.Fatal(err)
@@ -39,11 +28,46 @@ func setup(t *testing.T, atomicBatches bool) (*nats.Conn, jetstream.JetStream, j
 	return nc, js, st
 }
 
-func start(t *testing.T, w *Writer) {
+// setupOn creates stream S on subjects s.> on srv, configured as cfg
+// otherwise.
+func setupOn(t *testing.T, srv *server.Server, cfg jetstream.StreamConfig) (*nats.Conn, jetstream.JetStream, jetstream.Stream) {
+	t.Helper()
+	nc := natstest.Connect(t, srv)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Name, cfg.Subjects, cfg.Storage, cfg.Duplicates = "S", []string{"s.>"}, jetstream.FileStorage, time.Minute
+	st, err := js.CreateStream(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js, st
+}
+
+// started is a writer to S, told it takes atomic batches, running until
+// the test ends.
+func started(t *testing.T, nc *nats.Conn, js jetstream.JetStream) *Writer {
+	w := New(nc, js, "S", true, 5*time.Second, quiet())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	return w
+}
+
+// writes are n messages on s.<prefix><i>, with message IDs <prefix><i>
+// if ids.
+func writes(prefix string, n int, ids bool) []Write {
+	var ws []Write
+	for i := range n {
+		id := ""
+		if ids {
+			id = fmt.Sprintf("%s%d", prefix, i)
+		}
+		ws = append(ws, Write{Msg: msg(fmt.Sprintf("s.%s%d", prefix, i), id)})
+	}
+	return ws
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -77,11 +101,10 @@ func TestSplitsConflicts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	w := New(nc, js, "S", true, 5*time.Second, quiet())
-	start(t, w)
-	var ws []Write
-	for i := range 10 {
-		ws = append(ws, Write{Msg: msg(fmt.Sprintf("s.k%d", i), ""), CAS: true})
+	w := started(t, nc, js)
+	ws := writes("k", 10, false)
+	for i := range ws {
+		ws[i].CAS = true
 	}
 	for i, r := range w.Write(ctx, ws...) {
 		wantConflict := i == 3 || i == 7
@@ -113,12 +136,8 @@ func TestDuplicates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := New(nc, js, "S", true, 5*time.Second, quiet())
-	start(t, w)
-	var ws []Write
-	for i := range 10 {
-		ws = append(ws, Write{Msg: msg(fmt.Sprintf("s.m%d", i), fmt.Sprintf("m%d", i))})
-	}
+	w := started(t, nc, js)
+	ws := writes("m", 10, true)
 	res := w.Write(ctx, ws...)
 	for i, r := range res {
 		if r.Err != nil {
@@ -136,11 +155,7 @@ func TestDuplicates(t *testing.T) {
 		t.Fatalf("the caller's message was changed: Nats-Batch-Id %q", h)
 	}
 	// Without duplicates the next batch is atomic again: same result.
-	ws = ws[:0]
-	for i := 10; i < 20; i++ {
-		ws = append(ws, Write{Msg: msg(fmt.Sprintf("s.m%d", i), fmt.Sprintf("m%d", i))})
-	}
-	for i, r := range w.Write(ctx, ws...) {
+	for i, r := range w.Write(ctx, writes("n", 10, true)...) {
 		if r.Err != nil || r.Seq != first.Sequence+uint64(10+i) {
 			t.Fatalf("write %d: sequence %d, err %v", 10+i, r.Seq, r.Err)
 		}
@@ -151,12 +166,8 @@ func TestDuplicates(t *testing.T) {
 // write one at a time, and the writer stops trying.
 func TestRefused(t *testing.T) {
 	nc, js, st := setup(t, false)
-	w := New(nc, js, "S", true, 5*time.Second, quiet())
-	start(t, w)
-	var ws []Write
-	for i := range 10 {
-		ws = append(ws, Write{Msg: msg(fmt.Sprintf("s.r%d", i), "")})
-	}
+	w := started(t, nc, js)
+	ws := writes("r", 10, false)
 	for i, r := range w.Write(context.Background(), ws...) {
 		if r.Err != nil || r.Seq != uint64(i+1) {
 			t.Fatalf("write %d: sequence %d, err %v", i, r.Seq, r.Err)
@@ -174,8 +185,7 @@ func TestRefused(t *testing.T) {
 // each get their own message's sequence.
 func TestConcurrentCallers(t *testing.T) {
 	nc, js, st := setup(t, true)
-	w := New(nc, js, "S", true, 5*time.Second, quiet())
-	start(t, w)
+	w := started(t, nc, js)
 	const n = 300
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -235,19 +245,10 @@ func TestServerBatchLimit(t *testing.T) {
 	if !srv.ReadyForConnections(10 * time.Second) {
 		t.Fatal("server not ready")
 	}
-	nc := natstest.Connect(t, srv)
-	js, _ := jetstream.New(nc)
+	nc, js, st := setupOn(t, srv, jetstream.StreamConfig{AllowAtomicPublish: true})
 	ctx := context.Background()
-	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, AllowAtomicPublish: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := New(nc, js, "S", true, 5*time.Second, quiet())
-	start(t, w)
-	var ws []Write
-	for i := range 10 {
-		ws = append(ws, Write{Msg: msg(fmt.Sprintf("s.b%d", i), "")})
-	}
+	w := started(t, nc, js)
+	ws := writes("b", 10, false)
 	for i, r := range w.Write(ctx, ws...) {
 		if r.Err != nil || r.Seq != uint64(i+1) {
 			t.Fatalf("write %d: sequence %d, err %v", i, r.Seq, r.Err)
@@ -262,24 +263,11 @@ func TestServerBatchLimit(t *testing.T) {
 // limit) fails alone; the others of its batch are stored. (The server
 // answers the batch as incomplete, refusing every message in it.)
 func TestOneRefusedMessage(t *testing.T) {
-	srv := natstest.Start(t)
-	nc := natstest.Connect(t, srv)
-	js, _ := jetstream.New(nc)
+	nc, js, st := setupOn(t, natstest.Start(t), jetstream.StreamConfig{MaxMsgSize: 1024, AllowAtomicPublish: true})
 	ctx := context.Background()
-	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, MaxMsgSize: 1024, AllowAtomicPublish: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := New(nc, js, "S", true, 5*time.Second, quiet())
-	start(t, w)
-	var ws []Write
-	for i := range 10 {
-		m := msg(fmt.Sprintf("s.o%d", i), "")
-		if i == 4 {
-			m.Data = make([]byte, 4096)
-		}
-		ws = append(ws, Write{Msg: m})
-	}
+	w := started(t, nc, js)
+	ws := writes("o", 10, false)
+	ws[4].Msg.Data = make([]byte, 4096)
 	for i, r := range w.Write(ctx, ws...) {
 		if (r.Err != nil) != (i == 4) {
 			t.Fatalf("write %d: %v (only the large one should fail)", i, r.Err)
