@@ -207,7 +207,8 @@ func (a *Agent) onPolicyPush(ctx context.Context, m *nats.Msg) {
 // acknowledgement that reports it (applied, or rejected and why). The
 // same revision again (a push and a fetch that crossed) changes nothing. A
 // rejected policy changes nothing but the record of the rejection: the
-// last good policy stays in force.
+// last good policy stays in force. data is kept as it is: the caller
+// hands it over.
 func (a *Agent) applyPolicy(ctx context.Context, data []byte, source string) (applied bool) {
 	id, ok := a.Identity()
 	if !ok {
@@ -284,7 +285,7 @@ func applyTo(st *state.PolicyState, p *contracts.Policy, data []byte, now time.T
 	bv, bs := effective(*st)
 	st.Revision, st.Issued, st.Expires, st.Applied = p.Revision, p.Issued, p.Expires, now
 	st.Settings, st.Origins = p.Settings, p.Origins
-	st.Signed = append(json.RawMessage(nil), data...)
+	st.Signed = data // the caller's own: a message or an answer received
 	st.Local = nextLocal(st.Local, p.Settings.RemoteAssistance, p.Revision, now)
 	if rt := p.Settings.RemoteTools; rt != nil && rt.Enabled != nil && *rt.Enabled {
 		members := []string{}

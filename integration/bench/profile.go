@@ -49,13 +49,27 @@ func (e *Env) profileSites(ctx context.Context, name string, limit time.Duration
 			siteDone <- nil
 			continue
 		}
+		// Allocations since the site started, now and once the CPU
+		// profile ends: `go tool pprof -base <before> <after>` shows what
+		// the measured part allocated (what its collector had to chase).
+		before := filepath.Join(e.ProfileDir, name+"-"+key+"-allocs-before.pprof")
+		after := filepath.Join(e.ProfileDir, name+"-"+key+"-allocs.pprof")
+		if err := e.fetchTo(ctx, s, "allocs", before); err != nil {
+			e.Log("profile: a site's allocations: %v", err)
+		}
 		// Opened now: a fleet's sockets may leave no descriptor later.
 		out, err := os.Create(filepath.Join(e.ProfileDir, name+"-"+key+".pprof"))
 		if err != nil {
 			siteDone <- err
 			continue
 		}
-		go func() { siteDone <- fetchProfile(ctx, s.DebugAddr, limit, out) }()
+		go func() {
+			err := fetchProfile(ctx, s.DebugAddr, limit, out)
+			if err == nil {
+				err = e.fetchTo(ctx, s, "allocs", after)
+			}
+			siteDone <- err
+		}()
 	}
 	f, err := os.Create(filepath.Join(e.ProfileDir, name+"-fleet.pprof"))
 	if err == nil {
@@ -88,13 +102,18 @@ func (e *Env) heapProfile(ctx context.Context, s *Site, name string) {
 		e.Log("profile: %v", err)
 		return
 	}
-	out, err := os.Create(filepath.Join(e.ProfileDir, name+"-heap.pprof"))
-	if err == nil {
-		err = fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", s.DebugAddr), out)
-	}
-	if err != nil {
+	if err := e.fetchTo(ctx, s, "heap?gc=1", filepath.Join(e.ProfileDir, name+"-heap.pprof")); err != nil {
 		e.Log("profile: the site's heap: %v", err)
 	}
+}
+
+// fetchTo writes the site's profile of kind (a /debug/pprof name) to path.
+func (e *Env) fetchTo(ctx context.Context, s *Site, kind, path string) error {
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	return fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/%s", s.DebugAddr, kind), out)
 }
 
 func fetchProfile(ctx context.Context, addr string, d time.Duration, out *os.File) error {

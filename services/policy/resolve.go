@@ -71,27 +71,37 @@ func (c *Catalog) Resolve(collections []string) Resolved {
 	return r
 }
 
-// policyBody is contracts.Policy with the settings and origins already
-// encoded: the same JSON, without encoding them again for every client.
-type policyBody struct {
+// policyHead is contracts.Policy without its settings and origins: Body
+// encodes it and appends the settings and origins encoded once per
+// resolution, which is the same JSON as encoding the whole policy.
+type policyHead struct {
 	contracts.Header
-	Site     string          `json:"site"`
-	ClientID string          `json:"clientId"`
-	Revision uint64          `json:"revision"`
-	Issued   time.Time       `json:"issued"`
-	Expires  time.Time       `json:"expires"`
-	Settings json.RawMessage `json:"settings"`
-	Origins  json.RawMessage `json:"origins"`
+	Site     string    `json:"site"`
+	ClientID string    `json:"clientId"`
+	Revision uint64    `json:"revision"`
+	Issued   time.Time `json:"issued"`
+	Expires  time.Time `json:"expires"`
 }
 
-// Body is the JSON of r.Policy(...): what the site signs.
+// Body is the JSON of r.Policy(...): what the site signs. The settings and
+// origins are appended as encoded (json.Marshal would validate and compact
+// them again for every client, a fifth of signing's cost).
 func (r Resolved) Body(site, client string, revision uint64, now time.Time, validity time.Duration) ([]byte, error) {
 	p := r.Policy(site, client, revision, now, validity)
 	if r.settingsJSON == nil {
 		return json.Marshal(p)
 	}
-	return json.Marshal(policyBody{Header: p.Header, Site: p.Site, ClientID: p.ClientID, Revision: p.Revision,
-		Issued: p.Issued, Expires: p.Expires, Settings: r.settingsJSON, Origins: r.originsJSON})
+	head, err := json.Marshal(policyHead{Header: p.Header, Site: p.Site, ClientID: p.ClientID, Revision: p.Revision,
+		Issued: p.Issued, Expires: p.Expires})
+	if err != nil {
+		return nil, err
+	}
+	const settingsKey, originsKey = `,"settings":`, `,"origins":`
+	body := make([]byte, 0, len(head)+len(settingsKey)+len(r.settingsJSON)+len(originsKey)+len(r.originsJSON))
+	body = append(body, head[:len(head)-1]...) // without its closing brace
+	body = append(append(body, settingsKey...), r.settingsJSON...)
+	body = append(append(body, originsKey...), r.originsJSON...)
+	return append(body, '}'), nil
 }
 
 // Values lists every setting of r for an operator: its value, or null when

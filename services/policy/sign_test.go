@@ -49,6 +49,9 @@ func TestSignVerifies(t *testing.T) {
 	}
 	want := res.Policy("LAB", "c1", 9, now, time.Hour)
 	want.ID = got.ID
+	if plainBody, _ := json.Marshal(want); string(plainBody) != string(sp.Policy) {
+		t.Fatalf("the body differs from the policy's plain encoding:\n%s\n%s", sp.Policy, plainBody)
+	}
 	var plain contracts.Policy
 	data, _ := json.Marshal(want)
 	_ = json.Unmarshal(data, &plain)
