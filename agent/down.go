@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -42,6 +43,13 @@ func (a *Agent) subscribeDown(ctx context.Context, nc *nats.Conn, id state.Ident
 			a.log.Debug("message of an unhandled kind dropped", "subject", m.Subject)
 			return
 		}
+		defer func() {
+			// A defect in one handler loses its message, not the agent:
+			// the client stays reachable (and fetches policy again).
+			if r := recover(); r != nil {
+				a.log.Error("a message's handler failed; the message is dropped", "subject", m.Subject, "panic", r, "stack", string(debug.Stack()))
+			}
+		}()
 		h(telemetry.Extract(ctx, m.Header), m)
 	}); err != nil {
 		return fmt.Errorf("subscribe %s: %w", space, err)

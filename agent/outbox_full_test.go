@@ -58,6 +58,19 @@ func TestPolicyFullOutbox(t *testing.T) {
 	if m, _ := a.store.OutboxLen(); st.Revision != 3 || !*st.Settings.RemoteTools.Enabled || m != n {
 		t.Fatalf("revision %d in force, remote tools %v, %d outbox entries (want 3, true, %d)", st.Revision, *st.Settings.RemoteTools.Enabled, m, n)
 	}
+	// A policy rejected past the reserve (expired: the agent was away a
+	// week) is recorded as rejected, its acknowledgement dropped; the
+	// agent goes on (it dereferenced the policy it had refused, and
+	// crashed at every fetch while the outbox stayed full).
+	expired := b.policyFor(4, off)
+	expired.Issued, expired.Expires = time.Now().Add(-8*24*time.Hour), time.Now().Add(-time.Hour)
+	if a.applyPolicy(ctx, signPolicy(t, b.siteKP, expired), "test") {
+		t.Fatal("an expired policy applied")
+	}
+	st, _ = a.store.Policy()
+	if st.Revision != 3 || st.LastRejection == nil || st.LastRejection.Code != contracts.RejectExpired {
+		t.Fatalf("revision %d in force, last rejection %+v (want 3, expired)", st.Revision, st.LastRejection)
+	}
 }
 
 // TestContentFullOutbox: a download finished while the outbox is full of

@@ -169,6 +169,8 @@ func TestDownHandler(t *testing.T) {
 	got := make(chan string, 1)
 	a := b.newAgent(nil)
 	a.HandleDown("test.ping", func(_ context.Context, m *nats.Msg) { got <- string(m.Data) })
+	// A handler that fails (a defect) loses its message, not the agent.
+	a.HandleDown("test.panic", func(context.Context, *nats.Msg) { panic("a defect") })
 	b.run(a)
 	waitFor(t, "agent connected", func() bool { return a.Status().Connected })
 	svc := b.services()
@@ -177,7 +179,7 @@ func TestDownHandler(t *testing.T) {
 	// among them, are dropped: the one down.> subscription dispatches by
 	// the exact kind.
 	var others []string
-	for _, kind := range []string{"test", "test.ping.more", "test.other"} {
+	for _, kind := range []string{"test.panic", "test", "test.ping.more", "test.other"} {
 		o, _ := contracts.AgentDown(testSite, b.clientID, kind)
 		others = append(others, o)
 	}

@@ -256,8 +256,12 @@ func (a *Agent) applyPolicy(ctx context.Context, data []byte, source string) (ap
 		a.log.Error("policy not applied: the state store failed", "source", source, "err", err)
 		return false
 	case dropped > 0:
+		rev := after.Revision // p is nil when the agent refused it
+		if rej != nil {
+			rev = rej.revision
+		}
 		a.log.Warn("outbox full: the policy's acknowledgement was not queued, so the site shows this revision pending until the next one",
-			"revision", p.Revision, "outbox_max", a.cfg.OutboxMax)
+			"revision", rev, "outbox_max", a.cfg.OutboxMax)
 	}
 	a.wakeOutbox()
 	a.setPolicyStatus(after)
