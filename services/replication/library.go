@@ -208,11 +208,18 @@ func (s *Service) putChunk(ctx context.Context, hash string, data []byte, last u
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	now, _, held, gerr := s.chunkMeta(rctx, hash)
-	if gerr == nil && held && now.NUID == id {
+	switch {
+	case gerr != nil:
+		// Whether the meta names ours is unknown: the data stays. A data
+		// message nothing names only takes its space; a meta naming data
+		// that was purged would pass for the chunk for good (a retry
+		// finds it held, and a version installs that cannot be read).
+		return err
+	case held && now.NUID == id:
 		return nil
 	}
 	dropData()
-	if gerr == nil && held && beaten {
+	if held && beaten {
 		return nil
 	}
 	return err

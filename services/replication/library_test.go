@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
 )
@@ -310,5 +311,62 @@ func TestRenewRemoveRace(t *testing.T) {
 	}
 	if got, err := p.ReadChunk(ctx, h); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("the chunk stored over a corrupt meta: %v", err)
+	}
+}
+
+// lostMetaAck stores a chunk's meta but answers as if its acknowledgement
+// were lost.
+type lostMetaAck struct{ jetstream.JetStream }
+
+func (j lostMetaAck) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	ack, err := j.JetStream.PublishMsg(ctx, m, opts...)
+	if err == nil && strings.HasPrefix(m.Subject, "$O."+ChunksStore+".M.") {
+		return nil, context.DeadlineExceeded
+	}
+	return ack, err
+}
+
+// metaReadFails fails the failAt-th read of a chunk's meta.
+type metaReadFails struct {
+	jetstream.Stream
+	reads, failAt int
+}
+
+func (s *metaReadFails) GetLastMsgForSubject(ctx context.Context, subj string) (*jetstream.RawStreamMsg, error) {
+	if strings.HasPrefix(subj, "$O."+ChunksStore+".M.") {
+		if s.reads++; s.reads == s.failAt {
+			return nil, context.DeadlineExceeded
+		}
+	}
+	return s.Stream.GetLastMsgForSubject(ctx, subj)
+}
+
+// TestLostMetaAck: the answer to a chunk's meta write is lost and reading
+// the meta back fails too. The chunk's data stays (the meta may name it),
+// so the retry that finds the chunk held is right, and a version made of
+// it reads. The data was purged, and the chunk passed for held for good
+// while every read of it failed.
+func TestLostMetaAck(t *testing.T) {
+	svc := newSite(t, "PAR", nil).start()
+	ctx := context.Background()
+	data := randomBytes(1000)
+	h := contracts.ChunkHash(data)
+	js, stream := svc.js, svc.chunkStream
+	svc.js = lostMetaAck{js}
+	svc.chunkStream = &metaReadFails{Stream: stream, failAt: 2} // 1: the look-up before the store, 2: the read back
+	if err := svc.PutChunk(ctx, h, data); err == nil {
+		t.Fatal("a store whose meta write went unanswered: want an error")
+	}
+	svc.js, svc.chunkStream = js, stream
+	if err := svc.PutChunk(ctx, h, data); err != nil { // the uploader retries
+		t.Fatalf("retry: %v", err)
+	}
+	m, _ := buildManifest("lost", "1", []testFile{{path: "a", data: data}})
+	if _, err := svc.CreateVersion(ctx, m, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := svc.ReadChunk(ctx, h)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the chunk of an installed version: %d bytes, %v", len(got), err)
 	}
 }
