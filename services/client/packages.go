@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/stewardhq/steward/contracts"
@@ -222,6 +223,17 @@ func (c *Client) PackageCreate(ctx context.Context, name, version string, src *P
 	req := contracts.PackageCreateRequest{
 		Header: contracts.NewHeader(contracts.TypePackageCreateRequest), Package: name, Version: version,
 		Files: src.Files, Links: src.Links,
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		// The site reads every file back and checks its hash before it
+		// signs: a second per 32 MiB on top of the usual wait.
+		var size int64
+		for _, f := range src.Files {
+			size += f.Size
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rpc.DefaultTimeout+time.Duration(size>>25)*time.Second)
+		defer cancel()
 	}
 	var resp contracts.PackageResponse
 	if err := c.call(ctx, contracts.KindPackagesCreate, req, &resp); err != nil {

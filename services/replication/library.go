@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -417,6 +418,9 @@ func (s *Service) CreateVersion(ctx context.Context, m contracts.Manifest, by st
 		return contracts.PackageInfo{}, contracts.Errorf(contracts.CodeConflict, "%d chunks of %s are not in the library (upload them first), such as %s",
 			len(missing), contracts.PackageKey(m.Package, m.Version), missing[0])
 	}
+	if err := s.checkFileHashes(ctx, &m); err != nil {
+		return contracts.PackageInfo{}, err
+	}
 	signed := s.sign(body)
 	info := newInfo(&m, &signed, "")
 	if err := s.install(ctx, info, signed); err != nil {
@@ -425,6 +429,58 @@ func (s *Service) CreateVersion(ctx context.Context, m contracts.Manifest, by st
 	s.log.Info("version created", "package", m.Package, "version", m.Version, "digest", info.Digest, "size", m.Size, "by", by)
 	s.emit(ctx, contracts.StatusPackageCreated, map[string]string{"package": m.Package, "version": m.Version, "digest": info.Digest, "bytes": strconv.FormatInt(m.Size, 10), "by": by})
 	return info, nil
+}
+
+// checkFileHashes reads every file of m back from the library and checks
+// its SHA-256 against the manifest's, before the site signs it: the site
+// vouches for the files, not only for their chunks. A manifest whose file
+// hash its chunks do not make would be downloaded in full by every agent,
+// refused at the end and fetched again at every sync. Files are hashed
+// side by side, one per CPU.
+func (s *Service) checkFileHashes(ctx context.Context, m *contracts.Manifest) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	files := make(chan *contracts.ManifestFile)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for f := range files {
+				if err := s.checkFileHash(ctx, m, f); err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+feed:
+	for i := range m.Files {
+		select {
+		case files <- &m.Files[i]:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(files)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
+}
+
+func (s *Service) checkFileHash(ctx context.Context, m *contracts.Manifest, f *contracts.ManifestFile) error {
+	h := sha256.New()
+	for _, c := range f.Chunks {
+		data, err := s.readChunk(ctx, c)
+		if err != nil {
+			return contracts.Errorf(contracts.CodeUnavailable, "content library: read chunk %s of %s: %v", c, f.Path, err)
+		}
+		h.Write(data)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != f.SHA256 {
+		return contracts.Errorf(contracts.CodeBadRequest, "invalid package %s: file %s: its chunks make SHA-256 %s, the manifest says %s",
+			contracts.PackageKey(m.Package, m.Version), f.Path, got, f.SHA256)
+	}
+	return nil
 }
 
 // sign signs a manifest's JSON with the site key.

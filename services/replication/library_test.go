@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -368,5 +369,32 @@ func TestLostMetaAck(t *testing.T) {
 	got, err := svc.ReadChunk(ctx, h)
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("the chunk of an installed version: %d bytes, %v", len(got), err)
+	}
+}
+
+// TestCreateVersionChecksFiles: the site signs only files whose SHA-256
+// their chunks make: a manifest that says otherwise (an uploader's defect,
+// or a hostile one) is refused, naming the file, and nothing is installed.
+func TestCreateVersionChecksFiles(t *testing.T) {
+	svc := newSite(t, "PAR", nil).start()
+	ctx := context.Background()
+	m, chunks := buildManifest("lie", "1", []testFile{{path: "a", data: randomBytes(1000)}, {path: "b", data: randomBytes(3 * contracts.ChunkSize / 2)}})
+	for h, c := range chunks {
+		if err := svc.PutChunk(ctx, h, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := m
+	bad.Files = slices.Clone(m.Files)
+	bad.Files[1].SHA256 = bad.Files[0].SHA256
+	_, err := svc.CreateVersion(ctx, bad, "alice")
+	if contracts.CodeOf(err) != contracts.CodeBadRequest || !strings.Contains(err.Error(), "file b") {
+		t.Fatalf("a file hash its chunks do not make: got %v, want bad_request naming file b", err)
+	}
+	if _, ok := svc.model.version("lie", "1"); ok {
+		t.Fatal("the refused version is installed")
+	}
+	if _, err := svc.CreateVersion(ctx, m, "alice"); err != nil {
+		t.Fatalf("the true manifest: %v", err)
 	}
 }
