@@ -154,8 +154,8 @@ func localConsentRules(st state.PolicyState) consentRules {
 // session of kind (the running session's kind for a join: g.Kind may then
 // be observe) and returns the access level the agent enforces: the lesser
 // of the grant's and the local level, view for an observer. Shell and
-// tunnel sessions need remote tools enabled with a level other than none;
-// a tunnel needs full and its port in the local tunnel ports; assistance
+// tunnel sessions need remote tools enabled and full access (observers of
+// a shell, view); a tunnel needs its port in the local tunnel ports; assistance
 // needs the effective Remote Assistance level other than none (whether
 // solicited or unsolicited assistance is on is checked by the assistance
 // code, which knows the shared terminal).
@@ -187,10 +187,19 @@ func grantAccess(g *contracts.SessionGrant, kind string, st state.PolicyState) (
 	if access == contracts.AccessNone {
 		return "", refuse(contracts.DenyPolicy, "the grant's %s access and this client's %s level leave no access", g.Access, level)
 	}
+	switch {
+	case g.Join && kind == contracts.SessionTunnel:
+		return "", refuse(contracts.DenyPolicy, "a tunnel cannot be joined")
+	case g.Join && kind == contracts.SessionAssist && g.Kind != contracts.SessionObserve:
+		return "", refuse(contracts.DenyPolicy, "an assistance session is the user's and its helper's: another operator may only observe it")
+	}
+	if !g.Join && (g.Kind == contracts.SessionShell || g.Kind == contracts.SessionTunnel) && access != contracts.AccessFull {
+		// A shell's command line is input, and a tunnel carries it: at
+		// view, as the broker decides, neither starts (a shell at view
+		// ran the operator's command all the same).
+		return "", refuse(contracts.DenyPolicy, "a %s needs full access; the grant gives %s and this client's remote tools access level is %s", g.Kind, g.Access, level)
+	}
 	if kind == contracts.SessionTunnel && g.Kind == contracts.SessionTunnel && !g.Join {
-		if access != contracts.AccessFull {
-			return "", refuse(contracts.DenyPolicy, "a tunnel needs full access; the grant gives %s and this client's remote tools access level is %s", g.Access, level)
-		}
 		if err := tunnelPortAllowed(g.Port, st); err != nil {
 			return "", err
 		}

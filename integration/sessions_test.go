@@ -428,3 +428,74 @@ func TestSessionBrokerRestartEndsSessionsAbnormally(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionJoinWaitsForTheUser: with promptUser on, the agent asks its
+// user about a joiner as about the first operator, and the broker waits
+// for the answer as long as the prompt lasts. It waited 15 s: a user who
+// accepted later let the joiner in at the agent while the broker had
+// recorded the join as denied (client offline) and audited no consent.
+func TestSessionJoinWaitsForTheUser(t *testing.T) {
+	l := startSessionLab(t, []string{"dave"}, nil)
+	s := remoteTools(true, contracts.AccessFull, true, []string{"admin", "helen"}, nil)
+	s.RemoteTools.PromptTimeout = ptrTo(contracts.Duration(time.Minute))
+	l.setPolicy(t, s)
+	helen := l.rs.addOperator(t, l.admin, "helen", []string{contracts.RoleRemoteToolsOperator}, []string{contracts.AllSystemsName})
+	wait(t, 15*time.Second, "the prompting policy at the agent", func() bool {
+		rt := l.agent.PolicyStatus().Settings.RemoteTools
+		return rt != nil && rt.PromptUser != nil && *rt.PromptUser && slices.Contains(*rt.PermittedViewers, "helen")
+	})
+	answer := func(after time.Duration) chan struct{} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			deadline := time.Now().Add(after + 15*time.Second)
+			for time.Now().Before(deadline) {
+				if ps := l.agent.ConsentPrompts(); len(ps) == 1 {
+					time.Sleep(time.Until(ps[0].Asked.Add(after)))
+					if _, err := l.agent.AnswerConsent(ps[0].ID, true, "dave"); err != nil {
+						t.Errorf("answer: %v", err)
+					}
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			t.Errorf("no consent prompt appeared")
+		}()
+		return done
+	}
+	answered := answer(0)
+	sess, err := l.admin.SessionOpen(ctx(t), contracts.SessionOpenRequest{Ref: "web-01", Kind: contracts.SessionShell, Command: []string{"cat"}})
+	<-answered
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.admin.SessionEnd(context.Background(), sess.Info.ID, "done")
+	answered = answer(17 * time.Second) // past the broker's own 15 s
+	jctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	w, err := helen.SessionJoin(jctx, sess.Info.ID, true)
+	<-answered
+	if err != nil {
+		t.Fatalf("a join the user accepted after 17 s: %v", err)
+	}
+	if w.Info.ID != sess.Info.ID {
+		t.Fatalf("joined session %s, want %s", w.Info.ID, sess.Info.ID)
+	}
+	var consent contracts.StatusMessage
+	wait(t, 15*time.Second, "the join's consent audited", func() bool {
+		resp, err := l.admin.StatusList(ctx(t), contracts.StatusListRequest{Filter: contracts.StatusFilter{MsgIDs: []int{contracts.StatusSessionConsent}}, Limit: 1000})
+		if err != nil {
+			return false
+		}
+		for _, m := range resp.Messages {
+			if m.Properties["session"] == sess.Info.ID && m.Properties["operator"] == "helen" {
+				consent = m
+				return true
+			}
+		}
+		return false
+	})
+	if consent.Properties["consent"] != contracts.ConsentGiven || consent.Properties["user"] != "dave" {
+		t.Fatalf("the join's consent audit: %+v", consent.Properties)
+	}
+}

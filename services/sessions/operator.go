@@ -261,8 +261,11 @@ func (s *Service) joinLocal(ctx context.Context, from contracts.SubjectInfo, req
 		access = contracts.AccessView
 	}
 	g := contracts.SessionGrant{Header: contracts.NewHeader(contracts.TypeSessionGrant), Session: info.ID, Site: s.cfg.Site,
-		ClientID: info.Client.ID, Operator: op, Kind: kind, Access: access, Join: true}
-	d.consent = false
+		ClientID: info.Client.ID, Operator: op, Kind: kind, Access: access, Join: true, Consent: d.consent}
+	// The agent asks its user about a joiner as about the first operator
+	// (promptUser): the wait covers the prompt, and the answer is
+	// audited. The broker waited 15 s and recorded a join the user
+	// accepted later as denied, while the agent let the joiner in.
 	ans, err := s.sendGrant(ctx, g, d)
 	if errors.As(err, &dn) {
 		s.denied(ctx, jinfo, dn)
