@@ -46,10 +46,16 @@ func (s *Service) enroll(ctx context.Context, from contracts.SubjectInfo, req *c
 		id.Status = contracts.ClientPending
 	}
 	if err := s.ids.create(ctx, id); err != nil {
-		if contracts.CodeOf(err) == contracts.CodeConflict { // a concurrent retry of the same key won
-			return nil, contracts.Errorf(contracts.CodeConflict, "enrollment of this key is in progress; retry")
+		switch {
+		case contracts.CodeOf(err) != contracts.CodeConflict:
+			return nil, err
+		case tokErr == nil:
+			// A concurrent request of the same key (an agent's retry)
+			// created the identity first, pending if this request had
+			// taken the token's last use: that use admits it.
+			return s.admitWith(ctx, key, tokenID, now)
 		}
-		return nil, err
+		return nil, contracts.Errorf(contracts.CodeConflict, "enrollment of this key is in progress; retry")
 	}
 	if tokErr == nil {
 		if err := s.publishClientEvent(ctx, contracts.ClientEnrolled, id, id.By); err != nil {
@@ -87,15 +93,33 @@ func (s *Service) reenroll(ctx context.Context, id Identity, req *contracts.Enro
 	if tokErr != nil {
 		return pending(id, tokErr), nil
 	}
-	id, err := s.ids.update(ctx, id.Key, func(i *Identity) error {
-		i.Status, i.By = contracts.ClientApproved, "token:"+tokenID
+	return s.admitWith(ctx, id.Key, tokenID, now)
+}
+
+// admitWith approves the pending agent key with a use of token tokenID
+// already taken, and answers it. A key approved meanwhile is answered as
+// it is, a blocked one refused.
+func (s *Service) admitWith(ctx context.Context, key, tokenID string, now time.Time) (*contracts.EnrollResponse, error) {
+	admitted := false
+	id, err := s.ids.update(ctx, key, func(i *Identity) error {
+		if i.Kind != KindAgent {
+			return contracts.Errorf(contracts.CodeConflict, "this key is not an agent's (it is a %s key)", i.Kind)
+		}
+		admitted = i.Status == contracts.ClientPending
+		if admitted {
+			i.Status, i.By = contracts.ClientApproved, "token:"+tokenID
+		}
 		return nil
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, err
-	}
-	if err := s.publishClientEvent(ctx, contracts.ClientAdmitted, id, id.By); err != nil {
-		return nil, err
+	case id.Status == contracts.ClientBlocked:
+		return nil, contracts.Errorf(contracts.CodeBlocked, "client %s is blocked", id.ClientID)
+	case admitted:
+		if err := s.publishClientEvent(ctx, contracts.ClientAdmitted, id, id.By); err != nil {
+			return nil, err
+		}
 	}
 	return s.approved(id, now)
 }
