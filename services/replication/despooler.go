@@ -78,8 +78,10 @@ func (s *Service) receiveOffer(ctx context.Context, site string, data []byte) (*
 	entry := QuarantineEntry{QuarantineInfo: contracts.QuarantineInfo{What: QuarantineOffer, From: site}}
 	pinned, err := s.pinnedKey(ctx, site)
 	if rej, ok := asRejection(err); ok {
+		// Not a site content comes from: what it sent is recorded, its
+		// bytes are not kept (a child could fill the quarantine with them).
 		describeOffer(&entry, data)
-		return nil, s.quarantine(ctx, entry, rej, data, true)
+		return nil, s.quarantine(ctx, entry, rej, data, false)
 	}
 	if err != nil {
 		return nil, err

@@ -189,8 +189,11 @@ func TestOfferQuarantine(t *testing.T) {
 				t.Fatalf("the list carries %d bytes of data: it reads entries without it", len(e.Data))
 			}
 			full, err := c.QuarantinedEntry(context.Background(), e.ID)
-			kept := tt.offer[:min(len(tt.offer), maxQuarantineData)]
-			if err != nil || !bytes.Equal(full.Data, kept) || full.Truncated != (len(tt.offer) > maxQuarantineData) {
+			kept, truncated := tt.offer[:min(len(tt.offer), maxQuarantineData)], len(tt.offer) > maxQuarantineData
+			if tt.from != "PAR" { // not a site content comes from: its bytes are not kept
+				kept, truncated = nil, false
+			}
+			if err != nil || !bytes.Equal(full.Data, kept) || full.Truncated != truncated {
 				t.Fatalf("entry keeps %d bytes (truncated %v, err %v) of %d; want the first %d", len(full.Data), full.Truncated, err, len(tt.offer), len(kept))
 			}
 			if got := chd.emit.count(contracts.StatusPackageQuarantined); got != i+1 {
@@ -418,5 +421,44 @@ func TestCommitAfterOfferRecordedAgain(t *testing.T) {
 	}
 	if _, err := c.Version(ctx, "tools", "1.0"); contracts.CodeOf(err) != contracts.CodeNotFound {
 		t.Fatalf("installed without every chunk: %v", err)
+	}
+}
+
+// TestQuarantineRate: a peer sending junk without end (a child may publish
+// offers to its parent) fills the quarantine only at its own rate, and
+// keeps none of its bytes: the parent's rejections are still recorded.
+// Before, each junk offer kept 256 KiB until the bucket was full, and then
+// nobody's rejections were recorded for up to 30 days.
+func TestQuarantineRate(t *testing.T) {
+	chd, c, parKey := despoolerSite(t)
+	ctx := context.Background()
+	junk := randomBytes(300 << 10)
+	for range quarantineBurst + 200 {
+		if _, err := c.receiveOffer(ctx, "KID", junk); contracts.CodeOf(err) != contracts.CodePermissionDenied {
+			t.Fatalf("a child's offer: got %v, want permission_denied", err)
+		}
+	}
+	list, err := c.Quarantined(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(list); n < quarantineBurst || n > quarantineBurst+20 {
+		t.Fatalf("%d entries of the child's %d offers, want its burst (%d) and what its rate adds", n, quarantineBurst+200, quarantineBurst)
+	}
+	if n := chd.emit.count(contracts.StatusPackageQuarantined); n != len(list) {
+		t.Fatalf("%d status messages for %d entries", n, len(list))
+	}
+	full, err := c.QuarantinedEntry(ctx, list[0].ID)
+	if err != nil || len(full.Data) != 0 {
+		t.Fatalf("a child's offer keeps %d bytes (%v), want none", len(full.Data), err)
+	}
+	parPub, _ := parKey.PublicKey()
+	bad := offerBytes(t, parKey, parPub, []byte("{"))
+	if _, err := c.receiveOffer(ctx, "PAR", bad); err == nil {
+		t.Fatal("a malformed manifest from the parent: accepted")
+	}
+	e := quarantinedWith(t, c, QuarantineOffer, "malformed")
+	if full, err := c.QuarantinedEntry(ctx, e.ID); err != nil || e.From != "PAR" || !bytes.Equal(full.Data, bad) {
+		t.Fatalf("the parent's rejected offer: entry %+v, %d bytes kept, %v", e.QuarantineInfo, len(full.Data), err)
 	}
 }

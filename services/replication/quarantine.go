@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
+	"golang.org/x/time/rate"
 )
 
 // maxQuarantineData bounds the rejected bytes kept with an entry; SHA256
@@ -39,9 +42,59 @@ type QuarantineEntry struct {
 	Truncated bool   `json:"truncated,omitempty"`
 }
 
+// Each sending site may fill the quarantine at quarantineRate entries a
+// second after a burst of quarantineBurst (every chunk of a 512 MiB
+// package): a peer that sends junk without end cannot fill the bucket (it
+// refuses writes once full, and would then record nobody's rejections) or
+// flood the status messages. Rejections past the rate are answered all
+// the same, and logged as a count.
+const (
+	quarantineRate  = rate.Limit(1)
+	quarantineBurst = 1024
+)
+
+// quarantineLimits are the sending sites' quarantine rates.
+type quarantineLimits struct {
+	mu      sync.Mutex
+	sites   map[string]*rate.Limiter
+	dropped map[string]int
+	logged  map[string]time.Time
+}
+
+// allow says whether a rejection of site's is recorded now, and how many
+// were not since the last report (reported at most once a minute).
+func (q *quarantineLimits) allow(site string, now time.Time) (ok bool, report int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.sites == nil {
+		q.sites, q.dropped, q.logged = map[string]*rate.Limiter{}, map[string]int{}, map[string]time.Time{}
+	}
+	lim := q.sites[site]
+	if lim == nil {
+		lim = rate.NewLimiter(quarantineRate, quarantineBurst)
+		q.sites[site] = lim
+	}
+	if lim.AllowN(now, 1) {
+		return true, 0
+	}
+	q.dropped[site]++
+	if now.Sub(q.logged[site]) < time.Minute {
+		return false, 0
+	}
+	report, q.dropped[site], q.logged[site] = q.dropped[site], 0, now
+	return false, report
+}
+
 // quarantine records a rejection, sends status 6001 and returns the coded
 // error the sender is answered with. data is the rejected message.
 func (s *Service) quarantine(ctx context.Context, e QuarantineEntry, rej *rejection, data []byte, keepData bool) error {
+	answer := contracts.Errorf(rej.code, "quarantined by site %s: %s", s.cfg.Site, rej.reason)
+	if ok, n := s.qlimits.allow(e.From, s.now()); !ok {
+		if n > 0 {
+			s.log.Warn("rejections of a site past its quarantine rate were answered but not recorded", "from", e.From, "count", n, "last_reason", rej.reason)
+		}
+		return answer
+	}
 	e.ID = newID()
 	e.Reason = rej.reason
 	e.Code = rej.code.String()
@@ -61,7 +114,7 @@ func (s *Service) quarantine(ctx context.Context, e QuarantineEntry, rej *reject
 		s.log.Error("quarantine entry not stored", "id", e.ID, "err", err)
 	}
 	s.emit(ctx, contracts.StatusPackageQuarantined, map[string]string{"package": name, "from": e.From, "reason": e.Reason})
-	return contracts.Errorf(rej.code, "quarantined by site %s: %s", s.cfg.Site, rej.reason)
+	return answer
 }
 
 // putQuarantined stores e: its data first, then the entry naming it.

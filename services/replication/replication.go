@@ -243,6 +243,7 @@ func (c *Config) CheckAndSetDefaults() error {
 // agents and runs the sender.
 type Service struct {
 	cfg      Config
+	qlimits  quarantineLimits
 	log      *slog.Logger
 	key      *sign.Key
 	js       jetstream.JetStream
