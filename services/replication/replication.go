@@ -255,6 +255,7 @@ type Service struct {
 	inboxKV      jetstream.KeyValue
 	quarantineKV jetstream.KeyValue
 	jobsKV       jetstream.KeyValue
+	sendersKV    jetstream.KeyValue
 	routesKV     jetstream.KeyValue
 	deployKV     jetstream.KeyValue
 	clientsKV    jetstream.KeyValue
@@ -320,6 +321,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		{RoutesBucket, "Steward sender: rate limit and schedule per destination site", 0, 0, &s.routesKV},
 		{DeploymentsBucket, "Steward content: package versions deployed to collections", 0, 0, &s.deployKV},
 		{ClientsBucket, "Steward content: what each client reported of each version", 0, 0, &s.clientsKV},
+		{SendersBucket, "Steward sender: the instance sending to each destination site now", cfg.Lease, 0, &s.sendersKV},
 	} {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: b.name, Description: b.desc, History: 1, TTL: b.ttl, MaxBytes: b.maxBytes,

@@ -210,16 +210,45 @@ func (snd *sender) dispatch(ctx context.Context) {
 	}
 }
 
-// worker sends dest's jobs, oldest first, until none is left to take.
+// worker sends dest's jobs, oldest first, until none is left to take,
+// while it holds dest's lease (another instance holding it sends them).
 func (snd *sender) worker(ctx context.Context, dest string) {
+	kick := true
 	defer func() {
 		snd.mu.Lock()
 		delete(snd.active, dest)
 		snd.mu.Unlock()
+		if !kick {
+			return
+		}
 		select {
 		case snd.kick <- struct{}{}:
 		default:
 		}
+	}()
+	lease, ok, err := snd.leaseDest(ctx, dest)
+	if !ok {
+		// Sent by another instance, or the bucket is away: the next
+		// change or tick tries again (a kick now would spin).
+		kick = false
+		if err != nil && ctx.Err() == nil {
+			snd.s.log.Warn("destination not leased", "site", dest, "err", err)
+		}
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	held := make(chan struct{})
+	go func() {
+		defer close(held)
+		lease.hold(ctx, snd.s.cfg.Lease, func() {
+			snd.s.log.Warn("the lease on a destination was lost; another instance sends to it", "site", dest)
+			cancel()
+		})
+	}()
+	defer func() {
+		cancel()
+		<-held
+		lease.release()
 	}()
 	for ctx.Err() == nil {
 		now := snd.s.now()

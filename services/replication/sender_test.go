@@ -201,6 +201,65 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// TestRateLimitAcrossInstances: two instances of the sender, two jobs to
+// one site at once: one instance sends to the site at a time, so the
+// route's rate holds for the route. Each instance sent one job at the full
+// rate before (twice the route's rate).
+func TestRateLimitAcrossInstances(t *testing.T) {
+	par := newSite(t, "PAR", nil)
+	chd := newSite(t, "CHD", par)
+	ctx := context.Background()
+	p1 := par.start()
+	inbox, _ := contracts.SiteInbox("PAR")
+	cfg2 := par.config()
+	cfg2.NC = natstest.Connect(t, par.srv)
+	cfg2.SiteNC = natstest.Connect(t, par.srv, nats.CustomInboxPrefix(inbox))
+	p2, err := New(ctx, cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run2, stop2 := context.WithCancel(ctx)
+	ran2 := make(chan struct{})
+	go func() { _ = p2.Run(run2); close(ran2) }()
+	t.Cleanup(func() { stop2(); <-ran2 })
+	<-p2.Ready()
+	chd.start()
+	const rate = 2 << 20
+	for _, pkg := range []string{"one", "two"} {
+		var files []testFile
+		for i := range 4 {
+			files = append(files, testFile{path: "f" + string(rune('a'+i)), data: randomBytes(contracts.ChunkSize)})
+		}
+		createVersion(t, p1, pkg, "1", files)
+	}
+	if _, err := p1.SetRoute(ctx, "CHD", rate, "", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Wait(t, waitFor, "the route at the second instance", func() bool { return p2.Route("CHD").Rate == rate })
+	chd.waitInterest("steward.CHD.site.PAR.repl.offer")
+	par.waitInterest("steward.CHD.site.PAR.repl.offer")
+	start := time.Now()
+	for _, pkg := range []string{"one", "two"} {
+		if _, err := p1.Distribute(ctx, pkg, "1", []string{"CHD"}, "alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitJob(t, p1, "one", "1", "CHD", contracts.ContentInstalled)
+	waitJob(t, p1, "two", "1", "CHD", contracts.ContentInstalled)
+	took := time.Since(start)
+	// 8 chunks, each job's first in its burst: 6 at the rate (two
+	// instances at once took half that).
+	floor := time.Duration(float64(6*contracts.ChunkSize) / rate * float64(time.Second))
+	sent1, sent2 := p1.sender.sent.Load(), p2.sender.sent.Load()
+	t.Logf("4 MiB at 2 MiB/s took %s (floor %s); chunks sent by the instances: %d and %d", took.Round(time.Millisecond), floor, sent1, sent2)
+	if took < floor*9/10 {
+		t.Fatalf("4 MiB in %s: %.1f MiB/s on a route of 2 MiB/s", took.Round(time.Millisecond), float64(8*contracts.ChunkSize)/took.Seconds()/(1<<20))
+	}
+	if sent1+sent2 != 8 {
+		t.Fatalf("%d + %d chunks sent, want the 8 once", sent1, sent2)
+	}
+}
+
 // TestPacer checks the limiter's arithmetic on a fake clock: one chunk of
 // burst, then each chunk waits for its bytes at the rate.
 func TestPacer(t *testing.T) {
