@@ -500,6 +500,14 @@ func (a *Agent) FetchPolicy(ctx context.Context, nc *nats.Conn, id state.Identit
 		a.log.Debug("policy is current", "revision", st.Revision)
 		return nil
 	}
+	// An answer newer than what the agent ran when it asked, but not
+	// newer than what it runs now, crossed a push: stale, not a replay.
+	// (An answer at or below what it said it ran is applied, and refused
+	// and reported as the replay it is.)
+	if now, err := a.store.Policy(); err == nil && resp.Revision > st.Revision && resp.Revision <= now.Revision {
+		a.log.Debug("a policy fetch's answer crossed a newer revision; dropped", "answer", resp.Revision, "revision", now.Revision)
+		return nil
+	}
 	a.applyPolicy(ctx, resp.Policy, "fetch")
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/stewardhq/steward/agent/state"
 	"github.com/stewardhq/steward/contracts"
@@ -410,4 +411,60 @@ func TestStatusShowsFirstRejection(t *testing.T) {
 	if st.Policy == nil || st.Policy.LastRejection == nil || st.Policy.LastRejection.Code != contracts.RejectExpired || st.Policy.Revision != 0 {
 		t.Fatalf("status policy %+v: want revision 0 and the rejection (expired)", st.Policy)
 	}
+}
+
+// TestFetchCrossedByPush: the answer to a fetch (revision 2) arrives after
+// a push of revision 3 was applied: it is dropped as stale, not recorded
+// and reported as a replayed policy (a false alert at the site). An answer
+// below what the agent said it ran is still refused as a replay.
+func TestFetchCrossedByPush(t *testing.T) {
+	b := newBench(t)
+	b.enrolled()
+	a := b.newAgent(nil)
+	t.Cleanup(func() { a.Close() })
+	ctx := context.Background()
+	id, _ := a.Identity()
+	if !a.applyPolicy(ctx, signPolicy(t, b.siteKP, b.policyFor(1, contracts.SettingsSections{})), "test") {
+		t.Fatal("revision 1 not applied")
+	}
+	svc := b.services()
+	subject, _ := contracts.AgentUp(id.Site, id.ClientID, contracts.KindPolicyFetch)
+	answer := uint64(2)
+	sub, err := svc.Subscribe(subject, func(m *nats.Msg) {
+		if answer == 2 { // a push of revision 3 overtakes the answer
+			a.applyPolicy(ctx, signPolicy(t, b.siteKP, b.policyFor(3, contracts.SettingsSections{})), "push")
+		}
+		resp, _ := json.Marshal(contracts.PolicyFetchResponse{Header: contracts.NewHeader(contracts.TypePolicyFetchResponse), Revision: answer,
+			Policy: mustSigned(t, signPolicy(t, b.siteKP, b.policyFor(answer, contracts.SettingsSections{})))})
+		_ = m.Respond(resp)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := a.FetchPolicy(ctx, svc, id); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := a.store.Policy()
+	if st.Revision != 3 || st.LastRejection != nil || a.pol.rejected.Load() != 0 {
+		t.Fatalf("revision %d, last rejection %+v, %d rejected: want 3 and the stale answer dropped", st.Revision, st.LastRejection, a.pol.rejected.Load())
+	}
+	answer = 1 // below what the agent says it runs (3): a replay
+	if err := a.FetchPolicy(ctx, svc, id); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = a.store.Policy()
+	if st.Revision != 3 || st.LastRejection == nil || st.LastRejection.Code != contracts.RejectReplay {
+		t.Fatalf("revision %d, last rejection %+v: want 3 and revision 1 refused as a replay", st.Revision, st.LastRejection)
+	}
+}
+
+// mustSigned decodes a signed policy's envelope.
+func mustSigned(t *testing.T, data []byte) *contracts.SignedPolicy {
+	t.Helper()
+	var sp contracts.SignedPolicy
+	if err := json.Unmarshal(data, &sp); err != nil {
+		t.Fatal(err)
+	}
+	return &sp
 }
