@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -117,29 +118,34 @@ func (s *Service) resyncLoop(ctx context.Context) {
 }
 
 // resync reconciles each deployed collection with its members, asked on
-// behalf of the operator who made the deployment.
+// behalf of an operator who made a deployment to it: the next one when one
+// cannot read them (deleted since, or no longer granted the collection).
 func (s *Service) resync(ctx context.Context) {
 	cat, _ := s.model.current()
 	done := map[string]bool{}
+	unread := map[string][]string{} // collection ID -> each operator tried and why it failed
 	for _, d := range cat.Deployments() {
 		c := d.Deployment.Collection
 		if done[c.ID] {
 			continue
 		}
-		done[c.ID] = true
 		members, err := s.cfg.Directory.Members(ctx, d.Deployment.By, c.ID)
 		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn("resync: members not read", "collection", c.Name, "as", d.Deployment.By, "err", err)
-			}
+			unread[c.ID] = append(unread[c.ID], d.Deployment.By+": "+err.Error())
 			continue
 		}
+		done[c.ID] = true
 		n, err := s.reconcile(ctx, c.ID, members)
 		if err != nil {
 			s.log.Warn("resync incomplete", "collection", c.Name, "err", err)
 		}
 		if n > 0 {
 			s.log.Info("resync changed policies", "collection", c.Name, "clients", n)
+		}
+	}
+	for id, tried := range unread {
+		if !done[id] && ctx.Err() == nil {
+			s.log.Warn("resync: no operator who deployed to the collection could read its members", "collection", id, "tried", strings.Join(tried, "; "))
 		}
 	}
 }

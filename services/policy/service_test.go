@@ -29,6 +29,7 @@ type fakeDirectory struct {
 	mu      sync.Mutex
 	colls   map[string]contracts.Named
 	members map[string][]contracts.Named
+	refused map[string]bool // operators whose reads are denied
 }
 
 func newDirectory() *fakeDirectory {
@@ -57,9 +58,12 @@ func (d *fakeDirectory) Collection(_ context.Context, _, ref string) (contracts.
 	return contracts.Named{}, contracts.Errorf(contracts.CodeNotFound, "unknown collection %q", ref)
 }
 
-func (d *fakeDirectory) Members(_ context.Context, _, id string) ([]contracts.Named, error) {
+func (d *fakeDirectory) Members(_ context.Context, operator, id string) ([]contracts.Named, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.refused[operator] {
+		return nil, contracts.Errorf(contracts.CodePermissionDenied, "%s may not read collection %s", operator, id)
+	}
 	if _, ok := d.colls[id]; !ok {
 		return nil, contracts.Errorf(contracts.CodeNotFound, "unknown collection %q", id)
 	}
@@ -167,8 +171,11 @@ func startTestSite(t *testing.T, n int) *testSite {
 }
 
 // op sends an operator request as alice.
-func (ts *testSite) op(kind string, req, resp any) error {
-	subj, _ := contracts.OpUp(site, "alice", kind)
+func (ts *testSite) op(kind string, req, resp any) error { return ts.opAs("alice", kind, req, resp) }
+
+// opAs sends an operator request as operator.
+func (ts *testSite) opAs(operator, kind string, req, resp any) error {
+	subj, _ := contracts.OpUp(site, operator, kind)
 	return rpc.Call(context.Background(), ts.nc, subj, req, resp)
 }
 
@@ -417,4 +424,33 @@ func TestServiceFetchAndAck(t *testing.T) {
 	if r := ack(bad); len(r.Rejected) != 1 || r.Rejected[0].Code != contracts.CodeBadRequest {
 		t.Fatalf("malformed ack: got %+v", r)
 	}
+}
+
+// TestResyncTriesEveryDeployer: the members of a collection are read again
+// on behalf of an operator who deployed to it; when the first cannot read
+// them any more (deleted, or no longer granted the collection), the next
+// one is asked. Resync gave up on the collection for good.
+func TestResyncTriesEveryDeployer(t *testing.T) {
+	ts := startTestSite(t, 1)
+	lab := contracts.Named{ID: "coll-lab", Name: "Lab"}
+	ts.dir.set(lab, []string{"c1"})
+	ts.apply(t, contracts.Settings{Name: "A first", Priority: 10, SettingsSections: contracts.SettingsSections{
+		RemoteTools: &contracts.RemoteToolsSettings{Enabled: ptr(true)}}})
+	ts.apply(t, contracts.Settings{Name: "B second", Priority: 20, SettingsSections: contracts.SettingsSections{
+		Agent: &contracts.AgentSettings{Heartbeat: ptr(contracts.Duration(time.Minute))}}})
+	ts.deploy(t, contracts.KindSettingsDeploy, "A first", "lab")
+	var dep contracts.SettingsDeployResponse
+	if err := ts.opAs("bob", contracts.KindSettingsDeploy, contracts.SettingsDeployRequest{Header: contracts.NewHeader(contracts.TypeSettingsDeployRequest), Ref: "B second", Collection: "lab"}, &dep); err != nil {
+		t.Fatal(err)
+	}
+	// alice may no longer read Lab; c2 joined and its event was lost.
+	ts.dir.mu.Lock()
+	ts.dir.refused = map[string]bool{"alice": true}
+	ts.dir.mu.Unlock()
+	ts.dir.set(lab, []string{"c1", "c2"})
+	ts.svcs[0].resync(context.Background())
+	natstest.Wait(t, 10*time.Second, "c2's policy after the resync", func() bool {
+		p, ok := ts.agents.get("c2")
+		return ok && enabled(p)
+	})
 }
