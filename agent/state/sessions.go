@@ -101,6 +101,8 @@ func (s *BoltStore) LogSession(rec SessionRecord) (uint64, error) {
 					return err
 				}
 			}
+		} else if b.Get(seqKey(rec.Seq)) == nil {
+			return nil // rolled out (the end of a long session): nothing to rewrite
 		}
 		data, err := json.Marshal(rec)
 		if err != nil {
@@ -184,10 +186,10 @@ func (m *MemStore) LogSession(rec SessionRecord) (uint64, error) {
 				return cp.Seq, nil
 			}
 		}
-	} else {
-		m.logSeq++
-		cp.Seq = m.logSeq
+		return cp.Seq, nil // rolled out, as in BoltStore
 	}
+	m.logSeq++
+	cp.Seq = m.logSeq
 	m.sessionLog = append(m.sessionLog, cp)
 	if len(m.sessionLog) > SessionLogMax {
 		m.sessionLog = append([]SessionRecord(nil), m.sessionLog[len(m.sessionLog)-SessionLogMax:]...)

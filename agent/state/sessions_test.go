@@ -86,6 +86,16 @@ func TestSessionLogKeepsTheLastRecords(t *testing.T) {
 			if got[0].Seq != SessionLogMax+5 || got[len(got)-1].Seq != 6 {
 				t.Fatalf("got seqs %d..%d, want %d..6", got[0].Seq, got[len(got)-1].Seq, SessionLogMax+5)
 			}
+			// The end of a session that outlived a thousand records
+			// rewrites a record that rolled out: dropped in both stores
+			// (bbolt put it back for good, the memory store as newest).
+			if seq, err := s.LogSession(SessionRecord{Seq: 3, SessionInfo: contracts.SessionInfo{ID: "long"}}); err != nil || seq != 3 {
+				t.Fatalf("rewrite of a rolled-out record: %d, %v", seq, err)
+			}
+			got, _ = s.SessionLog(0)
+			if len(got) != SessionLogMax || got[0].Seq != SessionLogMax+5 || got[len(got)-1].Seq != 6 {
+				t.Fatalf("after the rewrite: %d records, seqs %d..%d; want %d, %d..6", len(got), got[0].Seq, got[len(got)-1].Seq, SessionLogMax, SessionLogMax+5)
+			}
 		})
 	}
 }
