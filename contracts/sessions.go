@@ -408,6 +408,17 @@ type SessionAssistAcceptRequest struct {
 	Session string `json:"session"`
 }
 
+// Validate checks that the request and the new session are named by UUIDs.
+func (r *SessionAssistAcceptRequest) Validate() error {
+	if _, err := uuid.Parse(r.Request); err != nil {
+		return fmt.Errorf("request %q is not a UUID (steward assist list shows them)", r.Request)
+	}
+	if _, err := uuid.Parse(r.Session); err != nil {
+		return fmt.Errorf("session %q is not a UUID", r.Session)
+	}
+	return nil
+}
+
 // Message types of sessions.
 const (
 	TypeSessionGrant              = "steward.v1.session_grant"

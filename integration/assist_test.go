@@ -261,6 +261,9 @@ func TestAssistSolicitedFull(t *testing.T) {
 	if _, err := l.admin.AssistAccept(ctx(t), req.ID); contracts.CodeOf(err) != contracts.CodeNotFound {
 		t.Errorf("a second accept: got %v, want not_found", err)
 	}
+	if _, err := l.admin.AssistAccept(ctx(t), "not-a-request"); contracts.CodeOf(err) != contracts.CodeBadRequest {
+		t.Errorf("an accept of no request ID: got %v, want bad_request", err)
+	}
 
 	if _, err := s.Write([]byte("echo helper-$((40+2))\n")); err != nil {
 		t.Fatal(err)

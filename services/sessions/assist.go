@@ -83,13 +83,29 @@ func (s *Service) assistList(ctx context.Context, from contracts.SubjectInfo, _ 
 // assistAccept: a helper takes a request; the session is the user's shared
 // terminal, at the Remote Assistance level.
 func (s *Service) assistAccept(ctx context.Context, from contracts.SubjectInfo, req *contracts.SessionAssistAcceptRequest) (*contracts.SessionOpenResponse, error) {
+	notFound := contracts.Errorf(contracts.CodeNotFound, "no open request for assistance %q (steward assist list shows them)", req.Request)
 	e, err := s.assistKV.Get(ctx, req.Request)
 	if err != nil {
-		return nil, contracts.Errorf(contracts.CodeNotFound, "no open request for assistance %q (steward assist list shows them)", req.Request)
+		return nil, notFound
 	}
 	var r assistRecord
 	if err := json.Unmarshal(e.Value(), &r); err != nil {
 		return nil, err
+	}
+	// Only a helper who may take it sees it (as in the list) and claims
+	// it: anyone else took it from the helpers while start refused them.
+	m, err := s.authz()
+	if err != nil {
+		return nil, err
+	}
+	if m != nil {
+		if err := m.Allowed(from.Principal, rbac.CollectionRemoteControl, rbac.Anywhere()); err != nil {
+			return nil, err
+		}
+		in := func(id string) bool { return slices.Contains(r.Collections, id) }
+		if m.Allowed(from.Principal, rbac.CollectionRemoteControl, rbac.OnClient(r.Info.Client.Name, in)) != nil {
+			return nil, notFound
+		}
 	}
 	if r.Info.Session != "" {
 		return nil, contracts.Errorf(contracts.CodeConflict, "request %s was accepted already (session %s)", r.Info.ID, r.Info.Session)
