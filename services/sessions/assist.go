@@ -44,17 +44,34 @@ type assistRecord struct {
 	Collections []string             `json:"collections"`
 }
 
+// helperModel is the RBAC model (nil: authorization off) for principal,
+// a helper, who must hold RemoteControl on some collection.
+func (s *Service) helperModel(principal string) (*rbac.Model, error) {
+	m, err := s.authz()
+	if err != nil || m == nil {
+		return nil, err
+	}
+	if err := m.Allowed(principal, rbac.CollectionRemoteControl, rbac.Anywhere()); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// mayTake says whether principal holds RemoteControl on r's client.
+func mayTake(m *rbac.Model, principal string, r assistRecord) bool {
+	if m == nil {
+		return true
+	}
+	in := func(id string) bool { return slices.Contains(r.Collections, id) }
+	return m.Allowed(principal, rbac.CollectionRemoteControl, rbac.OnClient(r.Info.Client.Name, in)) == nil
+}
+
 // assistList lists open requests on clients where the helper holds
 // RemoteControl.
 func (s *Service) assistList(ctx context.Context, from contracts.SubjectInfo, _ *contracts.SessionAssistListRequest) (*contracts.SessionAssistListResponse, error) {
-	m, err := s.authz()
+	m, err := s.helperModel(from.Principal)
 	if err != nil {
 		return nil, err
-	}
-	if m != nil {
-		if err := m.Allowed(from.Principal, rbac.CollectionRemoteControl, rbac.Anywhere()); err != nil {
-			return nil, err
-		}
 	}
 	keys, err := s.assistKV.ListKeys(ctx)
 	if err != nil {
@@ -70,8 +87,7 @@ func (s *Service) assistList(ctx context.Context, from contracts.SubjectInfo, _ 
 		if json.Unmarshal(e.Value(), &r) != nil || r.Info.Session != "" {
 			continue
 		}
-		in := func(id string) bool { return slices.Contains(r.Collections, id) }
-		if m != nil && m.Allowed(from.Principal, rbac.CollectionRemoteControl, rbac.OnClient(r.Info.Client.Name, in)) != nil {
+		if !mayTake(m, from.Principal, r) {
 			continue
 		}
 		out = append(out, r.Info)
@@ -94,18 +110,12 @@ func (s *Service) assistAccept(ctx context.Context, from contracts.SubjectInfo, 
 	}
 	// Only a helper who may take it sees it (as in the list) and claims
 	// it: anyone else took it from the helpers while start refused them.
-	m, err := s.authz()
+	m, err := s.helperModel(from.Principal)
 	if err != nil {
 		return nil, err
 	}
-	if m != nil {
-		if err := m.Allowed(from.Principal, rbac.CollectionRemoteControl, rbac.Anywhere()); err != nil {
-			return nil, err
-		}
-		in := func(id string) bool { return slices.Contains(r.Collections, id) }
-		if m.Allowed(from.Principal, rbac.CollectionRemoteControl, rbac.OnClient(r.Info.Client.Name, in)) != nil {
-			return nil, notFound
-		}
+	if !mayTake(m, from.Principal, r) {
+		return nil, notFound
 	}
 	if r.Info.Session != "" {
 		return nil, contracts.Errorf(contracts.CodeConflict, "request %s was accepted already (session %s)", r.Info.ID, r.Info.Session)
