@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/stewardhq/steward/contracts"
 )
@@ -73,6 +74,9 @@ func (s *Service) ack(ctx context.Context, from contracts.SubjectInfo, item cont
 			return r.Err
 		}
 		s.model.setReport(id, &rec, r.Seq)
+		if e, _ := s.model.client(id); !a.Applied && a.Code == contracts.RejectReplay && a.AppliedRevision > e.rec.Revision {
+			go s.catchUp(id, a.AppliedRevision)
+		}
 		if !a.Applied {
 			s.log.Warn("a client rejected a policy", "client", id, "revision", a.Revision, "code", a.Code, "reason", a.Reason)
 			s.emit(ctx, contracts.StatusPolicyRejected, map[string]string{
@@ -81,6 +85,31 @@ func (s *Service) ack(ctx context.Context, from contracts.SubjectInfo, item cont
 		}
 		return nil
 	}, nil
+}
+
+// catchUpTo is the mutation for agents ahead of the site (its records
+// restored from an older backup): a client whose agent runs applied(id),
+// above its record's revision, gets a revision above the agent's.
+func catchUpTo(applied func(id string) uint64) mutation {
+	return func(rec *clientRecord) (bool, bool) {
+		if a := applied(rec.ID); a > rec.Revision {
+			rec.Revision = a
+			return true, true
+		}
+		return false, false
+	}
+}
+
+// catchUp gives client id a revision above applied, the one its agent
+// runs, and pushes it: the agent refused the site's lower revision as a
+// replay. Without it the client showed as applied (its applied revision
+// is above the site's) while running another policy, until its next fetch.
+func (s *Service) catchUp(id string, applied uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := s.update(ctx, []string{id}, catchUpTo(func(string) uint64 { return applied }), true); err != nil {
+		s.log.Warn("a client ahead of the site not caught up; it is at its next fetch", "client", id, "revision", applied, "err", err)
+	}
 }
 
 // fetchWait is one agent's fetch, waiting for its record.
@@ -122,13 +151,7 @@ func (s *Service) serveFetches(ctx context.Context) {
 			}
 			applied[w.id] = max(applied[w.id], w.applied)
 		}
-		out, _ := s.update(ctx, ids, func(rec *clientRecord) (bool, bool) {
-			if a := applied[rec.ID]; a > rec.Revision {
-				rec.Revision = a
-				return true, true
-			}
-			return false, false
-		}, false)
+		out, _ := s.update(ctx, ids, catchUpTo(func(id string) uint64 { return applied[id] }), false)
 		byID := make(map[string]outcome, len(out))
 		for _, o := range out {
 			byID[o.id] = o

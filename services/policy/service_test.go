@@ -419,6 +419,18 @@ func TestServiceFetchAndAck(t *testing.T) {
 	if got := compliance(); got.State != contracts.ComplianceApplied {
 		t.Fatalf("a rejected forgery does not change compliance: got %s", got.State)
 	}
+	// The agent runs revision 50 (the site's records were restored from an
+	// older backup) and refuses 41 as a replay: the site makes 51 and
+	// pushes it, and the client is pending until it acknowledges 51.
+	replay := contracts.PolicyAck{Header: contracts.NewHeader(contracts.TypePolicyAck), Revision: 41, AppliedRevision: 50, Code: contracts.RejectReplay, Reason: "revision 41 is not newer than the applied revision 50"}
+	ack(replay)
+	natstest.Wait(t, 10*time.Second, "revision 51 pushed to c1", func() bool {
+		p, ok := ts.agents.get("c1")
+		return ok && p.Revision == 51
+	})
+	if got := compliance(); got.State != contracts.CompliancePending || got.Revision != 51 {
+		t.Fatalf("after the catch-up: got %s at %d, want pending at 51", got.State, got.Revision)
+	}
 	// A malformed acknowledgement is refused for good.
 	bad := contracts.PolicyAck{Header: contracts.NewHeader(contracts.TypePolicyAck)}
 	if r := ack(bad); len(r.Rejected) != 1 || r.Rejected[0].Code != contracts.CodeBadRequest {
