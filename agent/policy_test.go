@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -429,8 +430,10 @@ func TestFetchCrossedByPush(t *testing.T) {
 	}
 	svc := b.services()
 	subject, _ := contracts.AgentUp(id.Site, id.ClientID, contracts.KindPolicyFetch)
-	answer := uint64(2)
+	var answer atomic.Uint64
+	answer.Store(2)
 	sub, err := svc.Subscribe(subject, func(m *nats.Msg) {
+		answer := answer.Load()
 		if answer == 2 { // a push of revision 3 overtakes the answer
 			a.applyPolicy(ctx, signPolicy(t, b.siteKP, b.policyFor(3, contracts.SettingsSections{})), "push")
 		}
@@ -449,7 +452,7 @@ func TestFetchCrossedByPush(t *testing.T) {
 	if st.Revision != 3 || st.LastRejection != nil || a.pol.rejected.Load() != 0 {
 		t.Fatalf("revision %d, last rejection %+v, %d rejected: want 3 and the stale answer dropped", st.Revision, st.LastRejection, a.pol.rejected.Load())
 	}
-	answer = 1 // below what the agent says it runs (3): a replay
+	answer.Store(1) // below what the agent says it runs (3): a replay
 	if err := a.FetchPolicy(ctx, svc, id); err != nil {
 		t.Fatal(err)
 	}
