@@ -504,8 +504,8 @@ func (a *Agent) FetchPolicy(ctx context.Context, nc *nats.Conn, id state.Identit
 	// newer than what it runs now, crossed a push: stale, not a replay.
 	// (An answer at or below what it said it ran is applied, and refused
 	// and reported as the replay it is.)
-	if now, err := a.store.Policy(); err == nil && resp.Revision > st.Revision && resp.Revision <= now.Revision {
-		a.log.Debug("a policy fetch's answer crossed a newer revision; dropped", "answer", resp.Revision, "revision", now.Revision)
+	if now := a.PolicyRevision(); resp.Revision > st.Revision && resp.Revision <= now {
+		a.log.Debug("a policy fetch's answer crossed a newer revision; dropped", "answer", resp.Revision, "revision", now)
 		return nil
 	}
 	a.applyPolicy(ctx, resp.Policy, "fetch")

@@ -717,17 +717,7 @@ type SignedPolicy struct {
 // PolicySigningInput is what the site signs for a policy body: a context
 // prefix, so that a policy signature can never pass for another message the
 // site key signs (an enrollment answer), then the body.
-func PolicySigningInput(body []byte) []byte { return AppendPolicySigningInput(nil, body) }
-
-// policyContext is the context prefix of a policy's signing input.
-const policyContext = "steward-policy-v1\n"
-
-// AppendPolicySigningInput appends PolicySigningInput(body) to dst: a
-// signer of many policies reuses one buffer.
-func AppendPolicySigningInput(dst, body []byte) []byte {
-	dst = slices.Grow(dst, len(policyContext)+len(body))
-	return append(append(dst, policyContext...), body...)
-}
+func PolicySigningInput(body []byte) []byte { return signingInput("steward-policy-v1\n", body) }
 
 // signingInput is a context prefix and then a body: what the site signs for
 // a body of one kind, so that its signature never passes for another kind's.

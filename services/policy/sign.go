@@ -3,7 +3,6 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
-	"sync"
 
 	"github.com/nats-io/nkeys"
 	"github.com/stewardhq/steward/contracts"
@@ -36,15 +35,8 @@ func (s *Signer) Sign(p *contracts.Policy) (*contracts.SignedPolicy, error) {
 	return s.SignBody(body)
 }
 
-// inputs are signing inputs' buffers: a fan-out signs thousands of
-// policies, each input a copy of its body.
-var inputs = sync.Pool{New: func() any { return new([]byte) }}
-
 // SignBody signs body, the JSON of a contracts.Policy.
 func (s *Signer) SignBody(body []byte) (*contracts.SignedPolicy, error) {
-	buf := inputs.Get().(*[]byte)
-	*buf = contracts.AppendPolicySigningInput((*buf)[:0], body)
-	sig := s.key.Sign(*buf)
-	inputs.Put(buf)
+	sig := s.key.Sign(contracts.PolicySigningInput(body))
 	return &contracts.SignedPolicy{Header: contracts.NewHeader(contracts.TypeSignedPolicy), Policy: body, Signature: sig, Key: s.key.PublicKey()}, nil
 }
