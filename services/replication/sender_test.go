@@ -260,6 +260,46 @@ func TestRateLimitAcrossInstances(t *testing.T) {
 	}
 }
 
+// TestDestLease: one lease per destination; a holder whose entry was
+// taken from it (expired, then leased by another instance) hears that it
+// lost it at its next renewal; a released lease is free at once.
+func TestDestLease(t *testing.T) {
+	svc := newSite(t, "PAR", nil).start()
+	ctx := context.Background()
+	snd := svc.sender
+	l, ok, err := snd.leaseDest(ctx, "CHD")
+	if err != nil || !ok {
+		t.Fatalf("first lease: %v, %v", ok, err)
+	}
+	if _, ok, err := snd.leaseDest(ctx, "CHD"); err != nil || ok {
+		t.Fatalf("second lease of a held destination: %v, %v; want refused", ok, err)
+	}
+	lost := make(chan struct{})
+	hctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go l.hold(hctx, 3*time.Second, func() { close(lost) }) // renewed every second
+	time.Sleep(1200 * time.Millisecond)                    // renewed once
+	if _, err := svc.sendersKV.Put(ctx, "CHD", []byte(`{"instance":"other"}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(2 * time.Second): // the next renewal, well before the lease runs out
+		t.Fatal("the holder did not hear at its next renewal that it lost the lease")
+	}
+	if err := svc.sendersKV.Delete(ctx, "CHD"); err != nil {
+		t.Fatal(err)
+	}
+	l, ok, err = snd.leaseDest(ctx, "CHD")
+	if err != nil || !ok {
+		t.Fatalf("lease after the other let go: %v, %v", ok, err)
+	}
+	l.release()
+	if _, ok, err := snd.leaseDest(ctx, "CHD"); err != nil || !ok {
+		t.Fatalf("lease after a release: %v, %v", ok, err)
+	}
+}
+
 // TestPacer checks the limiter's arithmetic on a fake clock: one chunk of
 // burst, then each chunk waits for its bytes at the rate.
 func TestPacer(t *testing.T) {

@@ -18,9 +18,10 @@ const SendersBucket = "replication-senders"
 
 // destLease is this instance's hold on sending to one destination.
 type destLease struct {
-	kv  jetstream.KeyValue
-	key string
-	rev uint64
+	kv    jetstream.KeyValue
+	key   string
+	value []byte
+	rev   uint64
 }
 
 // senderRecord is a SendersBucket entry.
@@ -40,7 +41,7 @@ func (snd *sender) leaseDest(ctx context.Context, dest string) (l *destLease, ok
 	case err != nil:
 		return nil, false, err
 	}
-	return &destLease{kv: snd.s.sendersKV, key: dest, rev: rev}, true, nil
+	return &destLease{kv: snd.s.sendersKV, key: dest, value: b, rev: rev}, true, nil
 }
 
 // hold renews l every third of lease until ctx ends, and calls lost (then
@@ -56,18 +57,14 @@ func (l *destLease) hold(ctx context.Context, lease time.Duration, lost func()) 
 			return
 		case <-t.C:
 		}
-		e, err := l.kv.Get(ctx, l.key)
-		if err == nil && e.Revision() == l.rev {
-			l.rev, err = l.kv.Update(ctx, l.key, e.Value(), l.rev)
-		} else if err == nil {
-			err = jetstream.ErrKeyExists // taken by another
-		}
+		rev, err := l.kv.Update(ctx, l.key, l.value, l.rev)
 		switch {
 		case err == nil:
-			renewed = time.Now()
+			l.rev, renewed = rev, time.Now()
 		case ctx.Err() != nil:
 			return
-		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyNotFound), time.Since(renewed) > lease:
+		case errors.Is(err, jetstream.ErrKeyRevisionMismatch), time.Since(renewed) > lease:
+			// Expired and taken (or deleted) since, or away too long.
 			lost()
 			return
 		}
