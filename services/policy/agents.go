@@ -58,22 +58,41 @@ func (s *Service) ack(ctx context.Context, from contracts.SubjectInfo, item cont
 		return nil, err
 	}
 	id := from.Principal
-	rec, _ := s.model.report(id)
+	// The record is built on the last one built for the client, stored or
+	// not yet (several reports of one client come in one batch, each
+	// started before any is stored), and queued in the order built.
+	s.reportMu.Lock()
+	rec, ok := s.building[id]
+	if !ok {
+		rec, _ = s.model.report(id)
+	}
 	rec.Reported = s.cfg.Now().UTC()
 	rec.AppliedRevision = a.AppliedRevision
-	if a.Applied {
+	switch {
+	case a.Applied:
 		rec.AppliedRevision, rec.AppliedAt = max(a.Revision, a.AppliedRevision), a.AppliedAt
-	} else {
+	case a.Revision >= rec.RejectedRevision:
+		// A rejection of a lower revision (an old or forged message) does
+		// not hide the failure of a newer one.
 		rec.RejectedRevision, rec.Code, rec.Reason, rec.RejectedAt = a.Revision, a.Code, a.Reason, a.Time
 	}
 	data, _ := json.Marshal(rec)
+	s.building[id] = rec
 	queued := s.reports.Submit(kvPut(ComplianceBucket, id, data, false, 0))
+	s.reportMu.Unlock()
 	return func(ctx context.Context) error {
 		r := queued.Wait(ctx)[0]
+		if r.Err == nil {
+			s.model.setReport(id, &rec, r.Seq)
+		}
+		s.reportMu.Lock()
+		if b, ok := s.building[id]; ok && b == rec {
+			delete(s.building, id)
+		}
+		s.reportMu.Unlock()
 		if r.Err != nil {
 			return r.Err
 		}
-		s.model.setReport(id, &rec, r.Seq)
 		if e, _ := s.model.client(id); !a.Applied && a.Code == contracts.RejectReplay && a.AppliedRevision > e.rec.Revision {
 			go s.catchUp(id, a.AppliedRevision)
 		}

@@ -168,7 +168,9 @@ type Service struct {
 	model      *model
 	clients    *jsbatch.Writer
 	reports    *jsbatch.Writer
-	updateMu   sync.Mutex // one update at a time (update.go)
+	reportMu   sync.Mutex
+	building   map[string]complianceRecord // each client's last report record built, until stored
+	updateMu   sync.Mutex                  // one update at a time (update.go)
 	fetches    chan *fetchWait
 	sem        chan struct{}
 	ready      chan struct{}
@@ -189,7 +191,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("policy: jetstream: %w", err)
 	}
 	s := &Service{cfg: cfg, log: cfg.Log.With("component", "policy"), js: js, signer: signer, model: newModel(),
-		sem: make(chan struct{}, cfg.Workers), ready: make(chan struct{}), fetches: make(chan *fetchWait, cfg.Workers)}
+		sem: make(chan struct{}, cfg.Workers), ready: make(chan struct{}), building: map[string]complianceRecord{}, fetches: make(chan *fetchWait, cfg.Workers)}
 	for _, b := range []struct {
 		name, desc string
 		dst        *jetstream.KeyValue

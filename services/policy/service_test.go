@@ -466,3 +466,61 @@ func TestResyncTriesEveryDeployer(t *testing.T) {
 		return ok && enabled(p)
 	})
 }
+
+// TestAcksInOneBatch: the reports of one client in one outbox batch each
+// build on the one before (each was built on the stored record, so the
+// last one lost what the others said), and a rejection of a lower
+// revision (an old or forged message) does not hide the failure of the
+// current one.
+func TestAcksInOneBatch(t *testing.T) {
+	ts := startTestSite(t, 1)
+	subj, _ := contracts.AgentUp(site, "c2", contracts.KindPolicyFetch)
+	var resp contracts.PolicyFetchResponse
+	if err := rpc.Call(context.Background(), ts.nc, subj, contracts.PolicyFetchRequest{Header: contracts.NewHeader(contracts.TypePolicyFetchRequest), AppliedRevision: 40}, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Revision != 41 {
+		t.Fatalf("fetch: revision %d, want 41", resp.Revision)
+	}
+	appliedAt := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
+	acks := []contracts.PolicyAck{
+		{Header: contracts.NewHeader(contracts.TypePolicyAck), Revision: 40, Applied: true, AppliedRevision: 40, AppliedAt: appliedAt},
+		{Header: contracts.NewHeader(contracts.TypePolicyAck), Revision: 41, AppliedRevision: 40, Code: contracts.RejectExpired, Reason: "expired an hour ago"},
+		{Header: contracts.NewHeader(contracts.TypePolicyAck), Revision: 0, AppliedRevision: 40, Code: contracts.RejectSignature, Reason: "bad signature"},
+	}
+	batch := contracts.OutboxBatch{Header: contracts.NewHeader(contracts.TypeOutboxBatch)}
+	for _, a := range acks {
+		data, _ := json.Marshal(a)
+		batch.Items = append(batch.Items, contracts.OutboxItem{ID: a.ID, Type: contracts.TypePolicyAck, Time: time.Now(), Data: data})
+	}
+	ackSubj, _ := contracts.AgentUp(site, "c2", contracts.KindPolicyAck)
+	var ack contracts.OutboxAck
+	if err := rpc.Call(context.Background(), ts.nc, ackSubj, batch, &ack); err != nil {
+		t.Fatal(err)
+	}
+	if len(ack.Stored) != len(acks) {
+		t.Fatalf("stored %d of %d: %+v", len(ack.Stored), len(acks), ack)
+	}
+	kv, err := ts.js.KeyValue(context.Background(), ComplianceBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(context.Background(), "c2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec complianceRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.AppliedRevision != 40 || !rec.AppliedAt.Equal(appliedAt) || rec.RejectedRevision != 41 || rec.Code != contracts.RejectExpired {
+		t.Fatalf("stored record %+v: want applied 40 at %v, rejected 41 (%s)", rec, appliedAt, contracts.RejectExpired)
+	}
+	var cp contracts.ClientPolicyResponse
+	if err := ts.op(contracts.KindClientsPolicy, contracts.ClientPolicyRequest{Header: contracts.NewHeader(contracts.TypeClientPolicyRequest), Ref: "c2"}, &cp); err != nil {
+		t.Fatal(err)
+	}
+	if cp.State != contracts.ComplianceFailed || cp.Reason != "expired an hour ago" {
+		t.Fatalf("compliance %s (%q), want failed: expired an hour ago", cp.State, cp.Reason)
+	}
+}
