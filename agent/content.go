@@ -54,6 +54,12 @@ const (
 	chunkRequestTimeout   = 60 * time.Second
 	// maxContentReply bounds a list or manifest answer as received.
 	maxContentReply = 4 << 20
+	// A version that failed is tried again after failedRetryBase,
+	// doubling with each failure in a row up to failedRetryMax (every
+	// attempt can be a whole download for every client it is assigned
+	// to), or at once when the site says the assignments changed.
+	failedRetryBase = 10 * time.Minute
+	failedRetryMax  = 12 * time.Hour
 )
 
 // errNoContentService means nothing at the site answers content requests
@@ -76,10 +82,13 @@ func isRetryable(err error) bool {
 
 // contentRuntime is the agent's content machinery.
 type contentRuntime struct {
-	dir    string        // <state dir>/content; "" when the agent has no state dir (simulator)
-	wake   chan struct{} // fetch the list now (connect, content.changed)
-	index  atomic.Pointer[[]state.ContentEntry]
-	syncMu sync.Mutex // one sync at a time
+	dir  string        // <state dir>/content; "" when the agent has no state dir (simulator)
+	wake chan struct{} // fetch the list now (connect, content.changed)
+	// retryFailed makes the next sync try failed versions before their
+	// retry time (content.changed).
+	retryFailed atomic.Bool
+	index       atomic.Pointer[[]state.ContentEntry]
+	syncMu      sync.Mutex // one sync at a time
 
 	mu       sync.Mutex
 	progress map[string]int64 // bytes staged of the versions downloading, by package@version
@@ -157,6 +166,7 @@ func (a *Agent) Content() []contracts.ContentHeld {
 		h := contracts.ContentHeld{
 			Package: e.Package, Version: e.Version, Digest: e.Digest, State: e.State, Size: e.Size, Bytes: e.Bytes,
 			Path: e.Path, Installed: e.Installed, Updated: e.Updated, Error: e.Error, Assigned: e.Assigned, Reported: e.Reported,
+			Retry: e.Retry,
 		}
 		if e.State == state.ContentDownloading {
 			h.Bytes = a.content.progress[e.Key()]
@@ -171,8 +181,13 @@ func (a *Agent) ContentList() control.ContentList {
 	return control.ContentList{Type: control.TypeContentList, Dir: a.content.dir, Content: a.Content()}
 }
 
-// onContentChanged is the site saying the assignments changed.
-func (a *Agent) onContentChanged(context.Context, *nats.Msg) { signal(a.content.wake) }
+// onContentChanged is the site saying the assignments changed: the next
+// sync also tries the failed versions again (an operator deploying again
+// is how a site asks for that).
+func (a *Agent) onContentChanged(context.Context, *nats.Msg) {
+	a.content.retryFailed.Store(true)
+	signal(a.content.wake)
+}
 
 // runContent syncs the content at every (re)connect, on content.changed
 // and every policy refresh interval, and with backoff after a failure
@@ -255,9 +270,13 @@ func (a *Agent) SyncContent(ctx context.Context, nc *nats.Conn, id state.Identit
 	if err := a.markAssigned(list); err != nil {
 		return err
 	}
+	retryFailed, now := a.content.retryFailed.Swap(false), time.Now()
 	for _, asg := range list.Packages {
 		if a.holds(asg) {
 			continue
+		}
+		if e, ok := a.contentEntry(asg); ok && !retryFailed && e.State == contracts.ContentFailed && e.Digest == asg.Digest && now.Before(e.Retry) {
+			continue // failed, and not yet due again
 		}
 		if err := a.installContent(ctx, nc, id, asg); err != nil {
 			if isRetryable(err) || ctx.Err() != nil {
@@ -443,23 +462,29 @@ func (a *Agent) markAssigned(list *contracts.ContentList) error {
 	return nil
 }
 
-// holds reports whether the version asg names is installed: recorded with
-// its digest, and its directory still there.
-func (a *Agent) holds(asg contracts.ContentAssignment) bool {
+// contentEntry is the index's entry of the version asg names.
+func (a *Agent) contentEntry(asg contracts.ContentAssignment) (state.ContentEntry, bool) {
 	p := a.content.index.Load()
 	if p == nil {
-		return false
+		return state.ContentEntry{}, false
 	}
 	for _, e := range *p {
 		if e.Package == asg.Package && e.Version == asg.Version {
-			if e.State != contracts.ContentInstalled || e.Digest != asg.Digest || e.Path == "" {
-				return false
-			}
-			fi, err := os.Lstat(e.Path)
-			return err == nil && fi.IsDir()
+			return e, true
 		}
 	}
-	return false
+	return state.ContentEntry{}, false
+}
+
+// holds reports whether the version asg names is installed: recorded with
+// its digest, and its directory still there.
+func (a *Agent) holds(asg contracts.ContentAssignment) bool {
+	e, ok := a.contentEntry(asg)
+	if !ok || e.State != contracts.ContentInstalled || e.Digest != asg.Digest || e.Path == "" {
+		return false
+	}
+	fi, err := os.Lstat(e.Path)
+	return err == nil && fi.IsDir()
 }
 
 // outcome is a version that failed for a reason retrying now will not
@@ -543,6 +568,11 @@ func (a *Agent) recordOutcome(asg contracts.ContentAssignment, prev state.Conten
 			msgID = contracts.StatusAgentPackageInstalled
 		} else {
 			e.State, e.Error = contracts.ContentFailed, truncate(failure.Error(), 1000)
+			e.Failures = 1
+			if prev.State == contracts.ContentFailed && prev.Digest == e.Digest {
+				e.Failures = prev.Failures + 1
+			}
+			e.Retry = now.Add(backoff(e.Failures, failedRetryBase, failedRetryMax))
 			props["error"] = e.Error
 			msgID = contracts.StatusAgentPackageFailed
 			if prev.State == contracts.ContentFailed && prev.Digest == e.Digest && prev.Error == e.Error && prev.Reported {

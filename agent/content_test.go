@@ -580,6 +580,29 @@ func TestContentFailures(t *testing.T) {
 	if n := countStatus(status, contracts.StatusAgentPackageFailed); n != 3 {
 		t.Fatalf("got %d failure messages, want still 3", n)
 	}
+	c, _ := heldContent(a, "tampered@1")
+	if wait := time.Until(c.Retry); wait < failedRetryBase || wait > 3*failedRetryBase {
+		t.Fatalf("after two failures the retry is in %v, want about %v", wait, 2*failedRetryBase)
+	}
+
+	// A sync the site did not ask for (a reconnect, the refresh) does not
+	// download the failed versions again before their retry time: each
+	// attempt can be a whole download for every client assigned one.
+	waitFor(t, "late's report acknowledged", func() bool { c, _ := heldContent(a, "late@1"); return c.Reported })
+	b.stopAgent(a)
+	later := b.newPackage("later", "1", []testFile{{"f", 0o644, randomBytes(10, 10)}}, nil)
+	cs.assign(tampered, renamed, missing, good, late, later)
+	manifests, _, _ = cs.counts()
+	a = b.startAgent(nil)
+	if seen := cs.reportsUntil("later@1"); len(seen) != 1 {
+		t.Fatalf("got reports %+v, want only later@1's", seen)
+	}
+	if m, _, _ := cs.counts(); m != manifests+1 {
+		t.Fatalf("got %d manifest requests, want %d: only the new version's, the failed ones wait for their retry time", m, manifests+1)
+	}
+	if c, _ := heldContent(a, "tampered@1"); c.State != contracts.ContentFailed || time.Until(c.Retry) < failedRetryBase {
+		t.Fatalf("tampered@1 after the restart: %+v, want failed and waiting", c)
+	}
 }
 
 // reportsOf waits for the reports of keys.

@@ -106,7 +106,7 @@ func init() {
 		Content: []ContentHeld{{
 			Package: "tools", Version: "1.0", Digest: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 			State: ContentInstalled, Size: 1048576, Bytes: 1048576, Path: "/var/lib/steward-agent/content/tools/1.0",
-			Installed: t1, Updated: t1, Error: "chunk 3 of bin/tool: hash mismatch", Assigned: true, Reported: true,
+			Installed: t1, Updated: t1, Error: "chunk 3 of bin/tool: hash mismatch", Assigned: true, Reported: true, Retry: t1,
 		}},
 	}
 	goldenExamples[TypeSettingsApplyRequest] = &SettingsApplyRequest{

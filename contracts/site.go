@@ -76,4 +76,6 @@ type ContentHeld struct {
 	Assigned bool `json:"assigned"`
 	// Reported is whether the site acknowledged the report of this state.
 	Reported bool `json:"reported"`
+	// Retry is when a failed version is tried again.
+	Retry time.Time `json:"retry,omitzero"`
 }

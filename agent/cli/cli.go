@@ -293,6 +293,14 @@ func ago(t, now time.Time) string {
 	return fmt.Sprintf("%s (%s ago)", t.Local().Format(time.DateTime), now.Sub(t).Round(time.Second))
 }
 
+// until is when t comes, as ago says when it was.
+func until(t, now time.Time) string {
+	if !t.After(now) {
+		return "at the next sync"
+	}
+	return fmt.Sprintf("at %s (in %s)", t.Local().Format(time.DateTime), t.Sub(now).Round(time.Second))
+}
+
 // versionInfo is what version prints.
 type versionInfo struct {
 	Version    string `json:"version"`

@@ -19,7 +19,11 @@ against the list its site signed (the manifest's digest, every chunk's
 hash, every file's SHA-256, paths and links that stay inside), and installs
 it under STATE-DIR/content/PACKAGE/VERSION. A version appears there only
 complete: it is staged in STATE-DIR/content/.staging and renamed into place.
-A download cut short resumes with the chunks still missing.
+A download cut short resumes with the chunks still missing. A version that
+failed (a damaged chunk, a full disk) is tried again after 10 minutes,
+doubling with each failure in a row up to 12 hours, or at once when the
+site says the assignments changed (a "steward packages deploy" to one of
+the client's collections).
 
 "content" lists what the agent holds: each version's state (downloading,
 installed or failed, with the reason), its size, where it is installed and
@@ -80,6 +84,9 @@ func printContent(w io.Writer, list control.ContentList, now time.Time) error {
 			detail = "staged in " + list.Dir + "/.staging"
 		case contracts.ContentFailed:
 			detail = c.Error
+			if !c.Retry.IsZero() {
+				detail += "; tried again " + until(c.Retry, now) + " or when the site's assignments change"
+			}
 		case contracts.ContentInstalled:
 			when = ago(c.Installed, now)
 		}

@@ -15,7 +15,8 @@ func TestPrintContent(t *testing.T) {
 		{Package: "tools", Version: "1.0", State: contracts.ContentInstalled, Size: 3 << 20, Bytes: 3 << 20,
 			Path: "/var/lib/steward-agent/content/tools/1.0", Installed: now.Add(-time.Hour), Assigned: false, Reported: true},
 		{Package: "tools", Version: "2.0", State: "downloading", Size: 4 << 20, Bytes: 1 << 20, Assigned: true},
-		{Package: "bad", Version: "1", State: contracts.ContentFailed, Size: 10, Error: "chunk 1: hash mismatch", Assigned: true},
+		{Package: "bad", Version: "1", State: contracts.ContentFailed, Size: 10, Error: "chunk 1: hash mismatch", Assigned: true,
+			Retry: now.Add(20 * time.Minute)},
 	}}
 	var b strings.Builder
 	if err := printContent(&b, list, now); err != nil {
@@ -23,7 +24,7 @@ func TestPrintContent(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{"PACKAGE", "tools", "3.0 MiB", "1.0 MiB of 4.0 MiB", "/var/lib/steward-agent/content/tools/1.0",
-		"chunk 1: hash mismatch (not yet reported to the site)", "no", "yes", "(1h0m0s ago)"} {
+		"chunk 1: hash mismatch; tried again at ", "(in 20m0s) or when the site's assignments change (not yet reported to the site)", "no", "yes", "(1h0m0s ago)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

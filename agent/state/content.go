@@ -41,6 +41,11 @@ type ContentEntry struct {
 	Assigned bool `json:"assigned"`
 	// Reported is whether the site acknowledged the report of this state.
 	Reported bool `json:"reported"`
+	// Failures counts the failed attempts in a row of this digest, and
+	// Retry is when a failed version is tried again (sooner when the site
+	// says the assignments changed).
+	Failures int       `json:"failures,omitempty"`
+	Retry    time.Time `json:"retry,omitzero"`
 }
 
 // Key is the entry's key in the index, "<package>@<version>".
