@@ -584,11 +584,8 @@ func (s *Service) collectionMembers(ctx context.Context, _ contracts.SubjectInfo
 		Header:     contracts.NewHeader(contracts.TypeCollectionMembersResponse),
 		Collection: coll,
 		Total:      len(all),
-		Members:    all[min(req.Offset, len(all)):min(req.Offset+page, len(all))],
 	}
-	if end := req.Offset + page; end < len(all) {
-		resp.Next = end
-	}
+	resp.Members, resp.Next = pageOf(all, req.Offset, page)
 	return resp, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -483,5 +484,29 @@ func TestMembersPaging(t *testing.T) {
 	if err != nil || resp.Members == nil || len(resp.Members) != 0 {
 		data, _ := json.Marshal(resp)
 		t.Errorf("past the end: got %s, %v; want an empty list", data, err)
+	}
+}
+
+// TestMembersPageBounds: an offset past the end, up to the largest int,
+// is an empty page (offset+page overflowed and the slice panicked, which
+// took down every service of the site's process).
+func TestMembersPageBounds(t *testing.T) {
+	e, s := newEnv(t)
+	e.enroll("c1", "web-01")
+	e.enroll("c2", "web-02")
+	e.waitMembers(5*time.Second, contracts.AllSystemsName, "web-01", "web-02")
+	from := contracts.SubjectInfo{Site: site, Space: "op", Principal: "alice"}
+	for _, c := range []struct{ offset, max, want, next int }{{0, 1, 1, 1}, {1, 1, 1, 0}, {2, 1, 0, 0}, {math.MaxInt, 0, 0, 0}, {math.MaxInt - 1, 5, 0, 0}} {
+		req := &contracts.CollectionMembersRequest{Header: contracts.NewHeader(contracts.TypeCollectionMembersRequest), Ref: contracts.AllSystemsID, Offset: c.offset, Max: c.max}
+		if err := req.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := s.collectionMembers(context.Background(), from, req)
+		if err != nil {
+			t.Fatalf("offset %d: %v", c.offset, err)
+		}
+		if len(resp.Members) != c.want || resp.Next != c.next || resp.Total != 2 || resp.Members == nil {
+			t.Fatalf("offset %d max %d: got %d members, next %d, total %d; want %d, next %d", c.offset, c.max, len(resp.Members), resp.Next, resp.Total, c.want, c.next)
+		}
 	}
 }

@@ -533,15 +533,22 @@ func clientPage(all []contracts.Client, offset, max int) *contracts.ClientListRe
 	if max <= 0 || max > contracts.MaxClientsPage {
 		max = contracts.MaxClientsPage
 	}
-	resp := &contracts.ClientListResponse{Header: contracts.NewHeader(contracts.TypeClientListResponse), Clients: []contracts.Client{}, Total: len(all)}
-	if offset < len(all) {
-		end := min(offset+max, len(all))
-		resp.Clients = all[offset:end]
-		if end < len(all) {
-			resp.Next = end
-		}
-	}
+	resp := &contracts.ClientListResponse{Header: contracts.NewHeader(contracts.TypeClientListResponse), Total: len(all)}
+	resp.Clients, resp.Next = pageOf(all, offset, max)
 	return resp
+}
+
+// pageOf is the page of all from offset, at most max long (offset and max
+// at least 0), and the offset of the next page (0 after the last).
+func pageOf[T any](all []T, offset, max int) ([]T, int) {
+	if offset >= len(all) {
+		return []T{}, 0
+	}
+	end := offset + min(max, len(all)-offset)
+	if end < len(all) {
+		return all[offset:end], end
+	}
+	return all[offset:end], 0
 }
 
 // show answers clients.show.

@@ -27,6 +27,7 @@ func BatchHandler(log *slog.Logger, fn ItemFunc) micro.Handler {
 		ctx := telemetry.Extract(context.Background(), map[string][]string(r.Headers()))
 		ctx, span := telemetry.Tracer("steward/rpc").Start(ctx, contracts.TypeOutboxBatch, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
+		defer recoverInto(log, r, span)
 
 		from, err := contracts.ParseSubject(r.Subject())
 		if err != nil || from.Space != "agent" {

@@ -7,7 +7,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -56,6 +58,7 @@ func RawHandler(log *slog.Logger, name string, fn RawFunc) micro.Handler {
 			trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithAttributes(attribute.String("messaging.destination.name", r.Subject())))
 		defer span.End()
+		defer recoverInto(log, r, span)
 		from, err := contracts.ParseSubject(r.Subject())
 		if err != nil {
 			respondError(log, r, span, contracts.Errorf(contracts.CodeBadRequest, "%v", err))
@@ -73,6 +76,16 @@ func RawHandler(log *slog.Logger, name string, fn RawFunc) micro.Handler {
 			log.Warn("respond failed", "subject", r.Subject(), "err", err)
 		}
 	})
+}
+
+// recoverInto answers a request whose handler panicked as CodeInternal,
+// with the panic and its stack in the log: one bad request loses its
+// answer, not the process (every service of a site shares one).
+func recoverInto(log *slog.Logger, r micro.Request, span trace.Span) {
+	if p := recover(); p != nil {
+		log.Error("request handler panicked", "subject", r.Subject(), "panic", p, "stack", string(debug.Stack()))
+		respondError(log, r, span, fmt.Errorf("panic: %v", p))
+	}
 }
 
 func respondError(log *slog.Logger, r micro.Request, span trace.Span, err error) {
