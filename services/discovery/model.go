@@ -36,6 +36,13 @@ type model struct {
 	defsTick chan struct{} // closed and replaced when defsRev moves
 
 	events chan<- *pendingEvent
+	// The events of changes are queued in the order the changes were
+	// applied (three watches apply them): each change that makes events
+	// takes a ticket under mu, and queues them at its turn, without mu.
+	nextTicket uint64 // under mu
+	turnMu     sync.Mutex
+	turnCond   *sync.Cond
+	turn       uint64 // the ticket whose events are queued next
 }
 
 // recordPart is what collections need of a client record.
@@ -58,7 +65,7 @@ type pendingEvent struct {
 }
 
 func newModel(site string, events chan<- *pendingEvent) *model {
-	return &model{
+	m := &model{
 		site:     site,
 		eng:      collections.New(),
 		recs:     map[string]recordPart{},
@@ -67,6 +74,8 @@ func newModel(site string, events chan<- *pendingEvent) *model {
 		defsTick: make(chan struct{}),
 		events:   events,
 	}
+	m.turnCond = sync.NewCond(&m.turnMu)
+	return m
 }
 
 // cause names the change of a bucket entry, for event IDs.
@@ -120,9 +129,9 @@ func (m *model) setRecord(ctx context.Context, id string, r *record, c cause) {
 	} else {
 		m.recs[id] = recordPart{name: r.Name, approved: r.Status == contracts.ClientApproved, os: r.OS, arch: r.Arch}
 	}
-	evs := m.clientChanged(id, c)
+	q := m.take(m.clientChanged(id, c))
 	m.mu.Unlock()
-	m.send(ctx, evs)
+	m.send(ctx, q)
 }
 
 // setInventory applies a change of the inventory bucket (inv nil: deleted).
@@ -137,9 +146,9 @@ func (m *model) setInventory(ctx context.Context, id string, inv *storedInventor
 	} else {
 		m.invs[id] = p
 	}
-	evs := m.clientChanged(id, c)
+	q := m.take(m.clientChanged(id, c))
 	m.mu.Unlock()
-	m.send(ctx, evs)
+	m.send(ctx, q)
 }
 
 // setDefinition applies a change of the collections bucket (d nil: deleted).
@@ -172,8 +181,9 @@ func (m *model) setDefinition(ctx context.Context, id string, d *collectionRecor
 		close(m.defsTick)
 		m.defsTick = make(chan struct{})
 	}
+	q := m.take(evs)
 	m.mu.Unlock()
-	m.send(ctx, evs)
+	m.send(ctx, q)
 }
 
 // build loads everything gathered so far into the engine; from then on
@@ -260,10 +270,42 @@ func eventID(c cause, coll string, part int, added, removed []string) string {
 	return "membership-" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// send queues events for the publisher, in order, waiting while the queue
-// is full.
-func (m *model) send(ctx context.Context, evs []*pendingEvent) {
-	for _, e := range evs {
+// ticketed is a change's events with their place in the queue.
+type ticketed struct {
+	evs    []*pendingEvent
+	ticket uint64
+}
+
+// take gives evs their place in the queue: after every change applied
+// before. Called with mu held.
+func (m *model) take(evs []*pendingEvent) ticketed {
+	if len(evs) == 0 {
+		return ticketed{}
+	}
+	t := ticketed{evs: evs, ticket: m.nextTicket}
+	m.nextTicket++
+	return t
+}
+
+// send queues q's events for the publisher at their turn, in order,
+// waiting while the queue is full. Without mu: the model goes on applying
+// changes (and answering) while the publisher is behind.
+func (m *model) send(ctx context.Context, q ticketed) {
+	if len(q.evs) == 0 {
+		return
+	}
+	m.turnMu.Lock()
+	for m.turn != q.ticket {
+		m.turnCond.Wait()
+	}
+	m.turnMu.Unlock()
+	defer func() {
+		m.turnMu.Lock()
+		m.turn++
+		m.turnCond.Broadcast()
+		m.turnMu.Unlock()
+	}()
+	for _, e := range q.evs {
 		select {
 		case m.events <- e:
 		case <-ctx.Done():
