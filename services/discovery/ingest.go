@@ -73,6 +73,17 @@ func (s *Service) ingestInventory(ctx context.Context, from contracts.SubjectInf
 		if err != nil {
 			return nil, fmt.Errorf("store inventory of %s: %w", id, err)
 		}
+		// The client may have been deleted since it was looked up: its
+		// deletion's purge may have come before this write. Read after the
+		// write, a record gone means this write is removed here (whichever
+		// of the two comes second removes the inventory and its history).
+		if _, err := s.store.kv.Get(ctx, id); errors.Is(err, jetstream.ErrKeyNotFound) {
+			s.log.Info("inventory of a client deleted meanwhile removed", "client", id, "item", it.ID)
+			if err := s.forgetInventory(ctx, id); err != nil {
+				return nil, err
+			}
+			return nil, nil
+		}
 		s.log.Debug("inventory stored", "client", id, "seq", rep.Seq, "full", rep.Full, "changes", len(changes), "partial", next.Partial)
 		if askFull {
 			s.askInventory(id, true)

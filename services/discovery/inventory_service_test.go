@@ -3,9 +3,11 @@ package discovery
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -378,4 +380,49 @@ func (e *env) historyCount(id string) uint64 {
 		e.t.Fatal(err)
 	}
 	return info.State.Subjects[subj]
+}
+
+// TestInventoryOfDeletedClient: clients are deleted while their inventory
+// reports are being stored. The record was checked once before the write,
+// so a write after the deletion's purge (a retry's Create) stored the
+// deleted client's inventory and history again, for good.
+func TestInventoryOfDeletedClient(t *testing.T) {
+	e, s := newEnv(t)
+	const n = 40
+	for i := range n {
+		id := fmt.Sprint("c", i)
+		e.enroll(id, "n"+id)
+		wantAck(t, "full", e.send(id, item(t, "f"+id, fullReport(1))), []string{"f" + id}, nil)
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		id := fmt.Sprint("c", i)
+		wg.Go(func() {
+			for seq := uint64(2); seq < 40; seq++ {
+				d := fullReport(seq)
+				d.Inventory.Labels = map[string]string{"role": fmt.Sprint(seq)}
+				e.send(id, item(t, fmt.Sprint("g", id, "-", seq), d))
+			}
+		})
+		wg.Go(func() {
+			time.Sleep(time.Duration(i) * 5 * time.Millisecond)
+			e.publishEvent(contracts.ClientDeleted, client(id, "n"+id))
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		e.waitRecord(fmt.Sprint("c", i), "deleted", func(r record, ok bool) bool { return !ok })
+	}
+	time.Sleep(500 * time.Millisecond)
+	var orphans []string
+	for i := range n {
+		id := fmt.Sprint("c", i)
+		_, err := s.invKV.Get(context.Background(), id)
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			orphans = append(orphans, id)
+		}
+	}
+	if len(orphans) > 0 {
+		t.Errorf("%d deleted clients still have a stored inventory: %v", len(orphans), orphans)
+	}
 }
