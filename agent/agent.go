@@ -226,6 +226,7 @@ type Agent struct {
 
 	enrolled   chan struct{} // closed once the agent holds an identity
 	outboxWake chan struct{} // a message was enqueued (buffered 1)
+	outboxUp   chan struct{} // the connection is back (buffered 1)
 	reportMu   sync.Mutex    // one inventory report at a time
 	down       map[string]DownHandler
 	pol        *policyRuntime
@@ -270,7 +271,7 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}
 	a := &Agent{cfg: cfg, log: log, store: store, started: time.Now().UTC(), enrolled: make(chan struct{}),
-		outboxWake: make(chan struct{}, 1), down: map[string]DownHandler{}, pol: newPolicyRuntime(cfg), sess: newSessionManager(),
+		outboxWake: make(chan struct{}, 1), outboxUp: make(chan struct{}, 1), down: map[string]DownHandler{}, pol: newPolicyRuntime(cfg), sess: newSessionManager(),
 		content: newContentRuntime(cfg)}
 	a.down[contracts.KindInventoryRefresh] = a.refreshInventory
 	a.down[contracts.KindPolicy] = a.onPolicyPush

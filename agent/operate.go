@@ -50,6 +50,7 @@ func (a *Agent) operate(ctx context.Context, id state.Identity) error {
 
 	tick := time.NewTicker(a.heartbeatInterval())
 	defer tick.Stop()
+	reconnect := false // the first up is the connection's first
 	for {
 		select {
 		case <-ctx.Done():
@@ -59,7 +60,12 @@ func (a *Agent) operate(ctx context.Context, id state.Identity) error {
 			return nil
 		case <-up:
 			tick.Reset(a.heartbeatInterval())
-			a.wakeOutbox()         // deliver what waited while the site was away
+			if reconnect { // deliver what waited while the site was away
+				a.outboxReconnected()
+			} else {
+				a.wakeOutbox()
+			}
+			reconnect = true
 			signal(a.pol.wake)     // and catch up with the policy
 			signal(a.content.wake) // and the content
 		case <-a.pol.heartbeatChanged:

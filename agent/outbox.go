@@ -3,8 +3,8 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,6 +56,15 @@ func newEntry(kind, typ string, v any) (state.Entry, error) {
 	return state.Entry{Kind: kind, Item: contracts.OutboxItem{ID: uuid.Must(uuid.NewV7()).String(), Type: typ, Time: time.Now().UTC(), Data: data}}, nil
 }
 
+// outboxReconnected tells the sender the connection is back: every kind
+// is tried at once.
+func (a *Agent) outboxReconnected() {
+	select {
+	case a.outboxUp <- struct{}{}:
+	default:
+	}
+}
+
 // wakeOutbox tells the sender there is something to send (coalesced).
 func (a *Agent) wakeOutbox() {
 	select {
@@ -71,61 +80,123 @@ func (a *Agent) OutboxLen() int {
 }
 
 // sendOutbox drains the outbox whenever woken (a new message, a
-// reconnect) and retries with backoff while the site does not acknowledge.
+// reconnect). A kind whose service does not take its messages is tried
+// again with backoff, each kind on its own: one that took part of a batch
+// (a rate limit) after the shortest wait, one that took nothing after a
+// wait that grows. A reconnect tries every kind at once.
 func (a *Agent) sendOutbox(ctx context.Context, nc *nats.Conn, id state.Identity) {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
-	failures := 0
+	type wait struct {
+		failures int
+		until    time.Time
+	}
+	waits := map[string]*wait{} // by kind
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-a.outboxUp:
+			clear(waits)
 		case <-a.outboxWake:
 		case <-retry.C:
 		}
 		if !nc.IsConnected() {
 			continue // the reconnect wakes us again
 		}
-		if err := a.drain(ctx, nc, id); err != nil {
-			failures++
-			d := backoff(failures, time.Second, a.cfg.RetryMax)
-			a.log.Warn("outbox not delivered; will retry", "err", err, "retry_in", d.Round(time.Millisecond), "waiting", a.OutboxLen())
-			retry.Reset(d)
-			continue
+		now := time.Now()
+		var skip []string
+		for kind, w := range waits {
+			if now.Before(w.until) {
+				skip = append(skip, kind)
+			}
 		}
-		failures = 0
+		results, err := a.drain(ctx, nc, id, skip)
+		if err != nil { // the state store
+			a.log.Error("outbox not read", "err", err)
+			results = map[string]kindResult{"": {err: err}}
+		}
+		for kind, r := range results {
+			if r.err == nil {
+				delete(waits, kind)
+				continue
+			}
+			w := waits[kind]
+			if w == nil {
+				w = &wait{}
+				waits[kind] = w
+			}
+			if r.progress {
+				w.failures = 1 // it is taking them: no longer than the shortest wait
+			} else {
+				w.failures++
+			}
+			d := backoff(w.failures, time.Second, a.cfg.RetryMax)
+			w.until = now.Add(d)
+			if r.progress {
+				a.log.Debug("outbox partly delivered; the rest follows", "kind", kind, "err", r.err, "retry_in", d.Round(time.Millisecond))
+			} else {
+				a.log.Warn("outbox not delivered; will retry", "kind", kind, "err", r.err, "retry_in", d.Round(time.Millisecond), "waiting", a.OutboxLen())
+			}
+		}
+		var next time.Time
+		for _, w := range waits {
+			if next.IsZero() || w.until.Before(next) {
+				next = w.until
+			}
+		}
+		retry.Stop()
+		if !next.IsZero() {
+			retry.Reset(max(time.Until(next), time.Millisecond))
+		}
 	}
 }
 
-// drain sends everything in the outbox, a batch at a time, oldest first
-// within each kind. Kinds go to different services: one that does not
-// answer is skipped for this round so the others still flow.
-func (a *Agent) drain(ctx context.Context, nc *nats.Conn, id state.Identity) error {
-	var stuck []string
-	var errs []error
+// kindResult is what a drain did for one kind: whether any of its
+// messages left the outbox, and why some did not.
+type kindResult struct {
+	progress bool
+	err      error
+}
+
+// drain sends everything in the outbox but the kinds in skip, a batch at a
+// time, oldest first within each kind. Kinds go to different services: one
+// that does not answer, or takes only part of a batch (a rate limit), is
+// left for this round so the others still flow. The error is the state
+// store's.
+func (a *Agent) drain(ctx context.Context, nc *nats.Conn, id state.Identity, skip []string) (map[string]kindResult, error) {
+	stuck := slices.Clone(skip)
+	results := map[string]kindResult{}
 	for ctx.Err() == nil {
 		pending, err := a.store.Pending(contracts.MaxBatchItems, stuck...)
 		if err != nil {
-			return err
+			return results, err
 		}
 		if len(pending) == 0 {
 			break
 		}
 		batch := nextBatch(pending)
 		kind := batch[0].Kind
+		r := results[kind]
 		done, err := a.sendBatch(ctx, nc, id, batch)
 		if err == nil && len(done) == 0 {
 			err = fmt.Errorf("the site stored none of %d %s messages", len(batch), kind)
 		}
 		if err != nil {
-			stuck, errs = append(stuck, kind), append(errs, err)
+			stuck, r.err = append(stuck, kind), err
+			results[kind] = r
 			continue
 		}
 		if err := a.store.Remove(done...); err != nil {
-			return err
+			return results, err
 		}
+		r.progress = true
+		if len(done) < len(batch) {
+			stuck, r.err = append(stuck, kind), fmt.Errorf("the site took %d of %d %s messages; the rest wait", len(done), len(batch), kind)
+		}
+		results[kind] = r
 	}
-	return errors.Join(errs...)
+	return results, nil
 }
 
 // nextBatch takes the oldest run of entries of one kind that fits a batch.

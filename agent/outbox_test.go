@@ -249,3 +249,59 @@ func pendingOf(a *Agent, kind string) int {
 	}
 	return n
 }
+
+// TestOutboxPartialAckWaits: a site that takes only part of a batch (a
+// rate limit, as the status service's per-source one) gets the rest after
+// a short wait, not at once: every partial answer sent the agent straight
+// back with the next batch, in a loop of batches the site decoded only to
+// refuse.
+func TestOutboxPartialAckWaits(t *testing.T) {
+	b := newBench(t)
+	b.enrolled()
+	nc := b.services()
+	var (
+		mu       sync.Mutex
+		arrivals []time.Time
+		stored   int
+	)
+	subj, _ := contracts.AgentUpAll(testSite, "test")
+	sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
+		var batch contracts.OutboxBatch
+		if err := contracts.DecodeLimit(m.Data, contracts.TypeOutboxBatch, &batch, contracts.MaxBatchBytes); err != nil {
+			t.Errorf("bad batch: %v", err)
+			return
+		}
+		ack := contracts.OutboxAck{Header: contracts.NewHeader(contracts.TypeOutboxAck), Stored: []string{}}
+		for _, it := range batch.Items[:min(10, len(batch.Items))] { // ten a batch
+			ack.Stored = append(ack.Stored, it.ID)
+		}
+		mu.Lock()
+		arrivals = append(arrivals, time.Now())
+		stored += len(ack.Stored)
+		mu.Unlock()
+		respond(t, m, ack)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	a := b.newAgent(func(c *Config) { c.RetryMax = 2 * time.Second })
+	for i := range 40 {
+		if err := a.Enqueue("test", "steward.v1.note", note{i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.run(a)
+	waitFor(t, "the 40 messages stored, ten a batch", func() bool { return a.OutboxLen() == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if stored != 40 || len(arrivals) != 4 {
+		t.Fatalf("stored %d in %d batches, want 40 in 4", stored, len(arrivals))
+	}
+	for i := 1; i < len(arrivals); i++ {
+		// backoff(1, 1s) waits half a second at least.
+		if gap := arrivals[i].Sub(arrivals[i-1]); gap < 400*time.Millisecond {
+			t.Fatalf("batch %d came %v after a partial answer, want a wait of half a second or more", i+1, gap)
+		}
+	}
+}
