@@ -17,19 +17,24 @@ trap stop INT TERM EXIT
 bin/steward serve --data "$DATA" --listen "$LISTEN" &
 pids+=($!)
 
-# Wait until the site answers (the first start also creates admin.nk).
+# Wait until the site answers (the first start also creates admin.nk). The
+# site must be this one: another make run on the same data dir is refused
+# (the data dir is locked) and exits, and another site on $LISTEN answers.
 for i in $(seq 1 100); do
-  if [ -f "$DATA/admin.nk" ] && bin/steward site services >/dev/null 2>&1; then break; fi
   if ! kill -0 "${pids[0]}" 2>/dev/null; then echo "steward serve exited; see the messages above" >&2; exit 1; fi
+  if [ -f "$DATA/admin.nk" ] && bin/steward site services >/dev/null 2>&1; then break; fi
   sleep 0.2
 done
+sleep 0.2
+if ! kill -0 "${pids[0]}" 2>/dev/null; then echo "steward serve exited; see the messages above" >&2; exit 1; fi
 
 token=""
 if [ ! -f "$AGENT_DIR/state.db" ]; then
   token=$(bin/steward tokens create --uses 1 --ttl 1h --note "make run local agent" 2>/dev/null)
 fi
 mkdir -p "$AGENT_DIR"
-bin/steward-agent run --server "$SERVER" --state-dir "$AGENT_DIR" ${token:+--token "$token"} &
+# The token in the environment, not in the process list.
+STEWARD_TOKEN="$token" bin/steward-agent run --server "$SERVER" --state-dir "$AGENT_DIR" &
 pids+=($!)
 
 cat >&2 <<MSG

@@ -140,6 +140,7 @@ type Site struct {
 	stopAttempt  context.CancelFunc // ends the context the services were made with (external mode)
 	conns        []*nats.Conn
 	runs         []func(context.Context) error
+	unlock       func() // releases the data dir (lockDataDir)
 }
 
 // New starts a site process. With the embedded server it initialises the
@@ -154,7 +155,12 @@ func New(ctx context.Context, cfg Config) (*Site, error) {
 	var info Info
 	var keys Keys
 	var err error
+	unlock := func() {}
 	if cfg.Server == "" {
+		// The embedded server's store is in the data dir: one process.
+		if unlock, err = lockDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
 		hosts := slices.Clip(cfg.TLSHosts)
 		for _, l := range []string{cfg.Listen, cfg.LeafListen} {
 			if host, _, _ := net.SplitHostPort(l); host != "" && !net.ParseIP(host).IsUnspecified() {
@@ -169,14 +175,17 @@ func New(ctx context.Context, cfg Config) (*Site, error) {
 		}
 	}
 	if err != nil {
+		unlock()
 		return nil, err
 	}
-	s := &Site{cfg: cfg, Info: info, keys: keys, url: cfg.Server}
+	s := &Site{cfg: cfg, Info: info, keys: keys, url: cfg.Server, unlock: unlock}
 	if cfg.Server == "" {
 		if s.parent, err = linkParent(cfg.DataDir, info.Site, cfg.Parent, cfg.ParentToken); err != nil {
+			unlock()
 			return nil, err
 		}
 		if err := s.startServer(); err != nil {
+			s.close()
 			return nil, err
 		}
 	}
@@ -407,5 +416,8 @@ func (s *Site) close() {
 		s.ns.Shutdown()
 		s.ns.WaitForShutdown()
 		s.cfg.Log.Info("embedded NATS server stopped", "component", "site")
+	}
+	if s.unlock != nil {
+		s.unlock()
 	}
 }
