@@ -60,7 +60,7 @@ type Client struct {
 	Status       string    `json:"status"` // pending | approved | blocked
 	Online       bool      `json:"online"`
 	FirstSeen    time.Time `json:"firstSeen"`
-	LastSeen     time.Time `json:"lastSeen"`
+	LastSeen     time.Time `json:"lastSeen,omitzero"`
 	Key          string    `json:"key,omitempty"` // the agent's NKey public key
 }
 

@@ -104,7 +104,7 @@ type PackageInfo struct {
 	Chunks    int       `json:"chunks"`
 	Created   time.Time `json:"created"`
 	CreatedBy string    `json:"createdBy,omitempty"`
-	Installed time.Time `json:"installed"`
+	Installed time.Time `json:"installed,omitzero"`
 }
 
 // PackageRequest names a version (Version "" on delete: every version; on

@@ -215,6 +215,9 @@ func TestPolicyPrecedenceAndOrigin(t *testing.T) {
 	if comp.Summary.Applied != 1 || len(comp.Clients) != 1 || comp.Clients[0].Client.Name != "web-01" || comp.Clients[0].State != contracts.ComplianceApplied {
 		t.Fatalf("compliance: got %+v", comp)
 	}
+	if sum := rs.cli(t, "settings", "compliance", "Lab remote tools", "--summary"); !strings.Contains(sum, "1 applied, 0 pending") || strings.Contains(sum, "CLIENT") {
+		t.Fatalf("compliance --summary prints the counts alone (a header with no rows read as no clients):\n%s", sum)
+	}
 	var def contracts.SettingsComplianceResponse
 	wait(t, policyWait, "both clients to comply with the defaults", func() bool {
 		rs.cliJSON(t, &def, "settings", "compliance", contracts.DefaultSettingsName)

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io/fs"
@@ -245,6 +246,15 @@ func TestRevokeOperator(t *testing.T) {
 	}
 	if _, err := nats.Connect(rs.URL(), nats.Nkey(pub, kp.Sign), nats.NoReconnect()); err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
 		t.Fatalf("reconnect as revoked alice: got %v, want an authorization error", err)
+	}
+	// The CLI says what happened, not only the server's words.
+	seed, _ := kp.Seed()
+	path := filepath.Join(t.TempDir(), "alice.nk")
+	if err := client.WriteIdentity(path, client.Identity{Site: "LAB", Operator: "alice", Seed: seed}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Connect(context.Background(), client.Options{Server: rs.URL(), Identity: path}); err == nil || !strings.Contains(err.Error(), "site LAB refused this identity (the operator was deleted, or its key revoked") {
+		t.Fatalf("the CLI connecting as revoked alice: got %v, want the identity refused, explained", err)
 	}
 	info, err := admin.AdminsShow(ctx(t), "alice")
 	if err != nil || !info.Revoked {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -369,5 +370,23 @@ func TestRoleUpdateCoversHolders(t *testing.T) {
 	}
 	if _, _, err := planRoleUpdate(m, "wes", add, now); contracts.CodeOf(err) != contracts.CodePermissionDenied || !strings.Contains(err.Error(), "held by eyes-group") {
 		t.Fatalf("wes adds to a role a group holds whose member ed is over All Systems: got %v, want permission denied", err)
+	}
+}
+
+// TestChangePermsRemovesFirst: the documented "roles copy ... --remove
+// Collection:* --add Collection:Read" keeps Read (adds went first, and the
+// removal took Read away again: a role with no Collection permission).
+func TestChangePermsRemovesFirst(t *testing.T) {
+	base, err := rbac.ParsePermissions([]string{"Collection:*", "Site:Read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := changePerms(base, []string{"Collection:Read"}, []string{"Collection:*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := rbac.ParsePermissions([]string{"Site:Read", "Collection:Read"})
+	if !slices.Equal(slices.Sorted(slices.Values(got)), want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }

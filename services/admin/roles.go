@@ -50,7 +50,9 @@ func planCopy(m *rbac.Model, actor string, req *contracts.RoleCopyRequest, now t
 	return doc, r, nil
 }
 
-// changePerms adds and removes permissions (Object:Action or Object:*).
+// changePerms removes, then adds permissions (Object:Action or Object:*):
+// "--remove Collection:* --add Collection:Read" keeps Read alone (adds
+// first removed it again).
 func changePerms(perms []rbac.Permission, add, remove []string) ([]rbac.Permission, error) {
 	adds, err := rbac.ParsePermissions(add)
 	if err != nil {
@@ -60,13 +62,12 @@ func changePerms(perms []rbac.Permission, add, remove []string) ([]rbac.Permissi
 	if err != nil {
 		return nil, contracts.Errorf(contracts.CodeBadRequest, "%v", err)
 	}
-	out := slices.Clone(perms)
+	out := slices.DeleteFunc(slices.Clone(perms), func(p rbac.Permission) bool { return slices.Contains(removes, p) })
 	for _, p := range adds {
 		if !slices.Contains(out, p) {
 			out = append(out, p)
 		}
 	}
-	out = slices.DeleteFunc(out, func(p rbac.Permission) bool { return slices.Contains(removes, p) })
 	if out == nil {
 		out = []rbac.Permission{}
 	}

@@ -499,14 +499,14 @@ func printPackageStatus(w io.Writer, resp contracts.PackageStatusResponse) {
 
 func newPackagesDeployCmd(g *globals, deploy bool) *cobra.Command {
 	var version, collection string
-	use, short, verb := "deploy", "Let the clients of a collection download a package version", "deployed"
+	use, short, verb := "deploy", "Let the clients of a collection download a package version", "deployed %s %s to %s"
 	long := `Deploy a version (the newest without --version) to a collection: its
 clients are told at once, fetch it from the site, verify every hash and
 install it under <state-dir>/content/<package>/<version>/. Clients that join
 the collection later fetch it when they next ask. Only clients of the
 collections a version is deployed to may read it.`
 	if !deploy {
-		use, short, verb = "undeploy", "Stop deploying a package version to a collection", "undeployed"
+		use, short, verb = "undeploy", "Stop deploying a package version to a collection", "undeployed %s %s from %s"
 		long = `Remove a deployment. Clients keep what they downloaded; the site stops
 serving the version to the collection's clients.`
 	}
@@ -527,7 +527,7 @@ serving the version to the collection's clients.`
 				}
 				return g.print(resp, func(w io.Writer) {
 					d := resp.Deployment
-					fmt.Fprintf(w, "%s %s %s to %s", verb, d.Package, d.Version, d.Collection.Name)
+					fmt.Fprintf(w, verb, d.Package, d.Version, d.Collection.Name)
 					if deploy {
 						fmt.Fprintf(w, ": %s told to fetch it", plural(resp.Clients, "client"))
 					}

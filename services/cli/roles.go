@@ -115,7 +115,7 @@ case). The new role may hold only permissions you hold yourself.`,
 	f.StringVar(&req.Name, "name", "", "the new role's name")
 	f.StringVar(&req.Description, "description", "", "what the role is for")
 	f.StringArrayVar(&req.Add, "add", nil, "permission to add, Object:Action or Object:* (repeatable)")
-	f.StringArrayVar(&req.Remove, "remove", nil, "permission to remove (repeatable)")
+	f.StringArrayVar(&req.Remove, "remove", nil, "permission to remove (repeatable; removes come before adds)")
 	return cmd
 }
 
@@ -160,7 +160,7 @@ be changed: copy them.`,
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&req.Add, "add", nil, "permission to add, Object:Action or Object:* (repeatable)")
-	f.StringArrayVar(&req.Remove, "remove", nil, "permission to remove (repeatable)")
+	f.StringArrayVar(&req.Remove, "remove", nil, "permission to remove (repeatable; removes come before adds)")
 	f.StringVar(&desc, "description", "", "replace the description")
 	return cmd
 }

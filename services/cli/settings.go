@@ -404,7 +404,11 @@ exit code is 0 whatever the states.`,
 				}
 				return g.print(resp, func(w io.Writer) {
 					s := resp.Summary
-					fmt.Fprintf(w, "%s:\t%d applied, %d pending, %d failed, %d unknown\n\n", resp.Settings.Name, s.Applied, s.Pending, s.Failed, s.Unknown)
+					fmt.Fprintf(w, "%s:\t%d applied, %d pending, %d failed, %d unknown\n", resp.Settings.Name, s.Applied, s.Pending, s.Failed, s.Unknown)
+					if summary {
+						return
+					}
+					fmt.Fprintln(w)
 					fmt.Fprintln(w, "CLIENT\tSTATE\tREVISION\tAPPLIED\tREPORTED\tREASON")
 					for _, cc := range resp.Clients {
 						fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\n", cc.Client.Name, cc.State, cc.Revision, cc.AppliedRevision, ago(cc.Reported), dash(cc.Reason))

@@ -111,6 +111,9 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 		tlsOpt,
 	)
 	if err != nil {
+		if errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+			return nil, fmt.Errorf("connect to %s as %s: site %s refused this identity (the operator was deleted, or its key revoked or never added; or the server is another site's): %w", o.Server, id.Operator, id.Site, err)
+		}
 		err = explainTLS(err, o.CA != "" || id.CA != "")
 		return nil, fmt.Errorf("connect to %s as %s: %w", o.Server, id.Operator, err)
 	}

@@ -297,7 +297,7 @@ func (s *Service) commit(ctx context.Context, site string, req *contracts.Replic
 		return nil, contracts.Errorf(contracts.CodeConflict, "%d chunks of %s are missing at site %s, such as %s: offer again", len(missing), name, s.cfg.Site, missing[0])
 	}
 	info := newInfo(&o.Manifest, &o.Signed, site)
-	if err := s.install(ctx, info, o.Signed); err != nil {
+	if err := s.install(ctx, &info, o.Signed); err != nil {
 		if contracts.CodeOf(err) == contracts.CodeUnavailable {
 			return nil, s.storeFailed(ctx, name, site, err)
 		}

@@ -298,6 +298,9 @@ func createVersion(t testing.TB, svc *Service, pkg, version string, files []test
 	if err != nil {
 		t.Fatalf("CreateVersion: %v", err)
 	}
+	if info.Installed.IsZero() {
+		t.Fatalf("CreateVersion answered %+v: no install time", info)
+	}
 	return info, chunks
 }
 

@@ -423,7 +423,7 @@ func (s *Service) CreateVersion(ctx context.Context, m contracts.Manifest, by st
 	}
 	signed := s.sign(body)
 	info := newInfo(&m, &signed, "")
-	if err := s.install(ctx, info, signed); err != nil {
+	if err := s.install(ctx, &info, signed); err != nil {
 		return contracts.PackageInfo{}, err
 	}
 	s.log.Info("version created", "package", m.Package, "version", m.Version, "digest", info.Digest, "size", m.Size, "by", by)
@@ -501,10 +501,10 @@ func newInfo(m *contracts.Manifest, signed *contracts.SignedManifest, from strin
 
 // install writes a version's record, create-only: the moment the version
 // becomes visible. Installing the same digest again is done; another
-// digest under the same version is CodeConflict.
-func (s *Service) install(ctx context.Context, info contracts.PackageInfo, signed contracts.SignedManifest) error {
+// digest under the same version is CodeConflict. It sets info.Installed.
+func (s *Service) install(ctx context.Context, info *contracts.PackageInfo, signed contracts.SignedManifest) error {
 	info.Installed = s.now()
-	data, err := json.Marshal(versionRecord{Info: info, Signed: signed})
+	data, err := json.Marshal(versionRecord{Info: *info, Signed: signed})
 	if err != nil {
 		return err
 	}
