@@ -51,14 +51,41 @@ func (s *Service) onClient(op string, p rbac.Permission, ref string) error {
 	if err != nil || m == nil {
 		return err
 	}
-	c, err := findClient(s.view.all(), ref)
+	c, err := s.findClientFor(op, ref)
 	if err != nil {
-		return nil // the handler answers not found or ambiguous itself
-	}
-	if !m.ClientVisible(op, s.memberOf(c.ID)) {
-		return contracts.Errorf(contracts.CodeNotFound, "no client named or with id %q", ref)
+		return err
 	}
 	return m.Allowed(op, p, rbac.OnClient(c.Name, s.memberOf(c.ID)))
+}
+
+// findClientFor finds the client ref names among those operator op may
+// read. One outside op's scope is not found, exactly like a missing one,
+// and never makes a name ambiguous (the error names every match).
+func (s *Service) findClientFor(op, ref string) (contracts.Client, error) {
+	all := s.view.all()
+	m, err := s.authz()
+	if err != nil || m == nil {
+		if err != nil {
+			return contracts.Client{}, err
+		}
+		return findClient(all, ref)
+	}
+	c, err := findClient(all, ref)
+	switch {
+	case err == nil && m.ClientVisible(op, s.memberOf(c.ID)):
+		return c, nil
+	case err == nil:
+		return contracts.Client{}, contracts.Errorf(contracts.CodeNotFound, "no client named or with id %q", ref)
+	case contracts.CodeOf(err) != contracts.CodeAmbiguous:
+		return contracts.Client{}, err
+	}
+	seen := make([]record, 0, 2)
+	for _, r := range all {
+		if m.ClientVisible(op, s.memberOf(r.ID)) {
+			seen = append(seen, r)
+		}
+	}
+	return findClient(seen, ref)
 }
 
 // onCollection checks p on the collection ref names ("" means All

@@ -553,11 +553,8 @@ func pageOf[T any](all []T, offset, max int) ([]T, int) {
 
 // show answers clients.show.
 func (s *Service) show(_ context.Context, from contracts.SubjectInfo, req *contracts.ClientRequest) (*contracts.ClientResponse, error) {
-	c, err := findClient(s.view.all(), req.Ref)
+	c, err := s.findClientFor(from.Principal, req.Ref)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.onClient(from.Principal, rbac.CollectionRead, c.ID); err != nil {
 		return nil, err
 	}
 	return &contracts.ClientResponse{Header: contracts.NewHeader(contracts.TypeClientResponse), Client: c}, nil

@@ -173,8 +173,8 @@ func (s *Service) askInventory(id string, full bool) error {
 }
 
 // inventoryShow answers inventory.show.
-func (s *Service) inventoryShow(ctx context.Context, _ contracts.SubjectInfo, req *contracts.InventoryRequest) (*contracts.InventoryResponse, error) {
-	c, err := findClient(s.view.all(), req.Ref)
+func (s *Service) inventoryShow(ctx context.Context, from contracts.SubjectInfo, req *contracts.InventoryRequest) (*contracts.InventoryResponse, error) {
+	c, err := s.findClientFor(from.Principal, req.Ref)
 	if err != nil {
 		return nil, err
 	}
@@ -196,8 +196,8 @@ const maxHistoryChanges = 4000
 
 // inventoryHistory answers inventory.history: the client's changes,
 // oldest first, collected after req.Since when it is set.
-func (s *Service) inventoryHistory(ctx context.Context, _ contracts.SubjectInfo, req *contracts.InventoryRequest) (*contracts.InventoryHistoryResponse, error) {
-	c, err := findClient(s.view.all(), req.Ref)
+func (s *Service) inventoryHistory(ctx context.Context, from contracts.SubjectInfo, req *contracts.InventoryRequest) (*contracts.InventoryHistoryResponse, error) {
+	c, err := s.findClientFor(from.Principal, req.Ref)
 	if err != nil {
 		return nil, err
 	}
@@ -277,8 +277,8 @@ func (s *Service) readHistory(ctx context.Context, id string, since time.Time) (
 
 // inventoryRefresh answers inventory.refresh: it asks the client's agent
 // for a report now and answers with the client.
-func (s *Service) inventoryRefresh(_ context.Context, _ contracts.SubjectInfo, req *contracts.InventoryRequest) (*contracts.ClientResponse, error) {
-	c, err := findClient(s.view.all(), req.Ref)
+func (s *Service) inventoryRefresh(_ context.Context, from contracts.SubjectInfo, req *contracts.InventoryRequest) (*contracts.ClientResponse, error) {
+	c, err := s.findClientFor(from.Principal, req.Ref)
 	if err != nil {
 		return nil, err
 	}
