@@ -203,8 +203,12 @@ func (s *Service) collectionCreate(ctx context.Context, from contracts.SubjectIn
 	if err != nil {
 		return nil, err
 	}
+	if err := s.reserveName(ctx, rec.Name, rec.ID); err != nil {
+		return nil, err
+	}
 	rev, err := s.collKV.Create(ctx, rec.ID, data)
 	if err != nil {
+		s.releaseName(rec.Name, rec.ID)
 		return nil, fmt.Errorf("store collection %s: %w", rec.ID, err)
 	}
 	s.log.Info("collection created", "collection", rec.ID, "name", rec.Name, "by", from.Principal)
@@ -275,13 +279,25 @@ func (s *Service) collectionUpdate(ctx context.Context, from contracts.SubjectIn
 		if err != nil {
 			return nil, err
 		}
+		renamed := !strings.EqualFold(next.Name, cur.rec.Name)
+		if renamed {
+			if err := s.reserveName(ctx, next.Name, id); err != nil {
+				return nil, err
+			}
+		}
 		rev, err := s.collKV.Update(ctx, id, data, cur.rev)
 		if conflict(err) {
 			s.syncDefs(ctx)
-			continue
+			continue // the reservation stays this collection's for the next attempt
 		}
 		if err != nil {
+			if renamed {
+				s.releaseName(next.Name, id)
+			}
 			return nil, fmt.Errorf("store collection %s: %w", id, err)
+		}
+		if renamed {
+			s.releaseName(cur.rec.Name, id)
 		}
 		s.log.Info("collection updated", "collection", id, "name", next.Name, "by", from.Principal)
 		s.emit(ctx, contracts.StatusCollectionChanged, map[string]string{"collection": next.Name, "id": id, "by": from.Principal, "change": collectionChange(cur.rec, next)})
@@ -448,6 +464,7 @@ func (s *Service) collectionDelete(ctx context.Context, from contracts.SubjectIn
 			return nil, fmt.Errorf("delete collection %s: %w", id, err)
 		}
 		s.syncDefs(ctx)
+		s.releaseName(cur.rec.Name, id)
 		s.log.Info("collection deleted", "collection", id, "name", cur.rec.Name, "by", from.Principal)
 		s.emit(ctx, contracts.StatusCollectionDeleted, map[string]string{"collection": cur.rec.Name, "id": id, "by": from.Principal})
 		return &contracts.CollectionResponse{Header: contracts.NewHeader(contracts.TypeCollectionResponse), Collection: info}, nil

@@ -510,3 +510,70 @@ func TestMembersPageBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestCollectionNamesAcrossInstances: two instances creating one name at
+// once store one collection, the other is refused (each checked its own
+// model, found the name free and stored a collection of it); a rename to a
+// name being created is refused the same way; a delete or rename gives the
+// old name back.
+func TestCollectionNamesAcrossInstances(t *testing.T) {
+	e, s1 := newEnv(t)
+	s2 := startService(t, Config{NC: natstest.Connect(t, e.srv), Now: e.clock.Now, Log: quietLog()})
+	from := contracts.SubjectInfo{Site: site, Space: "op", Principal: "alice"}
+	for i := range 10 {
+		name := fmt.Sprint("Dup ", i)
+		req := &contracts.CollectionCreateRequest{Header: contracts.NewHeader(contracts.TypeCollectionCreateRequest), Name: name, Queries: []string{`true`}}
+		errs := make(chan error, 2)
+		for _, s := range []*Service{s1, s2} {
+			go func() { _, err := s.collectionCreate(context.Background(), from, req); errs <- err }()
+		}
+		var ok, refused int
+		for range 2 {
+			switch err := <-errs; {
+			case err == nil:
+				ok++
+			case contracts.CodeOf(err) == contracts.CodeConflict:
+				refused++
+			default:
+				t.Fatalf("create %q: %v", name, err)
+			}
+		}
+		if ok != 1 || refused != 1 {
+			t.Fatalf("create %q on two instances at once: %d stored, %d refused; want 1 and 1", name, ok, refused)
+		}
+		if _, err := e.collection(contracts.KindCollectionsShow, name); err != nil {
+			t.Fatalf("show %q: %v", name, err)
+		}
+	}
+	// A rename and a create of one name at once: one of them.
+	if _, err := e.create(contracts.CollectionCreateRequest{Name: "Old", Queries: []string{`true`}}); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	go func() {
+		_, err := s1.collectionUpdate(context.Background(), from, &contracts.CollectionUpdateRequest{Header: contracts.NewHeader(contracts.TypeCollectionUpdateRequest), Ref: "Old", Name: "Taken"})
+		errs <- err
+	}()
+	go func() {
+		_, err := s2.collectionCreate(context.Background(), from, &contracts.CollectionCreateRequest{Header: contracts.NewHeader(contracts.TypeCollectionCreateRequest), Name: "taken", Queries: []string{`true`}})
+		errs <- err
+	}()
+	e1, e2 := <-errs, <-errs
+	if (e1 == nil) == (e2 == nil) {
+		t.Fatalf("rename to Taken and create taken at once: %v and %v; want one refused", e1, e2)
+	}
+	// Names given back: by a delete, by a rename.
+	if _, err := e.update(contracts.CollectionUpdateRequest{Ref: "Dup 0", Name: "Renamed"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.create(contracts.CollectionCreateRequest{Name: "dup 0", Queries: []string{`true`}}); err != nil {
+		t.Fatalf("create the name a rename gave back: %v", err)
+	}
+	del := &contracts.CollectionRequest{Header: contracts.NewHeader(contracts.TypeCollectionRequest), Ref: "Dup 1"}
+	if _, err := s1.collectionDelete(context.Background(), from, del); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.create(contracts.CollectionCreateRequest{Name: "Dup 1", Queries: []string{`true`}}); err != nil {
+		t.Fatalf("create the name a delete gave back: %v", err)
+	}
+}

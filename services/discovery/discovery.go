@@ -65,6 +65,10 @@ const (
 	// CollectionsBucket holds the collection definitions: key collection
 	// ID, value the JSON of a collectionRecord.
 	CollectionsBucket = "discovery-collections"
+	// CollectionNamesBucket reserves collection names: key a hash of the
+	// name in lower case, value the ID of the collection that holds it
+	// (names.go).
+	CollectionNamesBucket = "discovery-collection-names"
 	// HistoryStream keeps the changes of every client's inventory
 	// (contracts.InventoryChanged on steward.<site>.event.discovery.inventory.<clientID>)
 	// for Config.HistoryMaxAge.
@@ -183,17 +187,18 @@ func (c *Config) CheckAndSetDefaults() error {
 
 // Service is one instance of the discovery service.
 type Service struct {
-	cfg    Config
-	log    *slog.Logger
-	js     jetstream.JetStream
-	store  *store
-	view   *view
-	beats  *beats
-	invKV  jetstream.KeyValue
-	collKV jetstream.KeyValue
-	model  *model
-	events chan *pendingEvent // membership events for the publisher
-	ready  chan struct{}
+	cfg     Config
+	log     *slog.Logger
+	js      jetstream.JetStream
+	store   *store
+	view    *view
+	beats   *beats
+	invKV   jetstream.KeyValue
+	collKV  jetstream.KeyValue
+	namesKV jetstream.KeyValue // collection names reserved (names.go)
+	model   *model
+	events  chan *pendingEvent // membership events for the publisher
+	ready   chan struct{}
 	// emitter sends the service's status messages (nil without them);
 	// set before the handlers start.
 	emitter *status.Emitter
@@ -245,6 +250,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	namesKV, err := bucket(CollectionNamesBucket, "Steward discovery: collection names reserved", 1)
+	if err != nil {
+		return nil, err
+	}
 	histSubj, err := contracts.InventorySubjectAll(cfg.Site)
 	if err != nil {
 		return nil, err
@@ -273,17 +282,18 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	events := make(chan *pendingEvent, eventQueue)
 	return &Service{
-		cfg:    cfg,
-		log:    cfg.Log.With("component", "discovery"),
-		js:     js,
-		store:  &store{kv: kv},
-		view:   newView(),
-		beats:  newBeats(),
-		invKV:  invKV,
-		collKV: collKV,
-		model:  newModel(cfg.Site, events),
-		events: events,
-		ready:  make(chan struct{}),
+		cfg:     cfg,
+		log:     cfg.Log.With("component", "discovery"),
+		js:      js,
+		store:   &store{kv: kv},
+		view:    newView(),
+		beats:   newBeats(),
+		invKV:   invKV,
+		collKV:  collKV,
+		namesKV: namesKV,
+		model:   newModel(cfg.Site, events),
+		events:  events,
+		ready:   make(chan struct{}),
 	}, nil
 }
 
