@@ -99,28 +99,47 @@ func (s *Service) onMembership(ctx context.Context, m jetstream.Msg) {
 	}
 }
 
+// resyncRetry is the first wait before a resync that could not read every
+// collection is tried again (doubling up to ResyncEvery): at a site's
+// start discovery may not answer yet.
+const resyncRetry = 5 * time.Second
+
 // resyncLoop reads the members of every collection with settings deployed
 // again from discovery, at start and every ResyncEvery: discovery does not
 // guarantee every membership event (an instance that crashes between a
-// write and its event loses the event).
+// write and its event loses the event). A resync left incomplete is tried
+// again sooner; its failures are warnings from the third in a row.
 func (s *Service) resyncLoop(ctx context.Context) {
 	t := time.NewTimer(0)
 	defer t.Stop()
+	failed := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		s.resync(ctx)
-		t.Reset(s.cfg.ResyncEvery)
+		if s.resync(ctx, failed >= 2) {
+			failed = 0
+			t.Reset(s.cfg.ResyncEvery)
+			continue
+		}
+		failed++
+		t.Reset(min(resyncRetry<<min(failed-1, 10), s.cfg.ResyncEvery))
 	}
 }
 
 // resync reconciles each deployed collection with its members, asked on
 // behalf of an operator who made a deployment to it: the next one when one
 // cannot read them (deleted since, or no longer granted the collection).
-func (s *Service) resync(ctx context.Context) {
+// It reports whether every collection was reconciled; what was not is
+// logged as a warning with warn, for information without.
+func (s *Service) resync(ctx context.Context, warn bool) (complete bool) {
+	logf := s.log.Info
+	if warn {
+		logf = s.log.Warn
+	}
+	complete = true
 	cat, _ := s.model.current()
 	done := map[string]bool{}
 	unread := map[string][]string{} // collection ID -> each operator tried and why it failed
@@ -137,7 +156,8 @@ func (s *Service) resync(ctx context.Context) {
 		done[c.ID] = true
 		n, err := s.reconcile(ctx, c.ID, members)
 		if err != nil {
-			s.log.Warn("resync incomplete", "collection", c.Name, "err", err)
+			complete = false
+			logf("resync incomplete; tried again soon", "collection", c.Name, "err", err)
 		}
 		if n > 0 {
 			s.log.Info("resync changed policies", "collection", c.Name, "clients", n)
@@ -145,7 +165,9 @@ func (s *Service) resync(ctx context.Context) {
 	}
 	for id, tried := range unread {
 		if !done[id] && ctx.Err() == nil {
-			s.log.Warn("resync: no operator who deployed to the collection could read its members", "collection", id, "tried", strings.Join(tried, "; "))
+			complete = false
+			logf("resync: no operator who deployed to the collection could read its members; tried again soon", "collection", id, "tried", strings.Join(tried, "; "))
 		}
 	}
+	return complete
 }

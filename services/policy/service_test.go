@@ -460,11 +460,22 @@ func TestResyncTriesEveryDeployer(t *testing.T) {
 	ts.dir.refused = map[string]bool{"alice": true}
 	ts.dir.mu.Unlock()
 	ts.dir.set(lab, []string{"c1", "c2"})
-	ts.svcs[0].resync(context.Background())
+	if !ts.svcs[0].resync(context.Background(), true) {
+		t.Fatal("resync with bob still granted: incomplete")
+	}
 	natstest.Wait(t, 10*time.Second, "c2's policy after the resync", func() bool {
 		p, ok := ts.agents.get("c2")
 		return ok && enabled(p)
 	})
+	// Nobody who deployed can read Lab (or discovery does not answer, as
+	// at a site's start): the resync says it is incomplete, to be tried
+	// again soon rather than in an hour.
+	ts.dir.mu.Lock()
+	ts.dir.refused = map[string]bool{"alice": true, "bob": true}
+	ts.dir.mu.Unlock()
+	if ts.svcs[0].resync(context.Background(), false) {
+		t.Fatal("resync with no deployer able to read Lab: complete")
+	}
 }
 
 // TestAcksInOneBatch: the reports of one client in one outbox batch each
