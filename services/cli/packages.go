@@ -461,7 +461,9 @@ func newPackagesStatusCmd(g *globals) *cobra.Command {
 		Short: "Where a package version stands at each site and client",
 		Long: `Per destination site: pending, sending, installed or failed, bytes sent of
 those to send, the digest the site verified, the last error. Per client of
-the collections it is deployed to: installed, failed (why) or pending.`,
+the collections it is deployed to: installed, failed (why) or pending (not
+reported yet). Clients that reported it stay listed after an undeploy:
+they keep what they downloaded.`,
 		Example: `  steward packages status tools
   steward packages status tools -o json | jq '.sites[] | select(.state != "installed")'`,
 		Args: packageArg,

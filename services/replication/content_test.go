@@ -108,6 +108,13 @@ func TestAgentContent(t *testing.T) {
 		t.Fatalf("Deploy: %+v told %d, %v", d, told, err)
 	}
 	natstest.Wait(t, waitFor, "content.changed to c1", func() bool { return c1() == 1 })
+	// Before it reports, the member is pending in the version's status
+	// (the status listed only clients that had reported).
+	st, err := p.opStatus(ctx, contracts.SubjectInfo{Site: "PAR", Space: "op", Principal: "alice"},
+		&contracts.PackageRequest{Header: contracts.NewHeader(contracts.TypePackageRequest), Package: "tools", Version: "1.0"})
+	if err != nil || len(st.Clients) != 1 || st.Clients[0].Client != (contracts.Named{ID: "c1", Name: "n-c1"}) || st.Clients[0].State != contracts.ContentPending {
+		t.Fatalf("status before any report: %+v, %v; want c1 pending", st.Clients, err)
+	}
 	if _, _, err := p.Deploy(ctx, "tools", "1.0", contracts.Named{ID: "web", Name: "Web"}, "alice"); contracts.CodeOf(err) != contracts.CodeConflict {
 		t.Fatalf("deploy twice: got %v, want conflict", err)
 	}

@@ -104,5 +104,9 @@ func (s *Service) tellMembers(ctx context.Context, by string, collection contrac
 		s.log.Warn("members of the collection not told of the change", "collection", collection.Name, "err", err)
 		return 0
 	}
-	return s.pushChanged(members)
+	ids := make([]string, len(members))
+	for i, m := range members {
+		ids[i] = m.ID
+	}
+	return s.pushChanged(ids)
 }

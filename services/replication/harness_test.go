@@ -235,13 +235,18 @@ func (d *fakeDirectory) Collections(_ context.Context, client string) ([]string,
 	return out, nil
 }
 
-func (d *fakeDirectory) Members(_ context.Context, _, collection string) ([]string, error) {
+func (d *fakeDirectory) Members(_ context.Context, _, collection string) ([]contracts.Named, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if ms, ok := d.members[collection]; ok {
-		return slices.Clone(ms), nil
+	ms, ok := d.members[collection]
+	if !ok {
+		return nil, errors.New("no such collection")
 	}
-	return nil, errors.New("no such collection")
+	out := make([]contracts.Named, len(ms))
+	for i, id := range ms {
+		out[i] = contracts.Named{ID: id, Name: "n-" + id}
+	}
+	return out, nil
 }
 
 // testFile is a file of a package to make.

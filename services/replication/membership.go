@@ -27,9 +27,9 @@ type Directory interface {
 	// Collections lists the IDs of the collections holding a client, All
 	// Systems included (an unknown client is CodeNotFound).
 	Collections(ctx context.Context, clientID string) ([]string, error)
-	// Members lists the IDs of a collection's members, asked on behalf of
-	// operator (discovery answers within the operator's scope).
-	Members(ctx context.Context, operator, collectionID string) ([]string, error)
+	// Members lists a collection's members, asked on behalf of operator
+	// (discovery answers within the operator's scope).
+	Members(ctx context.Context, operator, collectionID string) ([]contracts.Named, error)
 }
 
 // BusDirectory asks discovery over NATS: client-facts on its svc subject,
@@ -52,16 +52,8 @@ func (b BusDirectory) Collections(ctx context.Context, clientID string) ([]strin
 }
 
 // Members implements Directory.
-func (b BusDirectory) Members(ctx context.Context, operator, collectionID string) ([]string, error) {
-	members, err := discovery.Members(ctx, b.NC, b.Site, operator, collectionID)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, len(members))
-	for i, m := range members {
-		out[i] = m.ID
-	}
-	return out, nil
+func (b BusDirectory) Members(ctx context.Context, operator, collectionID string) ([]contracts.Named, error) {
+	return discovery.Members(ctx, b.NC, b.Site, operator, collectionID)
 }
 
 // memberCache caches each client's collections for at most ttl.

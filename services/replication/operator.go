@@ -177,13 +177,29 @@ func (s *Service) opStatus(ctx context.Context, from contracts.SubjectInfo, req 
 	// Names come from discovery, within the operator's scope; a client the
 	// operator may not see is left out.
 	named := clients[:0]
+	reported := map[string]bool{}
 	for _, c := range clients {
+		reported[c.Client.ID] = true
 		cl, err := s.clientNamed(ctx, from.Principal, c.Client.ID)
 		if err != nil {
 			continue
 		}
 		c.Client = cl
 		named = append(named, c)
+	}
+	// The members of the collections it is deployed to that have not
+	// reported are pending (told, or about to be, to fetch it).
+	for _, d := range s.Deployments(info.Package, info.Version) {
+		members, err := s.cfg.Directory.Members(ctx, from.Principal, d.Collection.ID)
+		if err != nil {
+			continue // a collection the operator may not read
+		}
+		for _, m := range members {
+			if !reported[m.ID] {
+				reported[m.ID] = true
+				named = append(named, contracts.PackageClientStatus{Client: m, State: contracts.ContentPending})
+			}
+		}
 	}
 	slices.SortFunc(named, func(a, b contracts.PackageClientStatus) int { return strings.Compare(a.Client.Name, b.Client.Name) })
 	sites := s.Jobs(info.Package, info.Version)
