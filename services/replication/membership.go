@@ -64,6 +64,10 @@ type memberCache struct {
 
 	mu      sync.Mutex
 	clients map[string]cachedCollections
+	// forgets counts forget calls: a look-up that a forget overtook may
+	// hold the membership from before the change, and is not cached (it
+	// would have stood for ttl).
+	forgets uint64
 }
 
 type cachedCollections struct {
@@ -82,13 +86,12 @@ func newMemberCache(dir Directory, ttl time.Duration, now func() time.Time) *mem
 // unless fresh.
 func (c *memberCache) collections(ctx context.Context, client string, fresh bool) ([]string, error) {
 	now := c.now()
-	if !fresh {
-		c.mu.Lock()
-		e, ok := c.clients[client]
-		c.mu.Unlock()
-		if ok && now.Sub(e.at) < c.ttl {
-			return e.ids, nil
-		}
+	c.mu.Lock()
+	e, ok := c.clients[client]
+	forgets := c.forgets
+	c.mu.Unlock()
+	if !fresh && ok && now.Sub(e.at) < c.ttl {
+		return e.ids, nil
 	}
 	ids, err := c.dir.Collections(ctx, client)
 	if err != nil {
@@ -96,6 +99,9 @@ func (c *memberCache) collections(ctx context.Context, client string, fresh bool
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.forgets != forgets {
+		return ids, nil
+	}
 	if len(c.clients) >= maxCachedClients {
 		clear(c.clients)
 	}
@@ -107,6 +113,7 @@ func (c *memberCache) collections(ctx context.Context, client string, fresh bool
 func (c *memberCache) forget(clients []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.forgets++
 	if clients == nil {
 		clear(c.clients)
 		return
