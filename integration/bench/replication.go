@@ -165,11 +165,16 @@ func (e *Env) replication(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	disk, err := syncedWrites(dir, replBytes)
+	if err != nil {
+		return Result{}, err
+	}
 	met := repl >= 0.5*raw && moved <= 0.15
 	note := fmt.Sprintf("%d MiB parent to child over a leaf connection (compression off, as on a LAN), signature and every chunk hash verified, stored with fsync: %.1f MB/s; "+
 		"raw NATS chunk relay (request/reply of %d KiB chunks, %d in flight, nothing stored) %.1f MB/s; loopback TCP %.1f MB/s; "+
+		"this disk's synced writes (%d KiB each followed by fsync, as a store syncing every write does) %.1f MB/s; "+
 		"a version sharing 90%% of its chunks moved %.1f%% of its bytes (goal <= 15%%)",
-		v1.Size>>20, repl, contracts.ChunkSize>>10, relayWindow, raw, tcp, 100*moved)
+		v1.Size>>20, repl, contracts.ChunkSize>>10, relayWindow, raw, tcp, contracts.ChunkSize>>10, disk, 100*moved)
 	return measured("replication", "MB/s", repl, raw, ">= 0.5 of the raw relay; <= 15% moved for a 90%-shared version", met, note), nil
 }
 
@@ -253,6 +258,29 @@ func loopbackTCP(n int) (float64, error) {
 	c.Close()
 	if err := <-done; err != nil {
 		return 0, err
+	}
+	return float64(n) / 1e6 / time.Since(start).Seconds(), nil
+}
+
+// syncedWrites writes n bytes in ChunkSize writes to a file in dir, each
+// followed by fsync: the most a store that syncs every write can take on
+// this disk (the replication's destination syncs each chunk and its meta).
+func syncedWrites(dir string, n int) (float64, error) {
+	f, err := os.CreateTemp(dir, "synced-*")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, contracts.ChunkSize)
+	start := time.Now()
+	for written := 0; written < n; written += len(buf) {
+		if _, err := f.Write(buf); err != nil {
+			return 0, err
+		}
+		if err := f.Sync(); err != nil {
+			return 0, err
+		}
 	}
 	return float64(n) / 1e6 / time.Since(start).Seconds(), nil
 }
