@@ -253,3 +253,42 @@ func TestAssistOff(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestAssistOfferAfterTheSiteGaveUp: the grant says how long the broker
+// waits for the answer (AnswerWithin); the offer's prompt ends in time for
+// the answer to reach it, and a user who accepts later starts nothing and
+// is not told that a helper is connected. The prompt lasted the local 30 s
+// while the broker waited 15: a user who accepted after 20 s saw a helper
+// "connected" to the terminal whom the site had turned away.
+func TestAssistOfferAfterTheSiteGaveUp(t *testing.T) {
+	sb := newSessionBench(t, contracts.SettingsSections{}, func(c *Config) { c.LoggedOnUsers = func() []string { return []string{"dave"} } })
+	if _, err := sb.a.SetUserSettings([]string{"unsolicited=true", "level=full"}); err != nil {
+		t.Fatal(err)
+	}
+	sb.assistSite()
+	u := sb.startAssist("")
+	u.shows("Waiting for a helper")
+	const within = 7 * time.Second // the prompt may last 2 s of it
+	g := sb.grantFor(contracts.SessionAssist, func(g *contracts.SessionGrant) {
+		g.Operator, g.Consent, g.AnswerWithin = "helen", true, contracts.Duration(within)
+	})
+	answers, _ := sb.openAsync(g)
+	u.shows("helen offers to help you with full control")
+	if p := sb.waitPrompt(); p.Deadline.Sub(p.Asked) >= within {
+		t.Fatalf("the prompt lasts %s; the broker waits %s for the answer", p.Deadline.Sub(p.Asked), within)
+	}
+	ans := receive(t, answers, "the offer's answer")
+	if ans.Accepted || ans.Deny != contracts.DenyConsent || ans.Consent != contracts.ConsentTimeout {
+		t.Fatalf("got answer %+v, want a refusal by timeout", ans)
+	}
+	// The user accepts now, too late: nothing to accept, nobody connected.
+	u.typeKeys(string([]byte{AssistEscape, 'y'}))
+	u.typeKeys("echo after-$((2+2))\n")
+	u.shows("after-4")
+	if strings.Contains(u.text(), "is connected to this terminal") {
+		t.Fatalf("the terminal shows a helper connected:\n%s", u.text())
+	}
+	if ss := sb.a.Sessions(); len(ss) != 0 {
+		t.Fatalf("sessions after a late acceptance: %+v", ss)
+	}
+}

@@ -247,8 +247,19 @@ func (a *Agent) takeGrant(ctx context.Context, data []byte) (contracts.SessionGr
 			access, d = grantAccess(g, g.Kind, pol)
 		}
 	}
+	// The broker waits AnswerWithin for this answer: the prompt ends in
+	// time for the answer to reach it, and an acceptance later than that
+	// (the broker has refused the session already) starts nothing.
+	var answerBy time.Time
+	if g != nil && g.AnswerWithin > 0 {
+		answerBy = now.Add(time.Duration(g.AnswerWithin) - answerMargin)
+	}
 	if d == nil {
-		consent, user, prompted, d = a.consent(ctx, g, access, joined, shared, pol)
+		consent, user, prompted, d = a.consent(ctx, g, access, joined, shared, boundPrompt(pol, answerBy))
+	}
+	if d == nil && prompted && !answerBy.IsZero() && time.Now().After(answerBy) {
+		consent = contracts.ConsentTimeout
+		d = refuse(contracts.DenyConsent, "the user %s answered after the site stopped waiting for the answer (%s after the grant)", user, human(time.Duration(g.AnswerWithin)))
 	}
 	if d == nil && joined != nil {
 		select {
@@ -291,6 +302,33 @@ func (a *Agent) takeGrant(ctx context.Context, data []byte) (contracts.SessionGr
 		}
 		a.sess.wg.Go(func() { s.run(ctx) })
 	}
+}
+
+// answerMargin is the time an answer to a grant is given to reach the
+// broker before the grant's AnswerWithin runs out.
+const answerMargin = 5 * time.Second
+
+// boundPrompt is pol with its consent prompt ending by answerBy at the
+// latest (zero: no bound), so that the user's answer reaches the broker
+// while it still waits: the lesser of the local promptTimeout and what is
+// left until then (at least a second; an answer after answerBy is refused
+// all the same).
+func boundPrompt(pol state.PolicyState, answerBy time.Time) state.PolicyState {
+	if answerBy.IsZero() {
+		return pol
+	}
+	left := max(time.Until(answerBy), time.Second)
+	if localConsentRules(pol).timeout <= left {
+		return pol
+	}
+	var rt contracts.RemoteToolsSettings
+	if pol.Settings.RemoteTools != nil {
+		rt = *pol.Settings.RemoteTools // a copy: pol's sections are shared with the store's
+	}
+	d := contracts.Duration(left)
+	rt.PromptTimeout = &d
+	pol.Settings.RemoteTools = &rt
+	return pol
 }
 
 // checkReplay takes the grant's ID: a grant is used once.

@@ -523,3 +523,26 @@ func pidIn(t *testing.T, out string) int {
 	pid, _ := strconv.Atoi(m[1])
 	return pid
 }
+
+// TestConsentAfterTheSiteGaveUp: an acceptance that comes when the broker
+// no longer waits for the answer (the grant's AnswerWithin, less the time
+// the answer needs to travel) starts no session: the agent answers it as a
+// refusal. The session started, for a broker that had refused it.
+func TestConsentAfterTheSiteGaveUp(t *testing.T) {
+	sb := newSessionBench(t, promptPolicy(time.Minute, false), func(c *Config) { c.LoggedOnUsers = func() []string { return []string{"dave"} } })
+	g := sb.grantFor(contracts.SessionShell, func(g *contracts.SessionGrant) {
+		g.Command, g.AnswerWithin = []string{"echo", "started"}, contracts.Duration(time.Second) // less than the answer's way back
+	})
+	answers, _ := sb.openAsync(g)
+	p := sb.waitPrompt()
+	// The prompt may be over already (it ends in time, as far as it
+	// can): an answer refused here is refused all the same.
+	_, _ = sb.answer(p.ID, "accept", "dave")
+	ans := receive(t, answers, "the grant's answer")
+	if ans.Accepted || ans.Deny != contracts.DenyConsent {
+		t.Fatalf("got answer %+v, want a refusal", ans)
+	}
+	if len(sb.a.Sessions()) != 0 || len(sb.a.ConsentPrompts()) != 0 {
+		t.Fatal("a session or a prompt is left")
+	}
+}

@@ -19,6 +19,7 @@ import (
 //	op.<operator>.up.session.list    SessionListRequest  -> SessionListResponse
 //	op.<operator>.up.session.recordings  SessionListRequest -> SessionListResponse (ended sessions)
 //	op.<operator>.up.session.recording   RecordingReadRequest -> RecordingReadResponse
+//	op.<operator>.up.session.check  SessionCheckRequest -> SessionCheckResponse (no grant, no session)
 //	agent.<client>.down.session.grant    SignedGrant -> SessionGrantAnswer (the agent answers)
 //
 // Data are frames on a per-session kind, SessionDataKind(id):
@@ -56,6 +57,12 @@ const (
 	KindAssistList    = "assist.list"    // op up: SessionAssistListRequest -> SessionAssistListResponse
 	KindAssistAccept  = "assist.accept"  // op up: SessionAssistAcceptRequest -> SessionOpenResponse
 	KindAssistOffer   = "assist.offer"   // op up: SessionOpenRequest{Kind: assist} -> SessionOpenResponse
+
+	// KindSessionCheck asks the broker whether it would authorise a session
+	// (op up: SessionCheckRequest -> SessionCheckResponse), without a grant
+	// or a session: the CLI refuses a tunnel before it listens, and tells a
+	// helper how long the user has to answer an offer.
+	KindSessionCheck = "session.check"
 )
 
 // SessionDataKind is the kind of session id's data frames.
@@ -199,6 +206,12 @@ type SessionGrant struct {
 	Assist   string    `json:"assist,omitempty"` // the assistance request it answers (solicited)
 	Issued   time.Time `json:"issued"`
 	Expires  time.Time `json:"expires"`
+	// AnswerWithin is how long the broker waits for the agent's answer
+	// (the user's consent included) from sending the grant; after that it
+	// has refused the session. The agent ends its consent prompt in time
+	// for its answer to arrive, and never starts a session the user
+	// accepted later. Zero: not said (a broker from before it).
+	AnswerWithin Duration `json:"answerWithin,omitempty"`
 }
 
 // Validate checks a grant's own fields (not its signature or times).
@@ -419,6 +432,46 @@ func (r *SessionAssistAcceptRequest) Validate() error {
 	return nil
 }
 
+// SessionCheckRequest asks whether the operator may open a session of Kind
+// (shell, tunnel, or assist: an offer) to the client Ref, on Port for a
+// tunnel. The broker decides as for SessionOpenRequest (the same checks,
+// the same refusals, a client the operator may not see is not found) but
+// sends no grant, opens no session and audits nothing: a check is not an
+// action.
+type SessionCheckRequest struct {
+	Header
+	Ref  string `json:"ref"`
+	Kind string `json:"kind"`
+	Port int    `json:"port,omitempty"`
+}
+
+// Validate checks the request's fields.
+func (r *SessionCheckRequest) Validate() error {
+	if r.Ref == "" {
+		return errors.New("name the client")
+	}
+	if !slices.Contains(SessionKinds(), r.Kind) {
+		return fmt.Errorf("unknown session kind %q (shell, tunnel or assist)", r.Kind)
+	}
+	if r.Kind == SessionTunnel && (r.Port < 1 || r.Port > 65535) {
+		return fmt.Errorf("tunnel port %d: a port is 1 to 65535", r.Port)
+	}
+	return nil
+}
+
+// SessionCheckResponse says that the broker would send the client a grant:
+// at Access, asking the user's consent (Consent) for at most
+// PromptTimeout. The agent still has the last word.
+type SessionCheckResponse struct {
+	Header
+	Client        Named    `json:"client"`
+	Kind          string   `json:"kind"`
+	Port          int      `json:"port,omitempty"`
+	Access        string   `json:"access"`
+	Consent       bool     `json:"consent"`
+	PromptTimeout Duration `json:"promptTimeout,omitempty"` // when Consent
+}
+
 // Message types of sessions.
 const (
 	TypeSessionGrant              = "steward.v1.session_grant"
@@ -438,6 +491,8 @@ const (
 	TypeSessionAssistListRequest  = "steward.v1.session_assist_list_request"
 	TypeSessionAssistListResponse = "steward.v1.session_assist_list_response"
 	TypeSessionAssistAccept       = "steward.v1.session_assist_accept_request"
+	TypeSessionCheckRequest       = "steward.v1.session_check_request"
+	TypeSessionCheckResponse      = "steward.v1.session_check_response"
 )
 
 // Service-to-service questions the broker asks (only services may publish

@@ -1,5 +1,7 @@
 package contracts
 
+import "time"
+
 const (
 	exampleSessionID = "0195a3c4-0000-7000-8000-0000000000d1"
 	exampleAssistID  = "0195a3c4-0000-7000-8000-0000000000d2"
@@ -42,6 +44,7 @@ func init() {
 		Header: hdr(TypeSessionGrant), Session: exampleSessionID, Site: "s1", ClientID: exampleClientID, Operator: "alice",
 		Kind: SessionShell, Access: AccessFull, Consent: true, Join: true, Port: 5900, Command: []string{"uname", "-a"},
 		Cols: 80, Rows: 24, Term: "xterm-256color", Assist: exampleAssistID, Issued: t0, Expires: t1,
+		AnswerWithin: Duration(45 * time.Second),
 	}
 	goldenExamples[TypeSignedGrant] = &SignedGrant{Header: hdr(TypeSignedGrant), Grant: []byte(`{"session":"..."}`), Signature: []byte{1, 2, 3}, Key: exampleSiteKey}
 	goldenExamples[TypeSessionGrantAnswer] = &SessionGrantAnswer{
@@ -72,6 +75,11 @@ func init() {
 	goldenExamples[TypeSessionAssistListRequest] = &SessionAssistListRequest{Header: hdr(TypeSessionAssistListRequest)}
 	goldenExamples[TypeSessionAssistListResponse] = &SessionAssistListResponse{Header: hdr(TypeSessionAssistListResponse), Requests: []AssistInfo{exampleAssist}}
 	goldenExamples[TypeSessionAssistAccept] = &SessionAssistAcceptRequest{Header: hdr(TypeSessionAssistAccept), Request: exampleAssistID, Session: exampleSessionID}
+	goldenExamples[TypeSessionCheckRequest] = &SessionCheckRequest{Header: hdr(TypeSessionCheckRequest), Ref: "web-01", Kind: SessionTunnel, Port: 5900}
+	goldenExamples[TypeSessionCheckResponse] = &SessionCheckResponse{
+		Header: hdr(TypeSessionCheckResponse), Client: Named{ID: exampleClientID, Name: "web-01"}, Kind: SessionTunnel, Port: 5900,
+		Access: AccessFull, Consent: true, PromptTimeout: Duration(30 * time.Second),
+	}
 }
 
 func init() {

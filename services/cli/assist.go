@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/stewardhq/steward/contracts"
@@ -69,11 +70,21 @@ Permitted Viewers or local administrators, as for any remote session.`,
 		Short: "Offer assistance to the user of a client (unsolicited)",
 		Long: `Offer help to the user logged on to CLIENT. The user sees the offer in the
 running 'steward-agent assist' (or 'steward-agent consent') and accepts or
-refuses it; no answer within the prompt timeout is a refusal.`,
+refuses it; no answer within the prompt timeout (the client's
+remoteTools.promptTimeout, 30s unless set) is a refusal. While the user
+decides, this command says how long they have, and waits as long.`,
 		Example: "  steward assist offer web-01",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withSession(cmd, func(ctx context.Context, c *client.Client) error {
+				// The broker's check says how long the user has; a
+				// refusal is left to the offer itself, which is audited.
+				cctx, cancel := context.WithTimeout(ctx, g.timeout)
+				chk, err := c.SessionCheck(cctx, args[0], contracts.SessionAssist, 0)
+				cancel()
+				if err == nil && chk.Consent {
+					fmt.Fprintf(g.stderr, "waiting for the user of %s to answer (up to %s)…\n", chk.Client.Name, shortDuration(time.Duration(chk.PromptTimeout)))
+				}
 				cols, rows := termSize()
 				s, err := c.AssistOffer(ctx, contracts.SessionOpenRequest{Ref: args[0], Cols: cols, Rows: rows})
 				if err != nil {
@@ -85,6 +96,18 @@ refuses it; no answer within the prompt timeout is a refusal.`,
 	}
 	cmd.AddCommand(list, accept, offer)
 	return cmd
+}
+
+// shortDuration renders d without zero tails: 30s, 2m, 1m30s.
+func shortDuration(d time.Duration) string {
+	s := d.Round(time.Second).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // helpTerminal runs a helper's side of an assistance session: view access

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -224,9 +223,13 @@ func newSessionTunnelCmd(g *globals) *cobra.Command {
 --port on the client's own loopback (127.0.0.1): VNC (5900), RDP (3389) or SSH
 (22) of a machine that is not reachable directly. Only ports in the client's
 remoteTools.tunnelPorts are allowed, with full access. Each connection is a
-session of its own: authorised, audited, and its bytes counted. A tunnel the
-client's settings do not allow (remote tools off, the port not listed) is
-refused before anything listens. Stop with Ctrl-C.`,
+session of its own: authorised, audited, and its bytes counted. Before
+anything listens, the site's session broker is asked whether it would allow
+the tunnel (the decision each connection gets, without a session): a tunnel
+it refuses (your role, the client's settings: remote tools off, the port not
+listed; not a permitted viewer; a client you may not see) is refused then,
+with its reason. A client that is only offline gives a warning, and the
+tunnel listens for when it is back. Stop with Ctrl-C.`,
 		Example: `  steward session tunnel web-01 --port 5900 --local 127.0.0.1:5901 &
   vncviewer 127.0.0.1:5901
   steward session tunnel db-01 --port 22 --local 127.0.0.1:2222`,
@@ -239,7 +242,7 @@ refused before anything listens. Stop with Ctrl-C.`,
 				local = fmt.Sprintf("127.0.0.1:%d", port)
 			}
 			return g.withSession(cmd, func(ctx context.Context, c *client.Client) error {
-				if err := tunnelAllowed(ctx, c, args[0], port); err != nil {
+				if err := g.tunnelAllowed(ctx, c, args[0], port); err != nil {
 					return err
 				}
 				ln, err := net.Listen("tcp", local)
@@ -258,35 +261,21 @@ refused before anything listens. Stop with Ctrl-C.`,
 	return cmd
 }
 
-// tunnelAllowed refuses, before anything listens, a tunnel the client's
-// resultant policy does not allow: remote tools off, or the port not in
-// its tunnelPorts (the broker decides each connection all the same). An
-// operator who may not read the client's settings is not refused here.
-func tunnelAllowed(ctx context.Context, c *client.Client, ref string, port int) error {
-	pol, err := c.ClientPolicy(ctx, ref)
-	if contracts.CodeOf(err) == contracts.CodePermissionDenied && !errors.Is(err, client.ErrIdentityRefused) {
+// tunnelAllowed asks the broker, before anything listens, whether it
+// would authorise a tunnel to port of the client ref for this operator:
+// the decision of every connection's session (role, the client's policy,
+// Permitted Viewers), without a session; a client outside the operator's
+// scope is not found, as a missing one. A client that is only offline is
+// not refused: the tunnel listens, with a warning, for when it is back.
+func (g *globals) tunnelAllowed(ctx context.Context, c *client.Client, ref string, port int) error {
+	cctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	_, err := c.SessionCheck(cctx, ref, contracts.SessionTunnel, port)
+	if contracts.CodeOf(err) == contracts.CodeClientOffline {
+		fmt.Fprintf(g.stderr, "warning: %v: connections are refused until it is back\n", err)
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	var enabled bool
-	var ports []int
-	for _, v := range pol.Settings {
-		switch v.Setting {
-		case "remoteTools.enabled":
-			_ = json.Unmarshal(v.Value, &enabled)
-		case "remoteTools.tunnelPorts":
-			_ = json.Unmarshal(v.Value, &ports)
-		}
-	}
-	switch {
-	case !enabled:
-		return contracts.Errorf(contracts.CodePolicyDenied, "remote tools are not enabled on %s (its settings: steward clients policy %s)", pol.Client.Name, pol.Client.Name)
-	case !slices.Contains(ports, port):
-		return contracts.Errorf(contracts.CodePolicyDenied, "port %d is not in the tunnel ports of %s (%v; remoteTools.tunnelPorts)", port, pol.Client.Name, ports)
-	}
-	return nil
+	return err
 }
 
 // ServeTunnel accepts connections on ln until ctx ends, each carried by a

@@ -159,6 +159,17 @@ func (s *Session) ping() {
 	}
 }
 
+// SessionCheck asks the broker whether it would authorise a session of
+// kind (shell, tunnel, or assist: an offer) to the client ref, on port for
+// a tunnel: the same checks and refusals as SessionOpen (or AssistOffer),
+// without a grant or a session. The agent still has the last word.
+func (c *Client) SessionCheck(ctx context.Context, ref, kind string, port int) (contracts.SessionCheckResponse, error) {
+	var resp contracts.SessionCheckResponse
+	err := c.call(ctx, contracts.KindSessionCheck, contracts.SessionCheckRequest{
+		Header: contracts.NewHeader(contracts.TypeSessionCheckRequest), Ref: ref, Kind: kind, Port: port}, &resp)
+	return resp, err
+}
+
 // SessionJoin joins a running session (observe: read-only).
 func (c *Client) SessionJoin(ctx context.Context, id string, observe bool) (*Session, error) {
 	return c.sessionCall(ctx, id, contracts.KindSessionJoin,

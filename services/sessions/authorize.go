@@ -137,7 +137,7 @@ func checkPolicy(d *decision, w want, set contracts.SettingsSections) error {
 	}
 	name := d.client.Name
 	d.promptTimeout = DefaultPromptTimeout
-	if rt.PromptTimeout != nil {
+	if rt.PromptTimeout != nil && *rt.PromptTimeout > 0 { // as the agent reads it
 		d.promptTimeout = time.Duration(*rt.PromptTimeout)
 	}
 	if w.kind == contracts.SessionAssist {
@@ -173,9 +173,12 @@ func checkPolicy(d *decision, w want, set contracts.SettingsSections) error {
 
 // checkAssist is the policy condition of Remote Assistance: the level of
 // the site's managed values; when the site does not manage Remote
-// Assistance, the agent decides from the user's own values.
+// Assistance, the agent decides from the user's own values. Either way an
+// offer asks the user (the agent always prompts for one) and a request is
+// the user's own: the broker waits for the prompt of an offer.
 func checkAssist(d *decision, w want, ra *contracts.RemoteAssistanceSettings) error {
 	d.access = contracts.AccessFull
+	d.consent = w.assist == ""
 	if ra == nil || ra.Manage == nil || !*ra.Manage {
 		return nil
 	}
@@ -192,7 +195,6 @@ func checkAssist(d *decision, w want, ra *contracts.RemoteAssistanceSettings) er
 	case w.assist != "" && (ra.Solicited == nil || !*ra.Solicited):
 		return deny(contracts.DenyPolicy, contracts.CodePolicyDenied, "solicited assistance is off on %s", name)
 	}
-	d.consent = w.assist == "" // an offer asks the user; a request is the user's own
 	return nil
 }
 

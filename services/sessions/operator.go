@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,6 +24,32 @@ func (s *Service) open(ctx context.Context, from contracts.SubjectInfo, req *con
 		return nil, contracts.Errorf(contracts.CodeBadRequest, "offer assistance with steward assist offer")
 	}
 	return s.start(ctx, w, req)
+}
+
+// check answers session.check: whether open (or, for kind assist, an
+// offer) would be authorised now, by the same authorize as start, without
+// a grant or a session. A client the operator may not see is not found, as
+// for open; a refusal is the error open would give. Nothing is audited:
+// a check is not an action, and the session it precedes is audited when
+// it is asked for (every connection of a tunnel, the offer).
+func (s *Service) check(ctx context.Context, from contracts.SubjectInfo, req *contracts.SessionCheckRequest) (*contracts.SessionCheckResponse, error) {
+	w := want{operator: from.Principal, kind: req.Kind}
+	if req.Kind == contracts.SessionTunnel {
+		w.port = req.Port
+	}
+	d, err := s.authorize(ctx, w, req.Ref)
+	if dn := (*denial)(nil); errors.As(err, &dn) {
+		return nil, dn.err
+	}
+	if err != nil {
+		return nil, err
+	}
+	resp := &contracts.SessionCheckResponse{Header: contracts.NewHeader(contracts.TypeSessionCheckResponse),
+		Client: contracts.Named{ID: d.client.ID, Name: d.client.Name}, Kind: req.Kind, Port: w.port, Access: d.access, Consent: d.consent}
+	if d.consent {
+		resp.PromptTimeout = contracts.Duration(d.promptTimeout)
+	}
+	return resp, nil
 }
 
 // start authorises and runs a new session for w (a shell, a tunnel, an
@@ -143,12 +170,40 @@ func (s *Service) denied(ctx context.Context, info contracts.SessionInfo, dn *de
 	s.emit(ctx, contracts.StatusSessionDenied, props)
 }
 
+// agentAnswer is how long the broker waits for an agent's answer to a
+// grant, besides the user's prompt when there is one.
+const agentAnswer = 15 * time.Second
+
+// answerWait is how long the broker waits for the answer to a grant of d:
+// the agent's time, and the prompt's when the user is asked (an offer of
+// assistance always; a shell, tunnel or join when policy says promptUser).
+func answerWait(d decision) time.Duration {
+	if d.consent {
+		return agentAnswer + d.promptTimeout
+	}
+	return agentAnswer
+}
+
+// shortDuration renders d without zero tails: 30s, 2m, 1m30s.
+func shortDuration(d time.Duration) string {
+	s := d.Round(time.Second).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
 // sendGrant signs the grant and asks the agent, waiting for the user's
-// consent when the grant asks for it. A refusal is a *denial.
+// consent when the grant asks for it (the grant says how long the broker
+// waits: AnswerWithin). A refusal is a *denial.
 func (s *Service) sendGrant(ctx context.Context, g contracts.SessionGrant, d decision) (contracts.SessionGrantAnswer, error) {
 	var ans contracts.SessionGrantAnswer
 	now := s.cfg.Now().UTC()
-	g.Issued, g.Expires = now, now.Add(contracts.GrantValidity)
+	wait := answerWait(d)
+	g.Issued, g.Expires, g.AnswerWithin = now, now.Add(contracts.GrantValidity), contracts.Duration(wait)
 	body, err := json.Marshal(g)
 	if err != nil {
 		return ans, err
@@ -163,18 +218,20 @@ func (s *Service) sendGrant(ctx context.Context, g contracts.SessionGrant, d dec
 	if err != nil {
 		return ans, err
 	}
-	wait := 15 * time.Second
-	if d.consent {
-		wait += d.promptTimeout
-	}
 	rctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	reply, err := s.cfg.NC.RequestWithContext(rctx, subj, data)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return ans, deny(contracts.DenyOffline, contracts.CodeClientOffline, "client %s is not connected", d.client.Name)
+	case (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) && d.consent:
+		// The agent took the grant (it has a responder) and asked its
+		// user, who did not answer in time: a refusal by silence, as
+		// the agent's own timeout is. The grant said how long the broker
+		// waits, so the agent starts no session accepted later.
+		return ans, deny(contracts.DenyConsent, contracts.CodeConsentRefused, "the user of %s did not answer within %s", d.client.Name, shortDuration(d.promptTimeout))
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
-		return ans, deny(contracts.DenyOffline, contracts.CodeClientOffline, "client %s did not answer within %s", d.client.Name, wait)
+		return ans, deny(contracts.DenyOffline, contracts.CodeClientOffline, "client %s did not answer within %s", d.client.Name, shortDuration(wait))
 	case err != nil:
 		return ans, err
 	}

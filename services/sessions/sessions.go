@@ -284,6 +284,7 @@ func (s *Service) addService() (micro.Service, error) {
 		// consent): each is served on its own goroutine.
 		rpc.Route("session-open", rpc.OpUp(contracts.KindSessionOpen), conc(rpc.Handler(s.log, contracts.TypeSessionOpenRequest, s.open))),
 		rpc.Route("session-join", rpc.OpUp(contracts.KindSessionJoin), conc(rpc.Handler(s.log, contracts.TypeSessionJoinRequest, s.join))),
+		rpc.Route("session-check", rpc.OpUp(contracts.KindSessionCheck), conc(rpc.Handler(s.log, contracts.TypeSessionCheckRequest, s.check))),
 		rpc.Route("session-end", rpc.OpUp(contracts.KindSessionEnd), rpc.Handler(s.log, contracts.TypeSessionEndRequest, s.endByOperator)),
 		rpc.Route("session-list", rpc.OpUp(contracts.KindSessionList), rpc.Handler(s.log, contracts.TypeSessionListRequest, s.list)),
 		rpc.Route("session-recordings", rpc.OpUp(contracts.KindSessionRecordings), rpc.Handler(s.log, contracts.TypeSessionListRequest, s.recordings)),
