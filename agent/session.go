@@ -228,6 +228,9 @@ func (a *Agent) takeGrant(ctx context.Context, data []byte) (contracts.SessionGr
 		}
 	}
 	if d == nil {
+		d = a.checkVia(g, pol)
+	}
+	if d == nil {
 		switch {
 		case g.Join:
 			if joined = a.sess.get(g.Session); joined == nil {

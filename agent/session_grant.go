@@ -207,6 +207,47 @@ func grantAccess(g *contracts.SessionGrant, kind string, st state.PolicyState) (
 	return access, nil
 }
 
+// checkVia checks again what admitted the grant's operator, as the broker
+// said (g.Via), against this client's own records: a Permitted Viewers
+// entry must be in the list of the policy the agent runs (the site's
+// record of it may be older: a viewer removed a moment ago), a local
+// administrator in the administrators the agent last collected. A grant
+// that says nothing (the site does not check viewers) passes.
+func (a *Agent) checkVia(g *contracts.SessionGrant, st state.PolicyState) *denial {
+	switch {
+	case g.Via == "":
+		return nil
+	case strings.HasPrefix(g.Via, contracts.ViaViewer):
+		entry := strings.TrimPrefix(g.Via, contracts.ViaViewer)
+		var viewers []string
+		if rt := st.Settings.RemoteTools; rt != nil && rt.PermittedViewers != nil {
+			viewers = *rt.PermittedViewers
+		}
+		if !slices.Contains(viewers, entry) {
+			return refuse(contracts.DenyViewer, "%s was let in as permitted viewer %q, which this client's policy does not list (its Permitted Viewers: %s)", g.Operator, entry, listOrNone(viewers))
+		}
+		return nil
+	case strings.HasPrefix(g.Via, contracts.ViaAdmin):
+		account := strings.TrimPrefix(g.Via, contracts.ViaAdmin)
+		last, ok, err := a.store.LastReport()
+		if err != nil {
+			return refuse(contracts.DenyClient, "the agent cannot read its inventory: %v", err)
+		}
+		if !ok || !slices.Contains(last.Inventory.Admins, account) {
+			return refuse(contracts.DenyViewer, "%s was let in as local administrator %q, who is not one of this client's administrators", g.Operator, account)
+		}
+		return nil
+	}
+	return refuse(contracts.DenyViewer, "the grant admits %s by %q, which this agent does not know", g.Operator, g.Via)
+}
+
+func listOrNone(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, ", ")
+}
+
 // tunnelPortAllowed checks port against the local tunnel ports.
 func tunnelPortAllowed(port int, st state.PolicyState) *denial {
 	var ports []int

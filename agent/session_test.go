@@ -546,3 +546,33 @@ func TestConsentAfterTheSiteGaveUp(t *testing.T) {
 		t.Fatal("a session or a prompt is left")
 	}
 }
+
+// TestGrantViaChecked: the agent checks again what the broker said
+// admitted the operator. A Permitted Viewers entry its own policy does not
+// list (the site's record of the policy was older: the viewer was removed
+// a moment ago), a local administrator it does not have, or a reason it
+// does not know: refused as not a permitted viewer. The broker alone
+// checked Permitted Viewers before.
+func TestGrantViaChecked(t *testing.T) {
+	sb := newSessionBench(t, remoteTools("full", func(rt *contracts.RemoteToolsSettings) {
+		rt.PermittedViewers = ptr([]string{"group:helpdesk", "bob"})
+	}), nil)
+	for _, c := range []struct {
+		via    string
+		accept bool
+	}{
+		{"", true}, // the site does not check viewers (role-based administration off)
+		{contracts.ViaViewer + "group:helpdesk", true},
+		{contracts.ViaViewer + "alice", false},
+		{contracts.ViaAdmin + "nobody-here", false},
+		{"friend:alice", false},
+	} {
+		ans, _ := sb.open(sb.grantFor(contracts.SessionShell, func(g *contracts.SessionGrant) {
+			g.Via = c.via
+			g.Command = []string{"true"}
+		}))
+		if ans.Accepted != c.accept || (!c.accept && ans.Deny != contracts.DenyViewer) {
+			t.Errorf("via %q: got %+v, want accepted %v (refused: %s)", c.via, ans, c.accept, contracts.DenyViewer)
+		}
+	}
+}

@@ -212,7 +212,19 @@ type SessionGrant struct {
 	// for its answer to arrive, and never starts a session the user
 	// accepted later. Zero: not said (a broker from before it).
 	AnswerWithin Duration `json:"answerWithin,omitempty"`
+	// Via is what admitted Operator as a permitted viewer, for the agent
+	// to check again against its own policy and accounts:
+	// "viewer:<entry>" (an entry of the client's Permitted Viewers, as
+	// written) or "admin:<account>" (one of its local administrators).
+	// Empty: the site does not check (role-based administration off).
+	Via string `json:"via,omitempty"`
 }
+
+// Prefixes of SessionGrant.Via.
+const (
+	ViaViewer = "viewer:" // + the Permitted Viewers entry, as written
+	ViaAdmin  = "admin:"  // + the local administrator account, as inventoried
+)
 
 // Validate checks a grant's own fields (not its signature or times).
 func (g *SessionGrant) Validate() error {

@@ -44,7 +44,7 @@ func init() {
 		Header: hdr(TypeSessionGrant), Session: exampleSessionID, Site: "s1", ClientID: exampleClientID, Operator: "alice",
 		Kind: SessionShell, Access: AccessFull, Consent: true, Join: true, Port: 5900, Command: []string{"uname", "-a"},
 		Cols: 80, Rows: 24, Term: "xterm-256color", Assist: exampleAssistID, Issued: t0, Expires: t1,
-		AnswerWithin: Duration(45 * time.Second),
+		AnswerWithin: Duration(45 * time.Second), Via: "viewer:group:helpdesk",
 	}
 	goldenExamples[TypeSignedGrant] = &SignedGrant{Header: hdr(TypeSignedGrant), Grant: []byte(`{"session":"..."}`), Signature: []byte{1, 2, 3}, Key: exampleSiteKey}
 	goldenExamples[TypeSessionGrantAnswer] = &SessionGrantAnswer{

@@ -74,9 +74,18 @@ func SamePrincipal(a, b string) bool {
 // only the client-side half: the broker must also check the operator's
 // Collection:RemoteControl permission on the client (Model.Allowed).
 func PermittedViewer(m *Model, operator string, viewers []string, local ClientPrincipals) (bool, string) {
+	ok, how, _ := PermittedVia(m, operator, viewers, local)
+	return ok, how
+}
+
+// PermittedVia is PermittedViewer, also saying what admitted the
+// operator (contracts.SessionGrant.Via): contracts.ViaViewer and the
+// Permitted Viewers entry, or contracts.ViaAdmin and the local
+// administrator account.
+func PermittedVia(m *Model, operator string, viewers []string, local ClientPrincipals) (ok bool, how, via string) {
 	e, err := m.user(operator)
 	if err != nil {
-		return false, err.Error()
+		return false, err.Error(), ""
 	}
 	// Who the operator is: itself, and each Steward group it belongs to.
 	self := ParsePrincipal(e.name).Name
@@ -105,7 +114,7 @@ func PermittedViewer(m *Model, operator string, viewers []string, local ClientPr
 	for _, v := range viewers {
 		p := ParsePrincipal(v)
 		if ok, how := isMe(p); ok {
-			return true, fmt.Sprintf("permitted viewer %q (%s)", v, how)
+			return true, fmt.Sprintf("permitted viewer %q (%s)", v, how), contracts.ViaViewer + v
 		}
 		if p.Kind == "user" {
 			continue
@@ -119,7 +128,7 @@ func PermittedViewer(m *Model, operator string, viewers []string, local ClientPr
 					continue
 				}
 				if ok, how := isMe(ParsePrincipal(mem)); ok {
-					return true, fmt.Sprintf("permitted viewer %q: local group %q has %s", v, g, how)
+					return true, fmt.Sprintf("permitted viewer %q: local group %q has %s", v, g, how), contracts.ViaViewer + v
 				}
 			}
 		}
@@ -129,8 +138,8 @@ func PermittedViewer(m *Model, operator string, viewers []string, local ClientPr
 			continue
 		}
 		if ok, how := isMe(ParsePrincipal(a)); ok {
-			return true, fmt.Sprintf("local administrator %q (%s)", a, how)
+			return true, fmt.Sprintf("local administrator %q (%s)", a, how), contracts.ViaAdmin + a
 		}
 	}
-	return false, fmt.Sprintf("%s is not a permitted viewer of this client nor one of its local administrators", e.name)
+	return false, fmt.Sprintf("%s is not a permitted viewer of this client nor one of its local administrators", e.name), ""
 }

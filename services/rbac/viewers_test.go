@@ -89,4 +89,20 @@ func TestPermittedViewer(t *testing.T) {
 	if ok, _ := PermittedViewer(nil, "alice", []string{"alice"}, local); ok {
 		t.Error("nil model: got permitted, want refused")
 	}
+	// What admitted the operator, for the agent's own check: the entry as
+	// written, or the local administrator account as inventoried.
+	for _, c := range []struct {
+		op      string
+		viewers []string
+		via     string
+	}{
+		{"alice", []string{"bob", `LAB\ALICE`}, contracts.ViaViewer + `LAB\ALICE`},
+		{"alice", []string{`WEB01\support`}, contracts.ViaViewer + `WEB01\support`},
+		{"carl", nil, contracts.ViaAdmin + `WEB01\Carl`},
+		{"alice", nil, ""},
+	} {
+		if _, _, via := PermittedVia(m, c.op, c.viewers, local); via != c.via {
+			t.Errorf("%s with viewers %q: via %q, want %q", c.op, c.viewers, via, c.via)
+		}
+	}
 }

@@ -61,6 +61,7 @@ type decision struct {
 	consent       bool
 	promptTimeout time.Duration
 	viewerHow     string // why the operator is a permitted viewer
+	viewerVia     string // what admitted it, for the agent (contracts.SessionGrant.Via)
 }
 
 func (d decision) memberOf(id string) bool { return slices.Contains(d.collections, id) }
@@ -117,11 +118,11 @@ func (s *Service) authorize(ctx context.Context, w want, ref string) (decision, 
 		if rt := settings.RemoteTools; rt != nil && rt.PermittedViewers != nil {
 			viewers = *rt.PermittedViewers
 		}
-		ok, how := rbac.PermittedViewer(m, w.operator, viewers, rbac.ClientPrincipals{Admins: facts.Admins})
+		ok, how, via := rbac.PermittedVia(m, w.operator, viewers, rbac.ClientPrincipals{Admins: facts.Admins})
 		if !ok {
 			return d, deny(contracts.DenyViewer, contracts.CodeNotPermittedViewer, "%s", how)
 		}
-		d.viewerHow = how
+		d.viewerHow, d.viewerVia = how, via
 	}
 	if !d.client.Online {
 		return d, deny(contracts.DenyOffline, contracts.CodeClientOffline, "client %s is offline (last seen %s)", d.client.Name, d.client.LastSeen.Format(time.RFC3339))

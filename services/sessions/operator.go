@@ -130,7 +130,7 @@ func (s *Service) start(ctx context.Context, w want, req *contracts.SessionOpenR
 	}
 	grant := contracts.SessionGrant{Header: contracts.NewHeader(contracts.TypeSessionGrant), Session: info.ID, Site: s.cfg.Site,
 		ClientID: d.client.ID, Operator: w.operator, Kind: w.kind, Access: d.access, Consent: d.consent, Port: req.Port,
-		Command: req.Command, Cols: req.Cols, Rows: req.Rows, Term: req.Term, Assist: w.assist}
+		Command: req.Command, Cols: req.Cols, Rows: req.Rows, Term: req.Term, Assist: w.assist, Via: d.viewerVia}
 	ans, err := s.sendGrant(ctx, grant, d)
 	if err != nil {
 		var dn *denial
@@ -318,7 +318,7 @@ func (s *Service) joinLocal(ctx context.Context, from contracts.SubjectInfo, req
 		access = contracts.AccessView
 	}
 	g := contracts.SessionGrant{Header: contracts.NewHeader(contracts.TypeSessionGrant), Session: info.ID, Site: s.cfg.Site,
-		ClientID: info.Client.ID, Operator: op, Kind: kind, Access: access, Join: true, Consent: d.consent}
+		ClientID: info.Client.ID, Operator: op, Kind: kind, Access: access, Join: true, Consent: d.consent, Via: d.viewerVia}
 	// The agent asks its user about a joiner as about the first operator
 	// (promptUser): the wait covers the prompt, and the answer is
 	// audited. The broker waited 15 s and recorded a join the user
