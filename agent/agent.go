@@ -55,6 +55,11 @@ const (
 	StateConnected    = "connected"    // enrolled and connected
 	StateDisconnected = "disconnected" // enrolled, reconnecting
 	StateRefused      = "refused"      // the site or server refuses this agent; retrying slowly
+	// StateDeleted: the server admits the agent's key, but not as its
+	// client: the site deleted the client (or the server serves another
+	// site). The agent checks again with backoff, or enrolls again when it
+	// has a token of its site.
+	StateDeleted = "deleted"
 )
 
 // Config configures an agent.
@@ -224,18 +229,20 @@ type Agent struct {
 	ctl      *control.Server
 	ctlDone  chan error // Serve's result
 
-	enrolled   chan struct{} // closed once the agent holds an identity
-	outboxWake chan struct{} // a message was enqueued (buffered 1)
-	outboxUp   chan struct{} // the connection is back (buffered 1)
-	reportMu   sync.Mutex    // one inventory report at a time
-	down       map[string]DownHandler
-	pol        *policyRuntime
-	sess       *sessionManager // remote sessions and consent prompts (session.go)
-	content    *contentRuntime // package content (content.go)
-	running    atomic.Bool
-	caPin      atomic.Pointer[string] // pinned site CA fingerprint (conn.go); nil: none yet
-	closeOnce  sync.Once
-	closeErr   error
+	enrolled     chan struct{} // closed once the agent holds an identity
+	enrolledOnce sync.Once     // closes enrolled (an agent may enroll again after a deletion)
+	recheck      chan struct{} // the server denied one of the client's own subjects (buffered 1)
+	outboxWake   chan struct{} // a message was enqueued (buffered 1)
+	outboxUp     chan struct{} // the connection is back (buffered 1)
+	reportMu     sync.Mutex    // one inventory report at a time
+	down         map[string]DownHandler
+	pol          *policyRuntime
+	sess         *sessionManager // remote sessions and consent prompts (session.go)
+	content      *contentRuntime // package content (content.go)
+	running      atomic.Bool
+	caPin        atomic.Pointer[string] // pinned site CA fingerprint (conn.go); nil: none yet
+	closeOnce    sync.Once
+	closeErr     error
 
 	mu     sync.Mutex
 	st     status
@@ -249,7 +256,8 @@ type status struct {
 	phase         string // StateEnrolling, StatePending or "" once enrolled
 	connected     bool
 	message       string
-	authRefused   string // the server refuses the key (blocked, deleted)
+	authRefused   string // the server refuses the key (blocked)
+	notKnown      string // the server admits the key, but not as this client (deleted at the site)
 	enrollRefused string // the site refuses the enrollment (token, signature)
 	pinnedKey     string // before enrollment: the site key pinned by the token or on first contact
 	lastHeartbeat time.Time
@@ -270,7 +278,7 @@ func New(cfg Config) (*Agent, error) {
 			return nil, err
 		}
 	}
-	a := &Agent{cfg: cfg, log: log, store: store, started: time.Now().UTC(), enrolled: make(chan struct{}),
+	a := &Agent{cfg: cfg, log: log, store: store, started: time.Now().UTC(), enrolled: make(chan struct{}), recheck: make(chan struct{}, 1),
 		outboxWake: make(chan struct{}, 1), outboxUp: make(chan struct{}, 1), down: map[string]DownHandler{}, pol: newPolicyRuntime(cfg), sess: newSessionManager(),
 		content: newContentRuntime(cfg)}
 	a.down[contracts.KindInventoryRefresh] = a.refreshInventory
@@ -339,7 +347,10 @@ func (a *Agent) init(explicitName bool) error {
 			a.log.Warn("already enrolled with another site; the stored identity wins", "site", id.Site, "requested_site", a.cfg.Site)
 		}
 		if a.cfg.Token != "" {
-			a.log.Info("already enrolled; the token is not used", "client_id", id.ClientID)
+			tok, _ := contracts.ParseEnrollmentToken(a.cfg.Token) // checked by CheckAndSetDefaults
+			a.token = &tok
+			a.log.Info("already enrolled; the token is used only if the site no longer knows this client (deleted)",
+				"client_id", id.ClientID, "token_id", tok.ID)
 		}
 		if !explicitName {
 			a.cfg.Name = id.Name
@@ -352,7 +363,7 @@ func (a *Agent) init(explicitName bool) error {
 		if id.CAFingerprint != "" {
 			a.caPin.Store(&id.CAFingerprint)
 		}
-		close(a.enrolled)
+		a.markEnrolled()
 	}
 	if a.cfg.Server == "" {
 		a.cfg.Server = DefaultServer
@@ -426,8 +437,53 @@ func (a *Agent) run(ctx context.Context) error {
 			return err
 		}
 	}
-	return a.operate(ctx, id)
+	checks := 0 // connections in a row on which the site did not know the client
+	pause := func(n int) bool {
+		wait := time.NewTimer(backoff(n, time.Second, a.cfg.RetryMax))
+		defer wait.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-wait.C:
+			return true
+		}
+	}
+	for {
+		known, err := a.operate(ctx, id)
+		if !errors.Is(err, errNotKnown) {
+			return err
+		}
+		if known {
+			checks = 0
+		}
+		checks++
+		// The site deleted the client (deleted.go): enroll again with a
+		// token of its site, or wait and check again.
+		usable, _ := a.reenrollToken(id)
+		if !usable || checks > 1 { // (enrolled again, and still not known: not in a loop either)
+			if !pause(checks) {
+				return nil
+			}
+		}
+		if !usable {
+			continue
+		}
+		next, err := a.reenroll(ctx, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if next.ClientID != id.ClientID {
+			checks = 0
+		}
+		id = next
+	}
 }
+
+// markEnrolled closes Enrolled's channel, once.
+func (a *Agent) markEnrolled() { a.enrolledOnce.Do(func() { close(a.enrolled) }) }
 
 // Close releases the control socket, the state dir and the key. Call it
 // after Run has returned.
@@ -479,12 +535,15 @@ func (a *Agent) Status() contracts.AgentStatus {
 	}
 	st.SiteKey = a.st.pinnedKey
 	switch {
-	case a.st.id != nil:
+	case a.st.id != nil && a.st.phase == "":
 		st.ClientID, st.Site, st.SiteKey = a.st.id.ClientID, a.st.id.Site, a.st.id.SiteKey
 		st.State = StateDisconnected
 		if a.st.connected {
 			st.State = StateConnected
 		}
+	case a.st.id != nil: // enrolling again (the site deleted the client); the message says which
+		st.Site, st.SiteKey = a.st.id.Site, a.st.id.SiteKey
+		st.State = a.st.phase
 	default:
 		st.State = a.st.phase
 	}
@@ -493,6 +552,9 @@ func (a *Agent) Status() contracts.AgentStatus {
 		st.State, st.Message = StateRefused, a.st.authRefused
 	case a.st.enrollRefused != "":
 		st.State, st.Message = StateRefused, a.st.enrollRefused
+	case a.st.notKnown != "" && a.st.phase == "":
+		// Connected to the server, but not as the client.
+		st.State, st.Message, st.Connected = StateDeleted, a.st.notKnown, false
 	}
 	return st
 }
@@ -507,11 +569,20 @@ func (a *Agent) Identity() (id state.Identity, ok bool) {
 	return *a.st.id, true
 }
 
-// Connected says whether the agent is connected to its site now.
+// Connected says whether the agent is connected to its site now (as its
+// client, once enrolled).
 func (a *Agent) Connected() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.st.connected
+	return a.st.connected && a.st.notKnown == ""
+}
+
+// Deleted says whether the site did not know the enrolled client at the
+// agent's last connect (StateDeleted).
+func (a *Agent) Deleted() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.st.notKnown != ""
 }
 
 // Refused says whether the server refused the agent's key at its last

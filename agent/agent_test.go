@@ -127,7 +127,7 @@ func TestReconnectsAfterServerRestart(t *testing.T) {
 func TestRefusedKeyKeepsRetrying(t *testing.T) {
 	b := newBench(t)
 	b.enrolled()
-	// The site deleted the client: the server no longer knows the key.
+	// The site blocked the client: the server refuses the key.
 	b.setUsers(false)
 	b.srv.Shutdown()
 	b.srv.WaitForShutdown()

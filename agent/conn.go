@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -38,8 +40,15 @@ func (a *Agent) dial(inbox string, up chan<- struct{}, report bool) (*nats.Conn,
 	}
 	onUp := func(nc *nats.Conn) {
 		a.live.Store(nc)
-		a.update(func(st *status) { st.connected, st.authRefused, st.message = true, "", "" })
-		a.log.Info("connected to the site", "server", nc.ConnectedUrlRedacted(), "tls", nc.TLSRequired(), "site_ca", a.pinnedCA())
+		var forgotten bool
+		a.update(func(st *status) {
+			st.connected, st.authRefused, st.message, forgotten = true, "", "", st.notKnown != ""
+		})
+		level := slog.LevelInfo
+		if forgotten { // checking again whether the site knows the client: said at Error once already
+			level = slog.LevelDebug
+		}
+		a.log.Log(context.Background(), level, "connected to the site", "server", nc.ConnectedUrlRedacted(), "tls", nc.TLSRequired(), "site_ca", a.pinnedCA())
 		if report {
 			a.keepCAPin()
 			a.linkUp()
@@ -47,8 +56,8 @@ func (a *Agent) dial(inbox string, up chan<- struct{}, report bool) (*nats.Conn,
 		signal()
 	}
 	refused := func(err error) {
-		msg := fmt.Sprintf("the server refuses this agent's key (%v): the client may be blocked or deleted at the site, "+
-			"or the key is not enrolled; retrying about every %s", err, a.cfg.RetryMax)
+		msg := fmt.Sprintf("the server refuses this agent's key (%v): the client may be blocked at the site, "+
+			"or the site cannot decide now; retrying about every %s", err, a.cfg.RetryMax)
 		var was string
 		a.update(func(st *status) { was, st.authRefused, st.connected = st.authRefused, msg, false })
 		if was == "" {
@@ -63,6 +72,10 @@ func (a *Agent) dial(inbox string, up chan<- struct{}, report bool) (*nats.Conn,
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		nats.IgnoreAuthErrorAbort(),
+		// A subscription the server denies says so (probeAdmitted), and
+		// the probe's is the only synchronous one: no 64K-message queue.
+		nats.PermissionErrOnSubscribe(true),
+		nats.SyncQueueLen(16),
 		// The handshake includes the site's auth callout, which queues
 		// behind thousands of others in a reconnect storm: give up on it
 		// late, or the retry adds to the storm (nats.go's default is 2s).
@@ -122,6 +135,14 @@ func (a *Agent) dial(inbox string, up chan<- struct{}, report bool) (*nats.Conn,
 			switch {
 			case isAuthError(err):
 				refused(err)
+			case a.ownDenied(err):
+				// The site grants the client all of its subjects or none:
+				// the operate loop asks the server which (deleted.go).
+				a.log.Debug("the server denied one of this client's own subjects; checking whether the site still knows it", "err", err)
+				select {
+				case a.recheck <- struct{}{}:
+				default:
+				}
 			case errors.Is(err, nats.ErrPermissionViolation):
 				a.log.Error("the server denied a subject to this agent", "err", err)
 			default:

@@ -310,13 +310,18 @@ func (a *Agent) admit(resp contracts.EnrollResponse, pinned string) (state.Ident
 
 		CAFingerprint: a.pinnedCA(),
 	}
+	if old, had := a.Identity(); had {
+		if err := a.replaceIdentity(old, id); err != nil {
+			return state.Identity{}, err
+		}
+	}
 	if err := a.store.PutIdentity(id); err != nil {
 		return state.Identity{}, fmt.Errorf("enrolled as client %s, but could not store the identity: %w", id.ClientID, err)
 	}
 	a.update(func(st *status) {
-		st.id, st.phase, st.enrollRefused, st.message = &id, "", "", ""
+		st.id, st.phase, st.enrollRefused, st.message, st.notKnown = &id, "", "", "", ""
 	})
-	close(a.enrolled)
+	a.markEnrolled()
 	a.log.Info("enrolled", "client_id", id.ClientID, "site", id.Site, "site_key", id.SiteKey)
 	return id, nil
 }

@@ -18,35 +18,52 @@ import (
 // a heartbeat on every (re)connect and then every heartbeat interval (the
 // policy may change it while it runs), drains the outbox, fetches the
 // policy and the content on every (re)connect, and serves the down
-// subjects, until ctx ends.
-func (a *Agent) operate(ctx context.Context, id state.Identity) error {
+// subjects, until ctx ends (nil). At every (re)connect, and when the
+// server denies one of the client's own subjects, it first asks the
+// server whether it admits the agent as the client; when it does not (the
+// site deleted the client) operate returns errNotKnown, and known says
+// whether the server had admitted the client on this connection before.
+func (a *Agent) operate(ctx context.Context, id state.Identity) (known bool, err error) {
 	inbox, err := contracts.Inbox(id.ClientID)
 	if err != nil {
-		return fmt.Errorf("client id: %w", err)
+		return false, fmt.Errorf("client id: %w", err)
 	}
 	subject, err := contracts.AgentUp(id.Site, id.ClientID, contracts.KindHeartbeat)
 	if err != nil {
-		return fmt.Errorf("heartbeat subject: %w", err)
+		return false, fmt.Errorf("heartbeat subject: %w", err)
+	}
+	select {
+	case <-a.recheck: // a denial seen on the last connection, already checked
+	default:
 	}
 	up := make(chan struct{}, 1)
 	nc, err := a.dial(inbox, up, true)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer nc.Close()
-	if err := a.subscribeDown(ctx, nc, id); err != nil {
-		return err
-	}
-	// Content writes files: it has stopped when operate returns (the
-	// deferred calls run last first: stop, wait, close).
-	var content sync.WaitGroup
-	defer content.Wait()
+	// The workers have stopped when operate returns (the deferred calls
+	// run last first: stop, wait, close): content writes files, and the
+	// next operate (after the client was enrolled again) must not share
+	// the wake channels with the last one's.
+	var workers sync.WaitGroup
+	defer workers.Wait()
 	sendCtx, stopSend := context.WithCancel(ctx)
 	defer stopSend()
-	go a.sendOutbox(sendCtx, nc, id)
-	go a.runInventory(sendCtx)
-	go a.runPolicy(sendCtx, nc, id)
-	content.Go(func() { a.runContent(sendCtx, nc, id) })
+	workers.Go(func() { a.runInventory(sendCtx) })
+	// The down subscription and the workers that talk to the site start
+	// once the server has said it admits the client (or could not say).
+	started := false
+	start := func() error {
+		if err := a.subscribeDown(ctx, nc, id); err != nil {
+			return err
+		}
+		workers.Go(func() { a.sendOutbox(sendCtx, nc, id) })
+		workers.Go(func() { a.runPolicy(sendCtx, nc, id) })
+		workers.Go(func() { a.runContent(sendCtx, nc, id) })
+		started = true
+		return nil
+	}
 
 	tick := time.NewTicker(a.heartbeatInterval())
 	defer tick.Stop()
@@ -57,8 +74,22 @@ func (a *Agent) operate(ctx context.Context, id state.Identity) error {
 			if nc.IsConnected() {
 				_ = nc.FlushTimeout(time.Second) // deliver what is buffered
 			}
-			return nil
+			return known, nil
+		case <-a.recheck:
+			if !a.stillKnown(ctx, nc, id) {
+				return known, errNotKnown
+			}
+			continue
 		case <-up:
+			if !a.stillKnown(ctx, nc, id) {
+				return known, errNotKnown
+			}
+			known = true // (or the server could not say)
+			if !started {
+				if err := start(); err != nil {
+					return known, err
+				}
+			}
 			tick.Reset(a.heartbeatInterval())
 			if reconnect { // deliver what waited while the site was away
 				a.outboxReconnected()

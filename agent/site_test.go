@@ -83,7 +83,8 @@ func newBench(t *testing.T) *bench {
 }
 
 // setUsers sets the server's principals; the agent's key is left out when
-// agentKnown is false (the site blocked or deleted it).
+// agentKnown is false (the site blocked it: the server refuses the key;
+// a deleted client's key is granted enrollment only, see grantAgent).
 func (b *bench) setUsers(agentKnown bool) {
 	svcPub, _ := b.svcKP.PublicKey()
 	users := []*server.NkeyUser{{Nkey: svcPub}}

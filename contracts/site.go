@@ -40,7 +40,7 @@ type AgentStatus struct {
 	Site          string    `json:"site,omitempty"`
 	SiteKey       string    `json:"siteKey,omitempty"`
 	Server        string    `json:"server"`
-	State         string    `json:"state"` // enrolling | pending | connected | disconnected | refused
+	State         string    `json:"state"` // enrolling | pending | connected | disconnected | refused | deleted
 	Connected     bool      `json:"connected"`
 	LastHeartbeat time.Time `json:"lastHeartbeat,omitzero"`
 	Started       time.Time `json:"started"`

@@ -108,6 +108,13 @@ reconnect without a token. The agent sends a heartbeat on every connect and
 every --heartbeat, and reconnects forever (with backoff) when the site is
 unreachable or refuses it.
 
+When the client was deleted at the site ("steward clients delete"), the
+agent's state is "deleted" and it checks again with backoff. To manage the
+machine again, run the agent with a new token of its site: it enrolls again
+with the same key as a new client, keeping its local state. A token of
+another site is not used: to move the machine to another site, stop the
+agent and move the state dir aside.
+
 Only one agent may use a state dir at a time.`,
 		Example: `  # Enroll with a token and run (the token is best passed in the environment:
   # flags are visible to every user in the process list)
@@ -160,7 +167,7 @@ Only one agent may use a state dir at a time.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.Server, "server", agent.DefaultServer, "site NATS URL (env STEWARD_SERVER; once enrolled, the default is the server enrolled with)")
 	// The token's default is read in RunE, so that --help never prints it.
-	f.StringVar(&cfg.Token, "token", "", "enrollment token from \"steward tokens create\" (env STEWARD_TOKEN); needed only on the first run")
+	f.StringVar(&cfg.Token, "token", "", "enrollment token from \"steward tokens create\" (env STEWARD_TOKEN); needed on the first run, and to enroll again after the client was deleted at the site")
 	f.StringVar(&cfg.StateDir, "state-dir", "", "directory for state.db, agent.nk and agent.sock (required)")
 	f.StringVar(&cfg.Name, "name", "", "client name (default: the short host name, or the name enrolled with)")
 	f.StringVar(&cfg.Site, "site", "", "site code to enroll with when there is no token (default: "+agent.DefaultSite+")")
@@ -181,8 +188,10 @@ func newStatusCmd(stdout io.Writer) *cobra.Command {
 		Short: "Show what the agent running with a state dir is doing",
 		Long: `Ask the agent running with --state-dir, through its control socket
 (STATE-DIR/agent.sock), for its state: enrolling, pending (waiting for an
-operator's approval), connected, disconnected (reconnecting) or refused (the
-site refuses its key or its enrollment; the message says why).
+operator's approval), connected, disconnected (reconnecting), refused (the
+site refuses its key or its enrollment; the message says why) or deleted
+(the site no longer knows the client: run the agent with a new token to
+enroll it again; the message says how).
 
 Run it as the user that runs the agent: the socket is private to that user.`,
 		Example: `  steward-agent status --state-dir /var/lib/steward-agent

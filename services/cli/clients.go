@@ -148,8 +148,10 @@ func newClientsDeleteCmd(g *globals) *cobra.Command {
 		Use:   "delete REF --yes",
 		Short: "Delete a client's identity and record",
 		Long: `Delete a client: the site forgets its identity and its record. Its agent's key
-is no longer accepted; to manage the machine again, enroll its agent again with
-a token (steward tokens create). To keep a machine out, block it instead.
+is then unknown: the agent shows "deleted" (steward-agent status) and enrolls
+again, as a new client, when it is given a token (steward tokens create); an
+agent still holding a valid token (STEWARD_TOKEN in its service) comes back at
+once. To keep a machine out, block it instead, or revoke its token.
 
 Deleting cannot be undone, so the command asks for --yes. REF is its name or ID.`,
 		Example: `  steward clients delete old-laptop --yes`,
