@@ -76,7 +76,7 @@ func (a *Agent) consent(ctx context.Context, g *contracts.SessionGrant, access s
 	case contracts.ConsentRefused:
 		return outcome, reply.user, true, refuse(contracts.DenyConsent, "the user %s refused the session", reply.user)
 	case contracts.ConsentTimeout:
-		return outcome, "", true, refuse(contracts.DenyConsent, "nobody answered the consent prompt within %s", human(rules.timeout))
+		return outcome, "", true, refuse(contracts.DenyConsent, "nobody answered the consent prompt within %s", contracts.HumanDuration(rules.timeout))
 	}
 	return contracts.ConsentRefused, "", true, refuse(contracts.DenyConsent, "the agent stopped while waiting for the user's consent")
 }

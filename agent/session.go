@@ -262,7 +262,7 @@ func (a *Agent) takeGrant(ctx context.Context, data []byte) (contracts.SessionGr
 	}
 	if d == nil && prompted && !answerBy.IsZero() && time.Now().After(answerBy) {
 		consent = contracts.ConsentTimeout
-		d = refuse(contracts.DenyConsent, "the user %s answered after the site stopped waiting for the answer (%s after the grant)", user, human(time.Duration(g.AnswerWithin)))
+		d = refuse(contracts.DenyConsent, "the user %s answered after the site stopped waiting for the answer (%s after the grant)", user, contracts.HumanDuration(time.Duration(g.AnswerWithin)))
 	}
 	if d == nil && joined != nil {
 		select {

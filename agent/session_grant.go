@@ -102,31 +102,15 @@ func verifyGrant(data []byte, id state.Identity, now time.Time) (*contracts.Sess
 	case g.Expires.Before(g.Issued):
 		return bad("grant expires (%s) before it is issued (%s)", g.Expires.UTC().Format(time.RFC3339), g.Issued.UTC().Format(time.RFC3339))
 	case g.Expires.Sub(g.Issued) > contracts.GrantValidity:
-		return bad("grant valid for %s, longer than the %s a grant may be", human(g.Expires.Sub(g.Issued)), human(contracts.GrantValidity))
+		return bad("grant valid for %s, longer than the %s a grant may be", contracts.HumanDuration(g.Expires.Sub(g.Issued)), contracts.HumanDuration(contracts.GrantValidity))
 	case now.After(g.Expires.Add(contracts.GrantSkew)):
-		return bad("grant expired %s ago", human(now.Sub(g.Expires)))
+		return bad("grant expired %s ago", contracts.HumanDuration(now.Sub(g.Expires)))
 	case now.Before(g.Issued.Add(-contracts.GrantSkew)):
-		return bad("grant issued %s in the future by this machine's clock", human(g.Issued.Sub(now)))
+		return bad("grant issued %s in the future by this machine's clock", contracts.HumanDuration(g.Issued.Sub(now)))
 	case g.Kind == contracts.SessionObserve && !g.Join:
 		return bad("an observe grant may only join a running session")
 	}
 	return &g, nil
-}
-
-// human renders a duration to the second, without zero tails: 2m, 1m30s, 45s.
-func human(d time.Duration) string {
-	d = d.Round(time.Second)
-	if d < time.Second {
-		return "less than a second"
-	}
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 // consentRules are the local remote tools settings about consent and the

@@ -3,6 +3,7 @@ package contracts
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -84,3 +85,20 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // DedupWindow is how long JetStream remembers a Nats-Msg-Id, so a publisher
 // retrying with the same ID within it never stores a message twice.
 const DedupWindow = 2 * time.Minute
+
+// HumanDuration says d to the second for people, without zero tails:
+// 2m, 1m30s, 45s ("less than a second" under one).
+func HumanDuration(d time.Duration) string {
+	d = d.Round(time.Second)
+	if d < time.Second {
+		return "less than a second"
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

@@ -83,7 +83,7 @@ decides, this command says how long they have, and waits as long.`,
 				chk, err := c.SessionCheck(cctx, args[0], contracts.SessionAssist, 0)
 				cancel()
 				if err == nil && chk.Consent {
-					fmt.Fprintf(g.stderr, "waiting for the user of %s to answer (up to %s)…\n", chk.Client.Name, shortDuration(time.Duration(chk.PromptTimeout)))
+					fmt.Fprintf(g.stderr, "waiting for the user of %s to answer (up to %s)…\n", chk.Client.Name, contracts.HumanDuration(time.Duration(chk.PromptTimeout)))
 				}
 				cols, rows := termSize()
 				s, err := c.AssistOffer(ctx, contracts.SessionOpenRequest{Ref: args[0], Cols: cols, Rows: rows})
@@ -96,18 +96,6 @@ decides, this command says how long they have, and waits as long.`,
 	}
 	cmd.AddCommand(list, accept, offer)
 	return cmd
-}
-
-// shortDuration renders d without zero tails: 30s, 2m, 1m30s.
-func shortDuration(d time.Duration) string {
-	s := d.Round(time.Second).String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 // helpTerminal runs a helper's side of an assistance session: view access

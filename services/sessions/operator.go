@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -184,18 +183,6 @@ func answerWait(d decision) time.Duration {
 	return agentAnswer
 }
 
-// shortDuration renders d without zero tails: 30s, 2m, 1m30s.
-func shortDuration(d time.Duration) string {
-	s := d.Round(time.Second).String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
-
 // sendGrant signs the grant and asks the agent, waiting for the user's
 // consent when the grant asks for it (the grant says how long the broker
 // waits: AnswerWithin). A refusal is a *denial.
@@ -229,9 +216,9 @@ func (s *Service) sendGrant(ctx context.Context, g contracts.SessionGrant, d dec
 		// user, who did not answer in time: a refusal by silence, as
 		// the agent's own timeout is. The grant said how long the broker
 		// waits, so the agent starts no session accepted later.
-		return ans, deny(contracts.DenyConsent, contracts.CodeConsentRefused, "the user of %s did not answer within %s", d.client.Name, shortDuration(d.promptTimeout))
+		return ans, deny(contracts.DenyConsent, contracts.CodeConsentRefused, "the user of %s did not answer within %s", d.client.Name, contracts.HumanDuration(d.promptTimeout))
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
-		return ans, deny(contracts.DenyOffline, contracts.CodeClientOffline, "client %s did not answer within %s", d.client.Name, shortDuration(wait))
+		return ans, deny(contracts.DenyOffline, contracts.CodeClientOffline, "client %s did not answer within %s", d.client.Name, contracts.HumanDuration(wait))
 	case err != nil:
 		return ans, err
 	}
