@@ -17,7 +17,6 @@ package jsbatch
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -196,9 +195,10 @@ func (w *Writer) Run(ctx context.Context) {
 				break
 			}
 			inflight <- struct{}{}
+			wait := w.send(ctx, batch)
 			go func() {
 				defer func() { <-inflight }()
-				w.commit(ctx, batch)
+				wait()
 			}()
 		}
 	}
@@ -208,31 +208,48 @@ func (w *Writer) Run(ctx context.Context) {
 // stream refused an atomic batch.
 const refusedFor = 30 * time.Second
 
-// commit writes batch, atomically where it can.
-func (w *Writer) commit(ctx context.Context, batch []*pending) {
+// commit writes batch, atomically where it can, and waits for it.
+func (w *Writer) commit(ctx context.Context, batch []*pending) { w.send(ctx, batch)() }
+
+// send publishes batch now, atomically where it can, and returns what
+// waits for its outcome. Batches are published in the order their writes
+// were submitted (Run sends one after the other; only the waiting runs
+// alongside), so two writes of one key in two batches are stored in the
+// order submitted. A batch the server refuses is written again after the
+// batches sent meanwhile.
+func (w *Writer) send(ctx context.Context, batch []*pending) func() {
 	if len(batch) < minAtomic || !w.atomic.Load() || time.Now().UnixNano() < w.retryAtomic.Load() {
-		w.publishEach(ctx, batch)
-		return
+		return w.publishEach(ctx, batch)
 	}
-	seqs, err := w.atomicBatch(ctx, batch)
-	switch {
-	case err == nil:
-		for i, p := range batch {
-			p.done <- Result{Seq: seqs[i]}
+	fut, err := w.publishAtomic(batch)
+	if err != nil {
+		return func() {
+			for _, p := range batch {
+				p.done <- Result{Err: err}
+			}
 		}
-	case errors.Is(err, ErrConflict):
-		half := len(batch) / 2
-		w.commit(ctx, batch[:half])
-		w.commit(ctx, batch[half:])
-	case errors.Is(err, errRefused):
-		w.log.Warn("atomic batch publish refused by the server; writing one message at a time for a while", "stream", w.stream, "err", err, "retry_in", refusedFor)
-		w.retryAtomic.Store(time.Now().Add(refusedFor).UnixNano())
-		w.publishEach(ctx, batch)
-	case errors.Is(err, errOneByOne):
-		w.publishEach(ctx, batch)
-	default:
-		for _, p := range batch {
-			p.done <- Result{Err: err}
+	}
+	return func() {
+		seqs, err := w.atomicOutcome(ctx, fut, len(batch))
+		switch {
+		case err == nil:
+			for i, p := range batch {
+				p.done <- Result{Seq: seqs[i]}
+			}
+		case errors.Is(err, ErrConflict):
+			half := len(batch) / 2
+			w.commit(ctx, batch[:half])
+			w.commit(ctx, batch[half:])
+		case errors.Is(err, errRefused):
+			w.log.Warn("atomic batch publish refused by the server; writing one message at a time for a while", "stream", w.stream, "err", err, "retry_in", refusedFor)
+			w.retryAtomic.Store(time.Now().Add(refusedFor).UnixNano())
+			w.commit(ctx, batch)
+		case errors.Is(err, errOneByOne):
+			w.publishEach(ctx, batch)()
+		default:
+			for _, p := range batch {
+				p.done <- Result{Err: err}
+			}
 		}
 	}
 }
@@ -245,10 +262,10 @@ var (
 // codeDisabled is nats-server's JSAtomicPublishDisabled error.
 const codeDisabled = 10174
 
-// atomicBatch publishes batch as one atomic batch: every message but the
-// last without waiting, the last (the commit) as a request for the ack.
-// The callers' messages are not changed.
-func (w *Writer) atomicBatch(ctx context.Context, batch []*pending) ([]uint64, error) {
+// publishAtomic publishes batch as one atomic batch: every message but
+// the last without waiting, the last (the commit) asynchronously for the
+// ack. The callers' messages are not changed.
+func (w *Writer) publishAtomic(batch []*pending) (jetstream.PubAckFuture, error) {
 	id := uuid.NewString()
 	for i, p := range batch {
 		m := copyMsg(p.w.Msg)
@@ -264,48 +281,52 @@ func (w *Writer) atomicBatch(ctx context.Context, batch []*pending) ([]uint64, e
 			continue
 		}
 		m.Header.Set("Nats-Batch-Commit", "1")
-		rctx, cancel := context.WithTimeout(ctx, w.timeout)
-		reply, err := w.nc.RequestMsgWithContext(rctx, m)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("commit batch of %d writes to %s: %w", len(batch), w.stream, err)
-		}
-		var ack struct {
-			Seq   uint64 `json:"seq"`
-			Error *struct {
-				ErrCode     int    `json:"err_code"`
-				Description string `json:"description"`
-			} `json:"error"`
-		}
-		if err := json.Unmarshal(reply.Data, &ack); err != nil {
-			return nil, fmt.Errorf("batch ack from %s: %w", w.stream, err)
-		}
-		if e := ack.Error; e != nil {
-			// The server looked at the batch and refused it whole. Most
-			// often one message is at fault (a seen message ID; one too
-			// large, refused without an answer, which leaves the batch
-			// incomplete, 10176), or the batch (too many in flight,
-			// 10210; too many messages, 10199): one at a time, each
-			// write gets its own outcome.
-			switch code := e.ErrCode; {
-			case cas.LostCode(jetstream.ErrorCode(code)):
-				return nil, ErrConflict
-			case code == codeDisabled:
-				return nil, fmt.Errorf("%w: %s", errRefused, e.Description)
-			}
-			return nil, fmt.Errorf("%w: %s (%d)", errOneByOne, e.Description, e.ErrCode)
-		}
-		seqs := make([]uint64, len(batch))
-		for j := range batch {
-			seqs[j] = ack.Seq - uint64(len(batch)-1-j)
-		}
-		return seqs, nil
+		return w.js.PublishMsgAsync(m)
 	}
-	return nil, nil
+	return nil, errors.New("an empty batch")
 }
 
-// publishEach writes one message at a time (pipelined).
-func (w *Writer) publishEach(ctx context.Context, batch []*pending) {
+// atomicOutcome waits for the ack of an atomic batch of n messages and
+// returns their sequences.
+func (w *Writer) atomicOutcome(ctx context.Context, fut jetstream.PubAckFuture, n int) ([]uint64, error) {
+	tctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
+	select {
+	case ack := <-fut.Ok():
+		seqs := make([]uint64, n)
+		for j := range seqs {
+			seqs[j] = ack.Sequence - uint64(n-1-j)
+		}
+		return seqs, nil
+	case err := <-fut.Err():
+		var apiErr *jetstream.APIError
+		if !errors.As(err, &apiErr) {
+			return nil, fmt.Errorf("commit batch of %d writes to %s: %w", n, w.stream, err)
+		}
+		// The server looked at the batch and refused it whole. Most
+		// often one message is at fault (a seen message ID; one too
+		// large, refused without an answer, which leaves the batch
+		// incomplete, 10176), or the batch (too many in flight, 10210;
+		// too many messages, 10199): one at a time, each write gets its
+		// own outcome.
+		switch code := apiErr.ErrorCode; {
+		case cas.LostCode(code):
+			return nil, ErrConflict
+		case code == codeDisabled:
+			return nil, fmt.Errorf("%w: %s", errRefused, apiErr.Description)
+		}
+		return nil, fmt.Errorf("%w: %s (%d)", errOneByOne, apiErr.Description, apiErr.ErrorCode)
+	case <-tctx.Done():
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("commit batch of %d writes to %s: no acknowledgement in %s", n, w.stream, w.timeout)
+	}
+}
+
+// publishEach publishes one message at a time (pipelined) and returns what
+// waits for their acks.
+func (w *Writer) publishEach(ctx context.Context, batch []*pending) func() {
 	futs := make([]jetstream.PubAckFuture, len(batch))
 	for i, p := range batch {
 		var opts []jetstream.PublishOpt
@@ -319,6 +340,11 @@ func (w *Writer) publishEach(ctx context.Context, batch []*pending) {
 		}
 		futs[i] = f
 	}
+	return func() { w.waitEach(ctx, batch, futs) }
+}
+
+// waitEach waits for the acks of publishEach.
+func (w *Writer) waitEach(ctx context.Context, batch []*pending, futs []jetstream.PubAckFuture) {
 	tctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
 	for i, p := range batch {

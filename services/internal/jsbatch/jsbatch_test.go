@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -275,5 +276,48 @@ func TestOneRefusedMessage(t *testing.T) {
 	}
 	if got := msgs(t, st); got != 9 {
 		t.Fatalf("stream holds %d messages, want 9", got)
+	}
+}
+
+// TestSubmitOrder: writes are stored in the order they were submitted,
+// however the writer cuts them into batches. Batches were committed by
+// goroutines of their own, so a batch could reach the server before the
+// one before it: two reports of one client in one outbox batch, stored
+// in the wrong order, left the older one as the client's record.
+func TestSubmitOrder(t *testing.T) {
+	nc, js, st := setup(t, true)
+	w := started(t, nc, js)
+	const n = 2000
+	pend := make([]Pending, 0, n)
+	for i := range n {
+		m := nats.NewMsg("s.key")
+		m.Data = []byte(strconv.Itoa(i))
+		pend = append(pend, w.Submit(Write{Msg: m}))
+		if i%7 == 0 {
+			time.Sleep(50 * time.Microsecond) // batches of every size
+		}
+	}
+	for _, p := range pend {
+		if r := p.Wait(context.Background())[0]; r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	cons, err := st.OrderedConsumer(context.Background(), jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(n, jetstream.FetchMaxWait(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 0
+	for m := range batch.Messages() {
+		if got, _ := strconv.Atoi(string(m.Data())); got != want {
+			t.Fatalf("stored %d-th: write %d, want %d", want, got, want)
+		}
+		want++
+	}
+	if want != n {
+		t.Fatalf("read %d of %d", want, n)
 	}
 }
