@@ -398,6 +398,9 @@ match expression and an action:
   store     keep the message; later rules do not run
   discard   drop the message from the store (and from summaries); later
             rules do not run
+            (store and discard never apply to audit messages: those are
+            always kept, and the exec, webhook and forward rules run on
+            them whatever store or discard rule comes first)
   exec      run a command (no shell: its words are the program and its
             arguments, each a Go template over the message, such as {{.ID}},
             {{.MsgID}}, {{.Severity}}, {{index .Properties "by"}}); the
@@ -408,18 +411,30 @@ match expression and an action:
             from this site (source: this site's code), once however often
             it is sent; without a parent site the action fails and is
             reported. Any other --subject is a literal subject a JetStream
-            stream stores (on this site: JetStream never crosses the link)
+            stream stores (on this site: JetStream never crosses the link),
+            never the site's own status subjects nor a request space
+            (steward.<site>.agent|op|site|svc|enroll|inbox.…)
 
 Exec, webhook and forward run apart from intake, with a timeout (5s by
 default), and are retried with backoff when they fail; every failure is
-reported as a status message (4002, and 4003 when the rule gives up).
+reported as a status message (4002, and 4003 when the rule gives up; at
+most 60 a minute per rule after a burst of 100). When the queue of actions
+waiting to run is full, an action is not queued, reported as 4003.
 Adding or deleting a rule needs Site:Modify; an exec or webhook rule needs
 a Full Administrator over All Systems (a command runs as the site's user).
 
 Match expressions (expr-lang) see: id, uuid, severity, component, source,
 client, instance, site, text, audit, unknown, properties (a map), time,
 forwardedFrom (the child site that forwarded it; "" for this site's own).
-A rule whose expression does not compile is refused, with the position.`,
+They are a subset of expr that cannot exhaust the site's memory: the
+predicates all, any, none, one, count, find (and findIndex, findLast,
+findLastIndex), and len, type, abs, ceil, floor, round, int, float,
+string (of a number, boolean or string), trim, trimPrefix, trimSuffix,
+indexOf, lastIndexOf, hasPrefix, hasSuffix, keys, values, first, last,
+get, now, duration, date; + on numbers, durations and times only; matches
+with a constant pattern ('text matches "(?i)disk"' for any case); no
+predicate inside another. A rule whose expression does not compile or
+leaves the subset is refused, with the position.`,
 		Example: `  steward status rules add --name page-despooler --match 'severity == "error" && component == "despooler"' --action exec --command '/usr/local/bin/page {{.ID}}'
   steward status rules add --name drop-noise --match 'id == 9001' --action discard
   steward status rules add --name to-chat --match 'audit' --action webhook --url http://127.0.0.1:9000/hook

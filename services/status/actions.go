@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -96,19 +97,63 @@ func (s *Service) runJob(ctx context.Context, m jetstream.Msg) {
 		"attempt": strconv.FormatUint(attempt, 10), "attempts": strconv.Itoa(s.cfg.ActionAttempts),
 		"error": truncate(err.Error(), 512),
 	}
+	// Reports go to the site's own stream: bounded per rule, so that a
+	// failing action on agents' messages cannot flood it in their stead.
+	report, unreported := s.actionReports.allow(r.def.Name, s.cfg.Now())
+	if report && unreported > 0 {
+		props["error"] += fmt.Sprintf(" (and %d earlier failures of this rule not reported: over %d a minute)", unreported, actionReportsPerMinute)
+	}
 	if attempt >= uint64(s.cfg.ActionAttempts) {
 		// Warn, not Error: the status service's errors become status
 		// messages (502), which a rule forwarding errors would take up,
 		// fail on and give up on again, without end. 4003 reports it.
 		s.log.Warn("rule action failed; giving up", "rule", r.def.Name, "action", r.def.Action, "uuid", j.Message.ID, "attempts", attempt, "err", err)
-		s.emit.Emit(ctx, contracts.StatusRuleActionGaveUp, props)
+		if report {
+			s.emit.Emit(ctx, contracts.StatusRuleActionGaveUp, props)
+		}
 		_ = m.TermWithReason("gave up")
 		return
 	}
 	delay := s.cfg.ActionBackoff[min(int(attempt), len(s.cfg.ActionBackoff))-1]
 	s.log.Warn("rule action failed; will retry", "rule", r.def.Name, "action", r.def.Action, "uuid", j.Message.ID, "attempt", attempt, "retry_in", delay, "err", err)
-	s.emit.Emit(ctx, contracts.StatusRuleActionFailed, props)
+	if report {
+		s.emit.Emit(ctx, contracts.StatusRuleActionFailed, props)
+	}
 	_ = m.NakWithDelay(delay)
+}
+
+// Reports of failing actions (4002, 4003), per rule and instance: a burst
+// of actionReportsBurst, then actionReportsPerMinute a minute. The others
+// are logged, and counted in the next report.
+const (
+	actionReportsPerMinute = 60
+	actionReportsBurst     = 100
+)
+
+// reportBudget is a token bucket per key that counts what it refused.
+type reportBudget struct {
+	lim     *limiter
+	mu      sync.Mutex
+	refused map[string]int
+}
+
+func newReportBudget(perSecond float64, burst int) *reportBudget {
+	return &reportBudget{lim: newLimiter(perSecond, burst), refused: map[string]int{}}
+}
+
+// allow takes a token of key; when it may report, it says how many it did
+// not since the last.
+func (b *reportBudget) allow(key string, now time.Time) (ok bool, refused int) {
+	ok, _ = b.lim.allow(key, now, time.Hour)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !ok {
+		b.refused[key]++
+		return false, 0
+	}
+	refused = b.refused[key]
+	delete(b.refused, key)
+	return true, refused
 }
 
 // perform runs r's action on msg, bounded by ctx.

@@ -240,3 +240,92 @@ func newTestEmitter(t *testing.T, e *env, component string) *Emitter {
 	})
 	return em
 }
+
+// TestActionQueueBounded: every job in STATUS_ACTIONS carries a whole copy
+// of its message, and the queue had no limit: with a webhook that hangs,
+// what agents send piled up there without bound on the site's JetStream
+// disk. The queue is bounded now (refusing new jobs when full): a rule's
+// action that does not fit is not queued, which is reported once per rule
+// (4003) rather than per message, and the messages are stored and
+// processed all the same.
+func TestActionQueueBounded(t *testing.T) {
+	release := make(chan struct{})
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(func() { close(release); hook.Close() })
+	e := newEnv(t, func(c *Config) {
+		c.ActionQueueJobs, c.ActionQueueBytes = 20, 1<<20
+		c.ActionAttempts, c.ActionBackoff = 5, []time.Duration{time.Minute}
+	})
+	e.addRule(contracts.StatusRule{Name: "page", Match: `component == "agent"`, Action: contracts.RuleWebhook, Target: hook.URL,
+		Timeout: contracts.Duration(5 * time.Second)})
+	props := largeProps()
+	var ids []string
+	for range 10 {
+		var items []contracts.OutboxItem
+		for range 30 {
+			m := agentMsg(10999, props)
+			ids = append(ids, m.ID)
+			items = append(items, item(t, m))
+		}
+		if ack := e.send("c-noisy", items...); len(ack.Stored) != 30 {
+			t.Fatalf("stored %d", len(ack.Stored))
+		}
+	}
+	e.caughtUp() // the processor is not held up by the full queue
+	ctx := context.Background()
+	ai, err := e.svc.actions.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ai.Config.MaxMsgs != 20 || ai.Config.MaxBytes != 1<<20 || ai.Config.Discard != jetstream.DiscardNew || ai.State.Msgs > 20 || ai.State.Bytes > 1<<20 {
+		t.Errorf("action queue: MaxMsgs %d MaxBytes %d discard %v, holds %d jobs %d bytes; want at most 20 jobs and 1 MiB, new ones refused",
+			ai.Config.MaxMsgs, ai.Config.MaxBytes, ai.Config.Discard, ai.State.Msgs, ai.State.Bytes)
+	}
+	if got := len(e.find(10999)); got != len(ids) {
+		t.Errorf("stored %d of the %d messages", got, len(ids))
+	}
+	e.waitFor("the report of the jobs not queued", func() bool { return len(e.find(contracts.StatusRuleActionGaveUp)) > 0 })
+	reports := 0
+	for _, m := range e.find(contracts.StatusRuleActionGaveUp) {
+		if strings.Contains(m.Properties["error"], "action queue is full") {
+			reports++
+			if m.Properties["rule"] != "page" || m.Properties["attempts"] != "0" {
+				t.Errorf("report: got %+v", m.Properties)
+			}
+		}
+	}
+	if reports != 1 {
+		t.Errorf("got %d reports of a full queue, want one (at most one a minute per rule)", reports)
+	}
+}
+
+// TestActionReportsBounded: each failure of an action was reported (4002,
+// 4003) to the site's own stream, so a failing webhook on agents' messages
+// turned their flood into one there. Reports are bounded per rule; the
+// rest are logged and counted in the next report.
+func TestActionReportsBounded(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.ActionAttempts, c.ActionBackoff = 2, []time.Duration{10 * time.Millisecond} })
+	e.addRule(contracts.StatusRule{Name: "refused", Match: `component == "agent"`, Action: contracts.RuleWebhook, Target: "http://127.0.0.1:1/hook"})
+	for range 10 {
+		var items []contracts.OutboxItem
+		for range 30 {
+			items = append(items, item(t, agentMsg(contracts.StatusAgentConnectionLost, nil)))
+		}
+		e.send(client1, items...)
+	}
+	e.caughtUp()
+	ctx := context.Background()
+	e.waitFor("every action to fail for good", func() bool {
+		info, err := e.svc.actions.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	})
+	reports := len(e.find(contracts.StatusRuleActionFailed)) + len(e.find(contracts.StatusRuleActionGaveUp))
+	if reports == 0 || reports >= 600 {
+		t.Errorf("got %d reports of the 600 failures, want them bounded (a burst of %d, then %d a minute)", reports, actionReportsBurst, actionReportsPerMinute)
+	}
+}

@@ -129,7 +129,11 @@ func (c *clientStore) get(ctx context.Context, id string) (contracts.ClientStatu
 }
 
 // clientStatus answers status.clients: one client's summary, or every
-// client's, newest last message first.
+// client's, newest last message first. Every client's must fit in one
+// answer (pageBudget): past it, each summary's last message is trimmed to
+// what the table shows (its properties dropped, its text cut; `status
+// show UUID` has it whole), and if that is still too much the summaries
+// of the clients that reported longest ago are left out (and logged).
 func (s *Service) clientStatus(ctx context.Context, _ contracts.SubjectInfo, req *contracts.StatusClientsRequest) (*contracts.StatusClientsResponse, error) {
 	out := &contracts.StatusClientsResponse{Header: contracts.NewHeader(contracts.TypeStatusClientsResponse), Clients: []contracts.ClientStatusSummary{}}
 	if req.Client != "" {
@@ -152,5 +156,46 @@ func (s *Service) clientStatus(ctx context.Context, _ contracts.SubjectInfo, req
 		return nil, err
 	}
 	sort.Slice(out.Clients, func(i, j int) bool { return out.Clients[i].Last.Time.After(out.Clients[j].Last.Time) })
+	all := len(out.Clients)
+	out.Clients = fitSummaries(out.Clients, s.pageBudget())
+	if len(out.Clients) < all {
+		s.log.Warn("status clients: not every client's summary fits in one answer; the newest are answered", "answered", len(out.Clients), "clients", all)
+	}
 	return out, nil
+}
+
+// trimmedText is how much of a last message's text a trimmed summary keeps
+// (the table shows 80 characters).
+const trimmedText = 200
+
+// fitSummaries returns sums (newest first) within budget bytes of JSON:
+// whole if they fit; else with each last message trimmed; else the newest
+// of those that fit.
+func fitSummaries(sums []contracts.ClientStatusSummary, budget int) []contracts.ClientStatusSummary {
+	size := func(sum *contracts.ClientStatusSummary) int {
+		b, _ := json.Marshal(sum)
+		return len(b) + 1
+	}
+	total := 0
+	for i := range sums {
+		total += size(&sums[i])
+	}
+	if total <= budget {
+		return sums
+	}
+	total = 0
+	for i := range sums {
+		last := &sums[i].Last
+		last.Properties = nil
+		if r := []rune(last.Text); len(r) > trimmedText {
+			last.Text = string(r[:trimmedText]) + "…"
+		}
+		last.Instance = truncate(last.Instance, 64)
+		n := size(&sums[i])
+		if total+n > budget {
+			return sums[:i]
+		}
+		total += n
+	}
+	return sums
 }

@@ -166,7 +166,7 @@ func (e *Emitter) Publish(ctx context.Context, m contracts.StatusMessage) error 
 }
 
 func (e *Emitter) publish(ctx context.Context, m contracts.StatusMessage) error {
-	msg, err := storeMsg(m, time.Now())
+	msg, err := storeMsg(siteToken, m, time.Now())
 	if err != nil {
 		return err
 	}
@@ -176,13 +176,14 @@ func (e *Emitter) publish(ctx context.Context, m contracts.StatusMessage) error 
 	return err
 }
 
-// storeMsg is m as the stream stores it: on its subject, with its uuid as
-// Nats-Msg-Id, received now if not yet.
-func storeMsg(m contracts.StatusMessage, now time.Time) (*nats.Msg, error) {
+// storeMsg is m as the stream of token (siteToken: Stream, the site's
+// services'; agentsToken: AgentStream) stores it: on its subject, with its
+// uuid as Nats-Msg-Id, received now if not yet.
+func storeMsg(token string, m contracts.StatusMessage, now time.Time) (*nats.Msg, error) {
 	if m.Received.IsZero() {
 		m.Received = now.UTC()
 	}
-	subj, err := contracts.StatusSubject(m.Site, m.Component, m.Severity, m.Source)
+	subj, err := storedSubject(token, m.Site, m.Component, m.Severity, m.Source)
 	if err != nil {
 		return nil, fmt.Errorf("status message %d: %w", m.MsgID, err)
 	}

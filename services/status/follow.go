@@ -32,7 +32,7 @@ type follow struct {
 	subject  string
 	filter   contracts.StatusFilter
 	expires  time.Time
-	after    uint64 // deliver only stream sequences above this
+	after    map[string]uint64 // per stream: deliver only sequences above this
 }
 
 type follows struct {
@@ -43,9 +43,9 @@ type follows struct {
 
 func newFollows() *follows { return &follows{m: map[string]*follow{}, wake: make(chan struct{}, 1)} }
 
-// register starts or renews a follow. after is the stream's last sequence
-// now; a renewal keeps the sequence it started at.
-func (f *follows) register(operator, id, subject string, filter contracts.StatusFilter, expires time.Time, after func() (uint64, error)) error {
+// register starts or renews a follow. after is each stream's last sequence
+// now; a renewal keeps the sequences it started at.
+func (f *follows) register(operator, id, subject string, filter contracts.StatusFilter, expires time.Time, after func() (map[string]uint64, error)) error {
 	key := operator + "/" + id
 	f.mu.Lock()
 	if cur, ok := f.m[key]; ok {
@@ -83,18 +83,20 @@ func (f *follows) register(operator, id, subject string, filter contracts.Status
 }
 
 // expire drops the follows whose TTL passed and returns how many remain
-// and the lowest sequence any of them starts after.
-func (f *follows) expire(now time.Time) (n int, after uint64) {
+// and, per stream, the lowest sequence any of them starts after.
+func (f *follows) expire(now time.Time) (n int, after map[string]uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	first := true
+	after = map[string]uint64{}
 	for key, fl := range f.m {
 		if now.After(fl.expires) {
 			delete(f.m, key)
 			continue
 		}
-		if first || fl.after < after {
-			after, first = fl.after, false
+		for stream, seq := range fl.after {
+			if cur, ok := after[stream]; !ok || seq < cur {
+				after[stream] = seq
+			}
 		}
 	}
 	return len(f.m), after
@@ -106,9 +108,9 @@ func (f *follows) cancel(operator, id string) {
 	delete(f.m, operator+"/"+id)
 }
 
-// deliver publishes the stored message seq (m, its JSON data) to every
-// live follow that wants it.
-func (f *follows) deliver(seq uint64, m *contracts.StatusMessage, data []byte, now time.Time, publish func(subject string, data []byte)) {
+// deliver publishes the message stored at seq of stream (m, its JSON
+// data) to every live follow that wants it.
+func (f *follows) deliver(stream string, seq uint64, m *contracts.StatusMessage, data []byte, now time.Time, publish func(subject string, data []byte)) {
 	f.mu.Lock()
 	var to []string
 	for key, fl := range f.m {
@@ -116,7 +118,7 @@ func (f *follows) deliver(seq uint64, m *contracts.StatusMessage, data []byte, n
 			delete(f.m, key)
 			continue
 		}
-		if seq > fl.after && fl.filter.Match(m) {
+		if seq > fl.after[stream] && fl.filter.Match(m) {
 			to = append(to, fl.subject)
 		}
 	}
@@ -130,20 +132,19 @@ func (f *follows) deliver(seq uint64, m *contracts.StatusMessage, data []byte, n
 const feedCheck = 5 * time.Second
 
 // feed runs, while this instance has follows, an ordered consumer of new
-// stored messages and delivers them to the follows that want them,
-// leaving out the messages the rules discard. With no follows it stops
-// the consumer and waits for one. It returns when ctx ends.
+// stored messages of each stream and delivers them to the follows that
+// want them, leaving out the messages the rules discard. With no follows
+// it stops the consumers and waits for one. It returns when ctx ends.
 func (s *Service) feed(ctx context.Context) {
-	all, _ := contracts.StatusSubjectAll(s.cfg.Site)
 	t := time.NewTicker(feedCheck)
 	defer t.Stop()
-	var cc jetstream.ConsumeContext
+	var ccs []jetstream.ConsumeContext
 	stop := func() {
-		if cc != nil {
+		for _, cc := range ccs {
 			cc.Stop()
 			<-cc.Closed()
-			cc = nil
 		}
+		ccs = nil
 	}
 	defer stop()
 	for {
@@ -157,19 +158,27 @@ func (s *Service) feed(ctx context.Context) {
 		switch {
 		case n == 0:
 			stop()
-		case cc == nil:
+		case ccs == nil:
 			// Start right after the earliest follow's registration, so
 			// that nothing stored since is missed.
-			cons, err := s.js.OrderedConsumer(ctx, Stream, jetstream.OrderedConsumerConfig{
-				FilterSubjects: []string{all},
-				DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-				OptStartSeq:    after + 1,
-			})
-			if err == nil {
-				cc, err = cons.Consume(s.deliver)
-			}
-			if err != nil && ctx.Err() == nil {
-				s.log.Warn("follow feed; will retry", "err", err)
+			for _, st := range s.stores {
+				cons, err := s.js.OrderedConsumer(ctx, st.name, jetstream.OrderedConsumerConfig{
+					FilterSubjects: []string{storedSubjectAll(s.cfg.Site, st.token)},
+					DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+					OptStartSeq:    after[st.name] + 1,
+				})
+				var cc jetstream.ConsumeContext
+				if err == nil {
+					cc, err = cons.Consume(s.deliver)
+				}
+				if err != nil {
+					if ctx.Err() == nil {
+						s.log.Warn("follow feed; will retry", "stream", st.name, "err", err)
+					}
+					stop()
+					break
+				}
+				ccs = append(ccs, cc)
 			}
 		}
 	}
@@ -185,7 +194,7 @@ func (s *Service) deliver(m jetstream.Msg) {
 	if err := json.Unmarshal(m.Data(), &sm); err != nil || !s.rules.current().keeps(&sm) {
 		return
 	}
-	s.follows.deliver(md.Sequence.Stream, &sm, m.Data(), s.cfg.Now(), func(subject string, data []byte) {
+	s.follows.deliver(md.Stream, md.Sequence.Stream, &sm, m.Data(), s.cfg.Now(), func(subject string, data []byte) {
 		if err := s.cfg.NC.Publish(subject, data); err != nil {
 			s.log.Debug("follow delivery", "subject", subject, "err", err)
 		}
@@ -209,12 +218,16 @@ func (s *Service) follow(ctx context.Context, from contracts.SubjectInfo, req *c
 		ttl = contracts.DefaultFollowTTL
 	}
 	resp.Expires = now.Add(ttl).UTC()
-	err = s.follows.register(from.Principal, req.FollowID, subject, req.Filter, resp.Expires, func() (uint64, error) {
-		info, err := s.stream.Info(ctx)
-		if err != nil {
-			return 0, err
+	err = s.follows.register(from.Principal, req.FollowID, subject, req.Filter, resp.Expires, func() (map[string]uint64, error) {
+		after := map[string]uint64{}
+		for _, st := range s.stores {
+			info, err := st.stream.Info(ctx)
+			if err != nil {
+				return nil, err
+			}
+			after[st.name] = info.State.LastSeq
 		}
-		return info.State.LastSeq, nil
+		return after, nil
 	})
 	if err != nil {
 		return nil, err

@@ -26,7 +26,7 @@ import (
 // The parent serves steward.<parent>.site.*.status.forward. The sending site
 // is the subject's fourth token, which the leaf link's permissions let a
 // child publish only as itself; it must be a child of this site. The
-// message is stored in this site's STATUS stream with Source and
+// message is stored in this site's STATUS_AGENTS stream with Source and
 // ForwardedFrom the sending site and its uuid as Nats-Msg-Id, so a resend
 // is never stored twice; the rules then run on it like on any message.
 
@@ -172,7 +172,7 @@ func (s *Service) receiveForward(ctx context.Context, from contracts.SubjectInfo
 	if err != nil {
 		return nil, err
 	}
-	msg, err := storeMsg(stored, now)
+	msg, err := storeMsg(agentsToken, stored, now)
 	if err != nil {
 		return nil, contracts.Errorf(contracts.CodeBadRequest, "%v", err)
 	}

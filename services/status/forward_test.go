@@ -225,3 +225,40 @@ func TestForwardRateLimit(t *testing.T) {
 		return len(r) == 1 && r[0].Properties["source"] == "KID"
 	})
 }
+
+// TestForwardRuleCannotPoseAsChild: a forward rule (Site:Modify) publishes
+// through JetStream, which is a request; on this site's own
+// steward.<site>.site.<child>.status.forward the status service took the
+// message as forwarded by that child and stored it so. Such a target, and
+// any other request-space subject, is refused when the rule is added, and
+// a rule stored with one (by an older version) is skipped.
+func TestForwardRuleCannotPoseAsChild(t *testing.T) {
+	e := newForwardEnv(t, StaticPeers{{Site: "KID", Role: contracts.PeerChild}}, false, nil)
+	ctx := context.Background()
+	target, _ := contracts.SiteSubject(site, "KID", contracts.KindStatusForward)
+	def := contracts.StatusRule{Name: "pose", Match: `id == 10001`, Action: contracts.RuleForward, Target: target, Order: 1}
+	if _, err := e.op.StatusRulesAdd(ctx, def); contracts.CodeOf(err) != contracts.CodeBadRequest {
+		t.Errorf("add a forward to %s: got %v, want bad_request", target, err)
+	}
+	// As an older version would have stored it.
+	def.Created, def.By = time.Now().UTC(), "otto"
+	data, _ := json.Marshal(def)
+	if _, err := e.svc.rules.kv.Put(ctx, def.Name, data); err != nil {
+		t.Fatal(err)
+	}
+	m := agentMsg(contracts.StatusAgentConnectionLost, map[string]string{"site": site, "server": "x", "error": "eof"})
+	e.send(client1, item(t, m))
+	e.caughtUp()
+	if info, err := e.svc.actions.Info(ctx); err != nil || info.State.LastSeq != 0 {
+		t.Errorf("action queue: got %+v, %v; want no job queued", info.State, err)
+	}
+	e.waitFor("the queued actions to run", func() bool {
+		info, err := e.svc.actions.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	})
+	for _, s := range e.stored() {
+		if s.ForwardedFrom != "" || s.Source == "KID" {
+			t.Errorf("stored as forwarded by KID: %+v", s)
+		}
+	}
+}

@@ -3,9 +3,11 @@ package status
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -142,11 +144,42 @@ func (e *env) stored() []contracts.StatusMessage {
 	return storedIn(e.t, e.js)
 }
 
+// storedIn reads every message of both status streams (a stream that does
+// not exist holds none), merged in the order they were stored.
 func storedIn(t testing.TB, js jetstream.JetStream) []contracts.StatusMessage {
+	t.Helper()
+	type stored struct {
+		at time.Time
+		m  contracts.StatusMessage
+	}
+	var all []stored
+	for _, name := range []string{Stream, AgentStream} {
+		for _, raw := range rawIn(t, js, name) {
+			var m contracts.StatusMessage
+			if err := json.Unmarshal(raw.Data(), &m); err != nil {
+				t.Fatalf("stored message unreadable: %v", err)
+			}
+			md, _ := raw.Metadata()
+			all = append(all, stored{md.Timestamp, m})
+		}
+	}
+	slices.SortStableFunc(all, func(a, b stored) int { return a.at.Compare(b.at) })
+	out := []contracts.StatusMessage{}
+	for _, s := range all {
+		out = append(out, s.m)
+	}
+	return out
+}
+
+// rawIn reads every message of stream, in order.
+func rawIn(t testing.TB, js jetstream.JetStream, stream string) []jetstream.Msg {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, Stream, jetstream.OrderedConsumerConfig{})
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +187,7 @@ func storedIn(t testing.TB, js jetstream.JetStream) []contracts.StatusMessage {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := []contracts.StatusMessage{}
+	var out []jetstream.Msg
 	if info.NumPending == 0 {
 		return out
 	}
@@ -166,13 +199,9 @@ func storedIn(t testing.TB, js jetstream.JetStream) []contracts.StatusMessage {
 	for {
 		msg, err := it.Next()
 		if err != nil {
-			t.Fatalf("read stream: %v", err)
+			t.Fatalf("read stream %s: %v", stream, err)
 		}
-		var m contracts.StatusMessage
-		if err := json.Unmarshal(msg.Data(), &m); err != nil {
-			t.Fatalf("stored message unreadable: %v", err)
-		}
-		out = append(out, m)
+		out = append(out, msg)
 		md, _ := msg.Metadata()
 		if md.NumPending == 0 {
 			return out
@@ -211,11 +240,16 @@ func (e *env) addRule(r contracts.StatusRule) contracts.StatusRule {
 func (e *env) caughtUp() {
 	e.t.Helper()
 	e.waitFor("the rules processor", func() bool {
-		cons, err := e.js.Consumer(context.Background(), Stream, RulesConsumer)
-		if err != nil {
-			return false
+		for _, stream := range []string{Stream, AgentStream} {
+			cons, err := e.js.Consumer(context.Background(), stream, RulesConsumer)
+			if err != nil {
+				return false
+			}
+			ci := cons.CachedInfo()
+			if ci.NumPending != 0 || ci.NumAckPending != 0 {
+				return false
+			}
 		}
-		ci := cons.CachedInfo()
-		return ci.NumPending == 0 && ci.NumAckPending == 0
+		return true
 	})
 }

@@ -44,7 +44,7 @@ func (s *Service) ingestItem(ctx context.Context, from contracts.SubjectInfo, it
 	if err := fromAgent(&m, s.cfg.Site, from.Principal, item.ID, now, s.cfg.MaxClockSkew); err != nil {
 		return nil, err
 	}
-	msg, err := storeMsg(m, now)
+	msg, err := storeMsg(agentsToken, m, now)
 	if err != nil {
 		if contracts.CodeOf(err) == contracts.CodeTooLarge {
 			return nil, err

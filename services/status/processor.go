@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,12 +32,13 @@ type job struct {
 	Message contracts.StatusMessage `json:"message"`
 }
 
-func (s *Service) rulesConsumerConfig() jetstream.ConsumerConfig {
-	all, _ := contracts.StatusSubjectAll(s.cfg.Site)
+// rulesConsumerConfig is the rules consumer of one stream of messages
+// (each has its own, of the same name).
+func (s *Service) rulesConsumerConfig(st storeStream) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       RulesConsumer,
 		Description:   "status filter rules: decide store or discard, queue actions, keep client summaries",
-		FilterSubject: all,
+		FilterSubject: storedSubjectAll(s.cfg.Site, st.token),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       rulesAckWait,
@@ -44,10 +47,26 @@ func (s *Service) rulesConsumerConfig() jetstream.ConsumerConfig {
 	}
 }
 
-// process runs the rules over every stored message, once site-wide (the
-// instances share the durable consumer), until ctx ends.
+// process runs the rules over every stored message of both streams, once
+// site-wide (the instances share each durable consumer), until ctx ends.
 func (s *Service) process(ctx context.Context) {
-	s.consume(ctx, Stream, RulesConsumer, s.rulesConsumerConfig(), func(m jetstream.Msg) { s.onMessage(ctx, m) })
+	var wg sync.WaitGroup
+	for _, st := range s.stores {
+		wg.Go(func() {
+			s.consume(ctx, st.name, RulesConsumer, s.rulesConsumerConfig(st), func(m jetstream.Msg) { s.onMessage(ctx, m) })
+		})
+	}
+	wg.Wait()
+}
+
+// storeOf is the stream of messages named name.
+func (s *Service) storeOf(name string) (jetstream.Stream, error) {
+	for _, st := range s.stores {
+		if st.name == name {
+			return st.stream, nil
+		}
+	}
+	return nil, fmt.Errorf("no status stream %q", name)
 }
 
 // consume keeps a durable consumer running until ctx ends, recreating it
@@ -124,7 +143,7 @@ func (s *Service) onMessage(ctx context.Context, m jetstream.Msg) {
 	for _, err := range d.errs {
 		s.log.Debug("rule match failed at run time (no match)", "uuid", sm.ID, "err", err)
 	}
-	if err := s.apply(ctx, md.Sequence.Stream, &sm, d); err != nil {
+	if err := s.apply(ctx, md.Stream, md.Sequence.Stream, &sm, d); err != nil {
 		if ctx.Err() != nil {
 			_ = m.Nak()
 			return
@@ -146,17 +165,21 @@ func (s *Service) onMessage(ctx context.Context, m jetstream.Msg) {
 	}
 }
 
-// apply carries out decision d for the stored message seq. Queuing jobs is
-// idempotent (deduplicated by uuid and rule) and so is deleting, so apply
-// may run again after a failure.
-func (s *Service) apply(ctx context.Context, seq uint64, sm *contracts.StatusMessage, d decision) error {
+// apply carries out decision d for the message stored at seq of stream.
+// Queuing jobs is idempotent (deduplicated by uuid and rule) and so is
+// deleting, so apply may run again after a failure.
+func (s *Service) apply(ctx context.Context, stream string, seq uint64, sm *contracts.StatusMessage, d decision) error {
 	if err := s.queueJobs(ctx, sm, d.actions); err != nil {
 		return fmt.Errorf("queue rule actions: %w", err)
 	}
 	if !d.keep {
+		st, err := s.storeOf(stream)
+		if err != nil {
+			return err
+		}
 		dctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
 		defer cancel()
-		if err := s.stream.DeleteMsg(dctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if err := st.DeleteMsg(dctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return fmt.Errorf("discard (rule %s): %w", d.stopped, err)
 		}
 		return nil
@@ -175,7 +198,11 @@ func (s *Service) apply(ctx context.Context, seq uint64, sm *contracts.StatusMes
 }
 
 // queueJobs stores one job per action in ActionStream, deduplicated by
-// message uuid and rule, so a redelivered message never queues twice.
+// message uuid and rule, so a redelivered message never queues twice. A
+// job the queue refuses because it is full (ActionQueueJobs,
+// ActionQueueBytes) is not queued: the rule's action does not run for this
+// message, and that is reported (queueFull); the message itself is stored
+// and the other rules apply.
 func (s *Service) queueJobs(ctx context.Context, sm *contracts.StatusMessage, actions []*rule) error {
 	if len(actions) == 0 {
 		return nil
@@ -198,10 +225,14 @@ func (s *Service) queueJobs(ctx context.Context, sm *contracts.StatusMessage, ac
 	}
 	t := time.NewTimer(s.cfg.StoreTimeout)
 	defer t.Stop()
-	for _, f := range futs {
+	for i, f := range futs {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
+			if queueFull(err) {
+				s.dropped.note(ctx, s, actions[i], sm, err)
+				continue
+			}
 			return err
 		case <-t.C:
 			return errors.New("no acknowledgement from the action queue in time")
@@ -210,6 +241,67 @@ func (s *Service) queueJobs(ctx context.Context, sm *contracts.StatusMessage, ac
 		}
 	}
 	return nil
+}
+
+// queueFull reports whether err is ActionStream refusing a job because it
+// holds as many jobs or bytes as it may (DiscardNew).
+func queueFull(err error) bool {
+	var ae *jetstream.APIError
+	return errors.As(err, &ae) && ae.ErrorCode == jsStoreFailed &&
+		(strings.Contains(ae.Description, "maximum messages") || strings.Contains(ae.Description, "maximum bytes"))
+}
+
+// jsStoreFailed is JetStream's error code for a message the stream did not
+// store (here: over its limits with DiscardNew).
+const jsStoreFailed = 10077
+
+// droppedJobs reports jobs the full action queue refused: at most one
+// status message (4003) per rule every RateReport, with how many of its
+// jobs were refused since the last, so that a flood of them cannot flood
+// the site's own messages in turn.
+type droppedJobs struct {
+	mu     sync.Mutex
+	byRule map[string]*droppedRule
+}
+
+type droppedRule struct {
+	reported time.Time
+	count    int // refused since the last report
+}
+
+func (d *droppedJobs) note(ctx context.Context, s *Service, r *rule, sm *contracts.StatusMessage, err error) {
+	now := s.cfg.Now()
+	d.mu.Lock()
+	if d.byRule == nil {
+		d.byRule = map[string]*droppedRule{}
+	}
+	dr := d.byRule[r.def.Name]
+	if dr == nil {
+		dr = &droppedRule{}
+		d.byRule[r.def.Name] = dr
+	}
+	dr.count++
+	report := dr.reported.IsZero() || now.Sub(dr.reported) >= s.cfg.RateReport
+	n := dr.count
+	if report {
+		dr.reported, dr.count = now, 0
+	}
+	for name, o := range d.byRule { // forget rules long quiet
+		if now.Sub(o.reported) > limiterIdle && o.count == 0 {
+			delete(d.byRule, name)
+		}
+	}
+	d.mu.Unlock()
+	// Warn, not Error: the service's errors become status messages.
+	s.log.Warn("rule action not queued: the action queue is full", "rule", r.def.Name, "action", r.def.Action, "uuid", sm.ID, "err", err)
+	if !report {
+		return
+	}
+	s.emit.Emit(ctx, contracts.StatusRuleActionGaveUp, map[string]string{
+		"rule": r.def.Name, "action": r.def.Action, "message": sm.ID,
+		"attempt": "0", "attempts": "0",
+		"error": fmt.Sprintf("not queued: the action queue is full (at most %d jobs, %d bytes, waiting to run: is an action hanging?); %d of this rule's actions were not queued since the last report", s.cfg.ActionQueueJobs, s.cfg.ActionQueueBytes, n),
+	})
 }
 
 // nakDelay is the backoff before delivery n+1.

@@ -10,7 +10,6 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 	"github.com/stewardhq/steward/contracts"
@@ -85,11 +84,16 @@ func compileRule(site string, def contracts.StatusRule) (*rule, error) {
 	if err := validRuleName(def.Name); err != nil {
 		return nil, bad("%v", err)
 	}
-	prog, err := expr.Compile(def.Match, expr.Env(matchEnv{}), expr.AsBool())
+	prog, err := compileMatch(def.Match)
 	if err != nil {
 		return nil, bad("match does not compile: %s", compileError(def.Match, err))
 	}
 	r := &rule{def: def, match: prog}
+	// Try it once: an expression that exceeds expr's memory budget on an
+	// ordinary message would never match anything.
+	if _, err := r.matches(exampleMessage()); overBudget(err) {
+		return nil, bad("match: %v", errOverBudget)
+	}
 	switch def.Action {
 	case contracts.RuleExec:
 		words, err := splitWords(def.Target)
@@ -142,25 +146,40 @@ func compileError(src string, err error) string {
 
 // validForward checks a forward target: contracts.ForwardParent (the
 // parent site), or a literal subject outside the server's and the inboxes'
-// spaces and outside this site's own status stream (which would loop).
+// spaces, outside this site's own status subjects (which would loop) and
+// outside every site's request spaces. A forward is a JetStream publish,
+// that is a request: on steward.<site>.site.<child>.status.forward this
+// site's own status service would take the message as forwarded by that
+// child, and on an agent's, operator's, service's or enrollment subject
+// the service answering would take it as sent by whoever the subject
+// names. Only the subject says who sent a request, so the status service
+// never publishes on those.
 func validForward(site, subject string) error {
 	if subject == contracts.ForwardParent {
 		return nil
 	}
-	for _, tok := range strings.Split(subject, ".") {
+	toks := strings.Split(subject, ".")
+	for _, tok := range toks {
 		if err := contracts.ValidToken(tok); err != nil {
 			return fmt.Errorf("subject %q: %v", subject, err)
 		}
 	}
-	own, _ := contracts.StatusSubjectAll(site)
+	ownStatus, _ := contracts.EventAll(site, "status")
 	switch {
 	case strings.HasPrefix(subject, "$"), strings.HasPrefix(subject, "_INBOX."), contracts.IsSiteInbox(subject):
 		return fmt.Errorf("subject %q: forwarding into the server's or an inbox's space is not allowed", subject)
-	case strings.HasPrefix(subject, strings.TrimSuffix(own, ">")):
+	case strings.HasPrefix(subject, strings.TrimSuffix(ownStatus, ">")):
 		return fmt.Errorf("subject %q: is this site's own status stream (the message would loop)", subject)
+	case len(toks) >= 3 && toks[0] == contracts.Root && requestSpaces[toks[2]]:
+		return fmt.Errorf("subject %q: is in the %s request space, where the subject says who sends (forward to the parent with the target %q)", subject, toks[2], contracts.ForwardParent)
 	}
 	return nil
 }
+
+// requestSpaces are the third tokens of Steward subjects on which a
+// request's subject names its sender (contracts.ParseSubject), and the
+// inboxes.
+var requestSpaces = map[string]bool{"agent": true, "op": true, "site": true, "svc": true, "enroll": true, "inbox": true}
 
 // exampleMessage is a message with every field set, to try templates on.
 func exampleMessage() *contracts.StatusMessage {
@@ -172,7 +191,7 @@ func exampleMessage() *contracts.StatusMessage {
 // matches reports whether the rule matches m. An expression that fails at
 // run time does not match.
 func (r *rule) matches(m *contracts.StatusMessage) (bool, error) {
-	out, err := expr.Run(r.match, envOf(m))
+	out, err := runBounded(r.match, envOf(m), matchBudget)
 	if err != nil {
 		return false, err
 	}
@@ -216,9 +235,13 @@ func (r *rule) describe(m *contracts.StatusMessage) string {
 			return "forward to the parent site"
 		}
 		return "forward to " + r.def.Target
-	case contracts.RuleStore:
-		return "store (later rules do not run)"
-	case contracts.RuleDiscard:
+	case contracts.RuleStore, contracts.RuleDiscard:
+		if m.Audit {
+			return "nothing: an audit message is always kept and the later rules run"
+		}
+		if r.def.Action == contracts.RuleStore {
+			return "store (later rules do not run)"
+		}
 		return "discard"
 	}
 	return r.def.Action
@@ -269,10 +292,21 @@ type decision struct {
 	errs    []error // match expressions that failed at run time
 }
 
+// deciding reports whether r is a store or discard rule.
+func (r *rule) deciding() bool {
+	return r.def.Action == contracts.RuleStore || r.def.Action == contracts.RuleDiscard
+}
+
 // evaluate runs the rules over m in order. A matching store or discard
 // rule decides and ends the evaluation; exec, webhook and forward rules
 // that match before it are collected, and evaluation goes on. With no
 // deciding rule the message is stored.
+//
+// Store and discard rules do not apply to audit messages: an audit record
+// (who did what, including the rule changes 4010 and 4011) is always kept,
+// and no store or discard rule (Site:Modify) keeps the exec, webhook and
+// forward rules (a Full Administrator's, for exec and webhook) from
+// running on it.
 func (rs *ruleSet) evaluate(m *contracts.StatusMessage) decision {
 	d := decision{keep: true}
 	if rs == nil || len(rs.rules) == 0 {
@@ -280,6 +314,10 @@ func (rs *ruleSet) evaluate(m *contracts.StatusMessage) decision {
 	}
 	self := selfReport(m)
 	for _, r := range rs.rules {
+		deciding := r.deciding()
+		if (deciding && m.Audit) || (!deciding && self) {
+			continue // would not apply: no need to evaluate
+		}
 		ok, err := r.matches(m)
 		if err != nil {
 			d.errs = append(d.errs, fmt.Errorf("rule %s: %w", r.def.Name, err))
@@ -288,38 +326,36 @@ func (rs *ruleSet) evaluate(m *contracts.StatusMessage) decision {
 		if !ok {
 			continue
 		}
-		switch r.def.Action {
-		case contracts.RuleStore, contracts.RuleDiscard:
+		if deciding {
 			d.keep, d.stopped = r.def.Action == contracts.RuleStore, r.def.Name
 			return d
-		default:
-			if !self {
-				d.actions = append(d.actions, r)
-			}
 		}
+		d.actions = append(d.actions, r)
 	}
 	return d
 }
 
-// keeps reports whether the rules keep m (only a discard rule does not).
+// keeps reports whether the rules keep m (only a discard rule does not,
+// and never an audit message).
 func (rs *ruleSet) keeps(m *contracts.StatusMessage) bool {
-	if rs == nil || !rs.discards {
+	if rs == nil || !rs.discards || m.Audit {
 		return true
 	}
 	return rs.evaluate(m).keep
 }
 
 // shadow returns the first store or discard rule ordered before r (by the
-// set's order) that matches m: with it, r would not have run.
+// set's order) that matches m: with it, r would not have run. Nothing
+// shadows a rule on an audit message.
 func (rs *ruleSet) shadow(r *rule, m *contracts.StatusMessage) string {
-	if rs == nil {
+	if rs == nil || m.Audit {
 		return ""
 	}
 	for _, o := range rs.rules {
 		if o.def.Name == r.def.Name || o.def.Order > r.def.Order || (o.def.Order == r.def.Order && o.def.Name > r.def.Name) {
 			break
 		}
-		if o.def.Action != contracts.RuleStore && o.def.Action != contracts.RuleDiscard {
+		if !o.deciding() {
 			continue
 		}
 		if ok, _ := o.matches(m); ok {

@@ -85,6 +85,16 @@ func TestValidForward(t *testing.T) {
 		{"_INBOX.site-LAB.x", "not allowed"},
 		{"steward.PAR.inbox.site.x", "not allowed"},
 		{"a b", "not allowed"},
+		{"steward.LAB.site.KID.status.forward", "request space"},
+		{"steward.PAR.site.LAB.status.forward", "request space"},
+		{"steward.LAB.agent.c1.up.status", "request space"},
+		{"steward.LAB.op.alice.up.status.rules.add", "request space"},
+		{"steward.LAB.svc.admin.site-peers", "request space"},
+		{"steward.LAB.enroll.NKEY", "request space"},
+		{"steward.LAB.event.status.action", "loop"},
+		{"steward.LAB.event.status.agents.agent.error.c1", "loop"},
+		{"steward.LAB.archive.status", ""},
+		{"steward.LAB.event.archive.status", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.target, func(t *testing.T) {
@@ -129,7 +139,8 @@ func TestEvaluate(t *testing.T) {
 	}{
 		{"nothing matches but the catch-all", msg(10001, "info", false), true, []string{"after-drop"}, ""},
 		{"error pages, then runs on", msg(10001, "error", false), true, []string{"page", "after-drop"}, ""},
-		{"audit stored: the discard below never sees it", msg(1013, "warning", true), true, nil, "keep-audit"},
+		{"audit: no store or discard rule applies, every action runs", msg(1013, "warning", true), true, []string{"after-drop"}, ""},
+		{"audit error: kept, paged and the catch-all runs", msg(1013, "error", true), true, []string{"page", "after-drop"}, ""},
 		{"noise discarded; the rule after it never runs", msg(9001, "error", false), false, []string{"page"}, "drop-noise"},
 		{"action reports never trigger actions", &contracts.StatusMessage{MsgID: contracts.StatusRuleActionFailed, Component: contracts.ComponentStatus, Severity: "error"}, true, nil, ""},
 	}
@@ -159,6 +170,13 @@ func TestEvaluate(t *testing.T) {
 	}
 	if got := set.shadow(set.rules[0], msg(9001, "info", false)); got != "" {
 		t.Errorf("shadow of the first rule: got %q, want none", got)
+	}
+	// Nothing shadows a rule on an audit message, and the rules keep it.
+	if got := set.shadow(after, msg(1013, "info", true)); got != "" {
+		t.Errorf("shadow on an audit message: got %q, want none", got)
+	}
+	if !set.keeps(msg(1013, "info", true)) || set.keeps(msg(9001, "info", false)) {
+		t.Errorf("keeps: want the audit message kept and the noise not")
 	}
 }
 

@@ -7,23 +7,32 @@
 // How the parts fit:
 //
 //	agents ── outbox batch ──> ingest.go (rate limit, source from subject,
-//	                           catalog) ──┐
-//	services ── Emitter ──────────────────┴─> STATUS stream (sync, dedup by uuid)
-//	STATUS ──durable "status-rules"──> processor.go: rules.go decides;
-//	        discard deletes; exec/webhook/forward become jobs ──> STATUS_ACTIONS
+//	                           catalog) ──> STATUS_AGENTS stream ─┐ (sync,
+//	child sites ── forward.go ──────────────> STATUS_AGENTS       │ dedup by
+//	services ── Emitter ──────────────────────> STATUS stream ────┤ uuid; each
+//	                                                              │ with its
+//	                                                              │ own limits)
+//	STATUS, STATUS_AGENTS ──durable "status-rules" on each──> processor.go:
+//	        rules.go decides; discard deletes; exec/webhook/forward become
+//	        jobs ──> STATUS_ACTIONS (bounded)
 //	STATUS_ACTIONS ──durable "status-actions"──> actions.go (timeout, retry
 //	        with backoff, failures reported as status messages)
 //	processor ──CAS──> status-components and status-clients buckets
 //	        (summary.go: component status; clients.go: last status per client)
-//	STATUS ──ordered, per instance, only while someone follows──> follow.go
-//	        (live tail to operators)
-//	operators ── micro endpoints ──> query.go, rulestore.go
+//	both streams ──ordered, per instance, only while someone follows──>
+//	        follow.go (live tail to operators)
+//	operators ── micro endpoints ──> query.go (merges both streams),
+//	        rulestore.go, answers bounded in bytes (reply.go)
 //	child sites ── steward.<site>.site.<child>.status.forward ──> forward.go
-//	        (child from the subject, rate limit) ──> STATUS; a forward rule
-//	        with target "parent" sends to the parent's the same way (SiteNC)
+//	        (child from the subject, rate limit) ──> STATUS_AGENTS; a forward
+//	        rule with target "parent" sends to the parent's the same way
+//	        (SiteNC)
+//
+// streams.go says why the site's own messages and agents' are stored
+// apart; matchexpr.go how rule expressions are kept from exhausting memory.
 //
 // Any number of instances may run: endpoints share the queue group
-// steward-status, the two durable consumers share their work, and every
+// steward-status, the durable consumers share their work, and every
 // write to a bucket is a create or a compare-and-set.
 package status
 
@@ -51,8 +60,14 @@ import (
 const (
 	ServiceName    = "steward-status"
 	ServiceVersion = "0.1.0"
-	// Stream stores every status message of the site.
+	// Stream stores the site's own status messages: its services' (the
+	// audit records among them) and, from before AgentStream existed,
+	// everything else.
 	Stream = "STATUS"
+	// AgentStream stores agents' status messages and those child sites
+	// forward, with limits of its own, so that however much they send they
+	// never evict the site's own records from Stream.
+	AgentStream = "STATUS_AGENTS"
 	// ActionStream is the work queue of rule actions (exec, webhook, forward).
 	ActionStream = "STATUS_ACTIONS"
 	// RuleBucket holds the status filter rules, keyed by rule name.
@@ -82,6 +97,9 @@ const (
 	DefaultStoreTimeout   = 10 * time.Second
 	DefaultMaxClockSkew   = 5 * time.Minute
 	DefaultIngestWorkers  = 16
+	// The action queue's bounds: each job carries a whole message.
+	DefaultActionQueueJobs  = 100_000
+	DefaultActionQueueBytes = 256 << 20
 )
 
 // DefaultActionBackoff is the wait before each retry of a failed action.
@@ -118,10 +136,16 @@ type Config struct {
 	// clustered.
 	Replicas int
 
-	// MaxAge and MaxBytes bound the stored messages; the oldest go first.
+	// MaxAge and MaxBytes bound the site's own stored messages (Stream:
+	// its services', audit records included); the oldest go first.
 	// Defaults 30 days and 1 GiB.
 	MaxAge   time.Duration
 	MaxBytes int64
+	// AgentMaxAge and AgentMaxBytes bound the stored messages of agents and
+	// child sites (AgentStream), apart from the site's own, so that they
+	// cannot evict those. Defaults MaxAge and 1 GiB.
+	AgentMaxAge   time.Duration
+	AgentMaxBytes int64
 	// Duplicates is how long the stream remembers a message uuid, so that
 	// an agent's resend within it is never stored twice. Default 1h (the
 	// server keeps one small entry per message received within it).
@@ -161,6 +185,12 @@ type Config struct {
 	ActionBackoff []time.Duration
 	// ActionWorkers is how many actions one instance runs at once. Default 8.
 	ActionWorkers int
+	// ActionQueueJobs and ActionQueueBytes bound the queue of actions
+	// waiting to run (ActionStream; each job is a copy of its message).
+	// When it is full a matching rule's action is not queued, and that is
+	// reported (4003). Defaults 100,000 jobs and 256 MiB.
+	ActionQueueJobs  int64
+	ActionQueueBytes int64
 	// IngestWorkers is how many agent batches one instance handles at once.
 	// Default 4.
 	IngestWorkers int
@@ -213,6 +243,10 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	setDefault(&c.MaxAge, DefaultMaxAge)
 	setDefault(&c.MaxBytes, DefaultMaxBytes)
+	setDefault(&c.AgentMaxAge, c.MaxAge)
+	setDefault(&c.AgentMaxBytes, DefaultMaxBytes)
+	setDefault(&c.ActionQueueJobs, DefaultActionQueueJobs)
+	setDefault(&c.ActionQueueBytes, DefaultActionQueueBytes)
 	setDefault(&c.Duplicates, DefaultDuplicates)
 	setDefault(&c.Rate, DefaultRate)
 	setDefault(&c.Burst, DefaultBurst)
@@ -232,10 +266,12 @@ func (c *Config) CheckAndSetDefaults() error {
 		c.ActionBackoff = DefaultActionBackoff
 	}
 	switch {
-	case c.MaxAge < 0 || c.MaxBytes < 0 || c.Duplicates < 0:
-		return errors.New("status: MaxAge, MaxBytes and Duplicates must not be negative")
-	case c.Duplicates > c.MaxAge:
-		return fmt.Errorf("status: duplicates window %s is longer than MaxAge %s", c.Duplicates, c.MaxAge)
+	case c.MaxAge < 0 || c.MaxBytes < 0 || c.AgentMaxAge < 0 || c.AgentMaxBytes < 0 || c.Duplicates < 0:
+		return errors.New("status: MaxAge, MaxBytes, AgentMaxAge, AgentMaxBytes and Duplicates must not be negative")
+	case c.Duplicates > c.MaxAge || c.Duplicates > c.AgentMaxAge:
+		return fmt.Errorf("status: duplicates window %s is longer than MaxAge %s or AgentMaxAge %s", c.Duplicates, c.MaxAge, c.AgentMaxAge)
+	case c.ActionQueueJobs < 1 || c.ActionQueueBytes < contracts.MaxMessageBytes:
+		return fmt.Errorf("status: ActionQueueJobs must be positive and ActionQueueBytes at least %d", contracts.MaxMessageBytes)
 	case c.Burst < 1 || c.ForwardBurst < 1 || c.RateReport < 0 || c.Window < time.Minute || c.Window > 24*time.Hour:
 		return errors.New("status: Burst must be positive and Window from a minute to a day")
 	case c.ActionAttempts < 1 || c.ActionWorkers < 1 || c.IngestWorkers < 1:
@@ -262,11 +298,16 @@ func setDefault[T comparable](v *T, def T) {
 
 // Service is one instance of the status service.
 type Service struct {
-	cfg    Config
-	log    *slog.Logger
-	js     jetstream.JetStream
+	cfg Config
+	log *slog.Logger
+	js  jetstream.JetStream
+	// stream is Stream (the site's own messages), agents AgentStream
+	// (agents' and child sites'); stores lists both, in the order queries
+	// merge them.
 	stream jetstream.Stream
-	// store writes agents' messages to Stream, many to a disk sync.
+	agents jetstream.Stream
+	stores []storeStream
+	// store writes agents' messages to AgentStream, many to a disk sync.
 	store   *jsbatch.Writer
 	actions jetstream.Stream
 	rules   *ruleStore
@@ -277,7 +318,11 @@ type Service struct {
 	peers      PeerSource
 	comps      *componentStore
 	follows    *follows
-	emit       *Emitter
+	// dropped reports the jobs the full action queue refused;
+	// actionReports bounds the reports of failing actions.
+	dropped       droppedJobs
+	actionReports *reportBudget
+	emit          *Emitter
 	// instance names this instance in its status messages (Instance is
 	// "steward-status/<instance>") and in its micro metadata.
 	instance string
@@ -295,15 +340,16 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("status: jetstream: %w", err)
 	}
 	s := &Service{
-		cfg:        cfg,
-		log:        cfg.Log.With("component", "status"),
-		js:         js,
-		limiter:    newLimiter(cfg.Rate, cfg.Burst),
-		fwdLimiter: newLimiter(cfg.ForwardRate, cfg.ForwardBurst),
-		peers:      &cachedPeers{src: cfg.Peers, ttl: peerCacheTTL, now: cfg.Now},
-		follows:    newFollows(),
-		instance:   nuid.Next(),
-		ready:      make(chan struct{}),
+		cfg:           cfg,
+		log:           cfg.Log.With("component", "status"),
+		js:            js,
+		limiter:       newLimiter(cfg.Rate, cfg.Burst),
+		fwdLimiter:    newLimiter(cfg.ForwardRate, cfg.ForwardBurst),
+		actionReports: newReportBudget(actionReportsPerMinute/60.0, actionReportsBurst),
+		peers:         &cachedPeers{src: cfg.Peers, ttl: peerCacheTTL, now: cfg.Now},
+		follows:       newFollows(),
+		instance:      nuid.Next(),
+		ready:         make(chan struct{}),
 	}
 	if err := s.setup(ctx); err != nil {
 		return nil, err
@@ -313,34 +359,24 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 
 func (s *Service) setup(ctx context.Context) error {
 	cfg := s.cfg
-	all, _ := contracts.StatusSubjectAll(cfg.Site)
 	var err error
-	s.stream, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        Stream,
-		Description: "Steward status messages",
-		Subjects:    []string{all},
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      cfg.MaxAge,
-		MaxBytes:    cfg.MaxBytes,
-		Duplicates:  cfg.Duplicates,
-		MaxMsgSize:  contracts.MaxMessageBytes,
-		AllowDirect: true,
-		// Agents' messages are stored many to a disk sync (jsbatch).
-		// Set here, not after: an update without it would turn it off
-		// under the other instances for a moment.
-		AllowAtomicPublish: true,
-	})
+	// Stream keeps its name, subjects and limits from before AgentStream
+	// existed: a site that restarts with this version keeps what it
+	// stored, and from now on only the site's own services write to it.
+	s.stream, err = s.js.CreateOrUpdateStream(ctx, statusStreamConfig(cfg, Stream, "Steward status messages of the site's services (audit records included)", siteToken, cfg.MaxAge, cfg.MaxBytes))
 	if err != nil {
 		return fmt.Errorf("status: stream %s: %w", Stream, err)
 	}
-	atomicBatches := s.stream.CachedInfo().Config.AllowAtomicPublish
-	if !atomicBatches {
-		s.log.Warn("atomic batch publish unavailable (nats-server before 2.12); storing status messages one at a time", "stream", Stream)
+	s.agents, err = s.js.CreateOrUpdateStream(ctx, statusStreamConfig(cfg, AgentStream, "Steward status messages of agents and child sites", agentsToken, cfg.AgentMaxAge, cfg.AgentMaxBytes))
+	if err != nil {
+		return fmt.Errorf("status: stream %s: %w", AgentStream, err)
 	}
-	s.store = jsbatch.New(cfg.NC, s.js, Stream, atomicBatches, cfg.StoreTimeout, s.log)
+	s.stores = []storeStream{{name: Stream, token: siteToken, stream: s.stream}, {name: AgentStream, token: agentsToken, stream: s.agents}}
+	atomicBatches := s.agents.CachedInfo().Config.AllowAtomicPublish
+	if !atomicBatches {
+		s.log.Warn("atomic batch publish unavailable (nats-server before 2.12); storing status messages one at a time", "stream", AgentStream)
+	}
+	s.store = jsbatch.New(cfg.NC, s.js, AgentStream, atomicBatches, cfg.StoreTimeout, s.log)
 	actSubj, _ := contracts.Event(cfg.Site, "status", "action")
 	s.actions, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        ActionStream,
@@ -351,6 +387,12 @@ func (s *Service) setup(ctx context.Context) error {
 		Retention:   jetstream.WorkQueuePolicy,
 		MaxAge:      7 * 24 * time.Hour,
 		Duplicates:  contracts.DedupWindow,
+		// Bounded: a hanging webhook must not fill the site's disk with
+		// copies of messages. When full, new jobs are refused (the rule's
+		// action is reported as not run) rather than old ones dropped.
+		MaxMsgs:  cfg.ActionQueueJobs,
+		MaxBytes: cfg.ActionQueueBytes,
+		Discard:  jetstream.DiscardNew,
 	})
 	if err != nil {
 		return fmt.Errorf("status: stream %s: %w", ActionStream, err)
@@ -381,8 +423,10 @@ func (s *Service) setup(ctx context.Context) error {
 	s.comps = &componentStore{kv: compKV, window: cfg.Window}
 	// The durable consumers exist from the first start on, so that no
 	// message stored before Run is missed by the rules.
-	if _, err := s.js.CreateOrUpdateConsumer(ctx, Stream, s.rulesConsumerConfig()); err != nil {
-		return fmt.Errorf("status: consumer %s: %w", RulesConsumer, err)
+	for _, st := range s.stores {
+		if _, err := s.js.CreateOrUpdateConsumer(ctx, st.name, s.rulesConsumerConfig(st)); err != nil {
+			return fmt.Errorf("status: consumer %s of %s: %w", RulesConsumer, st.name, err)
+		}
 	}
 	if _, err := s.js.CreateOrUpdateConsumer(ctx, ActionStream, s.actionsConsumerConfig()); err != nil {
 		return fmt.Errorf("status: consumer %s: %w", ActionsConsumer, err)
@@ -454,18 +498,18 @@ func (s *Service) addService() (micro.Service, error) {
 	log := s.log
 	table := []rpc.Endpoint{
 		rpc.Route("ingest", rpc.AgentUp(contracts.KindStatus), s.concurrent(rpc.BatchHandler(log, s.ingestItem))),
-		rpc.Route("list", rpc.OpUp(contracts.KindStatusList), rpc.Handler(log, contracts.TypeStatusListRequest, guard(s, permRead, s.list))),
-		rpc.Route("show", rpc.OpUp(contracts.KindStatusShow), rpc.Handler(log, contracts.TypeStatusShowRequest, guard(s, permRead, s.show))),
-		rpc.Route("follow", rpc.OpUp(contracts.KindStatusFollow), rpc.Handler(log, contracts.TypeStatusFollowRequest, guard(s, permRead, s.follow))),
-		rpc.Route("catalog", rpc.OpUp(contracts.KindStatusCatalog), rpc.Handler(log, contracts.TypeStatusCatalogRequest, guard(s, permRead, s.catalog))),
-		rpc.Route("components", rpc.OpUp(contracts.KindStatusComponents), rpc.Handler(log, contracts.TypeStatusComponentsRequest, guard(s, permRead, s.components))),
-		rpc.Route("clients", rpc.OpUp(contracts.KindStatusClients), rpc.Handler(log, contracts.TypeStatusClientsRequest, guard(s, permRead, s.clientStatus))),
-		rpc.Route("rules-add", rpc.OpUp(contracts.KindStatusRulesAdd), rpc.Handler(log, contracts.TypeStatusRuleAddRequest, guard(s, permRulesEdit, s.addRule))),
-		rpc.Route("rules-list", rpc.OpUp(contracts.KindStatusRulesList), rpc.Handler(log, contracts.TypeStatusRuleListRequest, guard(s, permRulesRead, s.listRules))),
-		rpc.Route("rules-delete", rpc.OpUp(contracts.KindStatusRulesDelete), rpc.Handler(log, contracts.TypeStatusRuleDeleteRequest, guard(s, permRulesEdit, s.deleteRule))),
+		rpc.Route("list", rpc.OpUp(contracts.KindStatusList), answer(s, contracts.TypeStatusListRequest, guard(s, permRead, s.list))),
+		rpc.Route("show", rpc.OpUp(contracts.KindStatusShow), answer(s, contracts.TypeStatusShowRequest, guard(s, permRead, s.show))),
+		rpc.Route("follow", rpc.OpUp(contracts.KindStatusFollow), answer(s, contracts.TypeStatusFollowRequest, guard(s, permRead, s.follow))),
+		rpc.Route("catalog", rpc.OpUp(contracts.KindStatusCatalog), answer(s, contracts.TypeStatusCatalogRequest, guard(s, permRead, s.catalog))),
+		rpc.Route("components", rpc.OpUp(contracts.KindStatusComponents), answer(s, contracts.TypeStatusComponentsRequest, guard(s, permRead, s.components))),
+		rpc.Route("clients", rpc.OpUp(contracts.KindStatusClients), answer(s, contracts.TypeStatusClientsRequest, guard(s, permRead, s.clientStatus))),
+		rpc.Route("rules-add", rpc.OpUp(contracts.KindStatusRulesAdd), answer(s, contracts.TypeStatusRuleAddRequest, guard(s, permRulesEdit, s.addRule))),
+		rpc.Route("rules-list", rpc.OpUp(contracts.KindStatusRulesList), answer(s, contracts.TypeStatusRuleListRequest, guard(s, permRulesRead, s.listRules))),
+		rpc.Route("rules-delete", rpc.OpUp(contracts.KindStatusRulesDelete), answer(s, contracts.TypeStatusRuleDeleteRequest, guard(s, permRulesEdit, s.deleteRule))),
 		rpc.Route("forward", func(site string) (string, error) { return contracts.SiteSubjectAll(site, contracts.KindStatusForward) },
 			s.concurrent(rpc.Handler(log, contracts.TypeStatusMessage, s.receiveForward))),
-		rpc.Route("rules-test", rpc.OpUp(contracts.KindStatusRulesTest), rpc.Handler(log, contracts.TypeStatusRuleTestRequest, guard(s, permRulesRead, s.testRule))),
+		rpc.Route("rules-test", rpc.OpUp(contracts.KindStatusRulesTest), answer(s, contracts.TypeStatusRuleTestRequest, guard(s, permRulesRead, s.testRule))),
 	}
 	return rpc.AddService(s.cfg.NC, s.cfg.Site, ServiceName, ServiceVersion, "Steward status messages: ingest, queries, summaries, filter rules", table)
 }

@@ -1,0 +1,172 @@
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/rpc"
+)
+
+// largeProps are the properties of a legal agent message of ~20 KB (far
+// under the 64 KiB limit of one message).
+func largeProps() map[string]string {
+	props := map[string]string{}
+	for i := range contracts.MaxStatusProperties {
+		props[string(rune('a'+i%26))+strings.Repeat("k", i/26+1)] = strings.Repeat("v", 600)
+	}
+	return props
+}
+
+// storeLarge has n clients (one, with clients false) store n large legal
+// messages and returns their uuids in order.
+func storeLarge(t *testing.T, e *env, n int, clients bool) []string {
+	t.Helper()
+	props := largeProps()
+	var ids []string
+	for i := range n { // one per batch: a batch is at most 900 KiB
+		from := "c-noisy"
+		if clients {
+			from = "c-" + strings.Repeat("x", i+1)
+		}
+		m := agentMsg(10999, props) // an unknown agent-block ID: stored, flagged
+		if ack := e.send(from, item(t, m)); len(ack.Stored) != 1 {
+			t.Fatalf("not stored: %+v", ack.Rejected)
+		}
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
+// TestListPageByteBudget: 60 legal messages of ~20 KB made the default page
+// (100 messages) larger than the server carries; the answer failed to send
+// and every operator's `status list` timed out. A page now ends at a byte
+// budget, and Next goes on from there: every message once, in order.
+func TestListPageByteBudget(t *testing.T) {
+	e := newEnv(t, nil)
+	ids := storeLarge(t, e, 60, false)
+	var got []string
+	pages := 0
+	for after := ""; ; pages++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		resp, err := e.op.StatusList(ctx, contracts.StatusListRequest{Filter: contracts.StatusFilter{Clients: []string{"c-noisy"}}, After: after})
+		cancel()
+		if err != nil {
+			t.Fatalf("status list (default page) failed: %v", err)
+		}
+		b, _ := json.Marshal(resp)
+		if len(b) > maxPageBytes+64<<10 {
+			t.Errorf("page %d is %d bytes", pages, len(b))
+		}
+		for _, m := range resp.Messages {
+			got = append(got, m.ID)
+		}
+		if resp.Next == "" {
+			break
+		}
+		if pages > 10 {
+			t.Fatal("paging does not end")
+		}
+		after = resp.Next
+	}
+	if pages < 1 || strings.Join(got, ",") != strings.Join(ids, ",") {
+		t.Errorf("got %d messages in %d pages, want the %d in order over at least two pages", len(got), pages+1, len(ids))
+	}
+}
+
+// TestClientsTrimmedToFit: `status clients` answers every client's
+// summary, each with its whole last message, in one message: 60 clients
+// whose last message is ~20 KB made it unanswerable. Past the budget the
+// last messages are trimmed to what the table shows.
+func TestClientsTrimmedToFit(t *testing.T) {
+	e := newEnv(t, nil)
+	ids := storeLarge(t, e, 60, true)
+	e.caughtUp()
+	e.waitFor("the client summaries", func() bool {
+		sums, err := e.op.StatusClients(context.Background(), "c-x")
+		return err == nil && len(sums) == 1
+	})
+	e.waitFor("every client's summary", func() bool {
+		n := 0
+		_ = readAll(context.Background(), e.svc.clients.kv, func(string, []byte) error { n++; return nil })
+		return n == len(ids)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sums, err := e.op.StatusClients(ctx, "")
+	if err != nil {
+		t.Fatalf("status clients failed: %v", err)
+	}
+	if len(sums) != len(ids) {
+		t.Fatalf("got %d summaries, want %d", len(sums), len(ids))
+	}
+	last := map[string]bool{}
+	for _, s := range sums {
+		last[s.Last.ID] = true
+		if s.Info+s.Warning+s.Error != 1 || s.Last.Text == "" || len(s.Last.Properties) != 0 || len([]rune(s.Last.Text)) > trimmedText+1 {
+			t.Errorf("summary of %s: %d messages, text %d characters, %d properties; want 1, trimmed, none", s.Client, s.Info+s.Warning+s.Error, len(s.Last.Text), len(s.Last.Properties))
+		}
+	}
+	for _, id := range ids {
+		if !last[id] {
+			t.Errorf("no summary has last message %s", id)
+		}
+	}
+	// One client's summary is whole.
+	one, err := e.op.StatusClients(ctx, "c-x")
+	if err != nil || len(one) != 1 || len(one[0].Last.Properties) != contracts.MaxStatusProperties {
+		t.Errorf("one client: got %+v, %v; want its whole last message", one, err)
+	}
+}
+
+// TestRulesTestByteBudget: a replay's results stop at the byte budget as
+// they stop at the limit; Matched counts them all.
+func TestRulesTestByteBudget(t *testing.T) {
+	e := newEnv(t, nil)
+	storeLarge(t, e, 60, false)
+	e.caughtUp()
+	e.addRule(contracts.StatusRule{Name: "noisy", Match: `client == "c-noisy"`, Action: contracts.RuleStore})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := e.op.StatusRulesTest(ctx, contracts.StatusRuleTestRequest{Name: "noisy"})
+	if err != nil {
+		t.Fatalf("rules test failed: %v", err)
+	}
+	if resp.Matched != 60 || len(resp.Results) == 0 || len(resp.Results) >= 60 {
+		t.Errorf("got %d matched, %d results; want 60 matched and fewer results than that", resp.Matched, len(resp.Results))
+	}
+}
+
+// TestAnswerTooLarge: an answer the server cannot carry is answered with
+// too_large at once, not left to fail to send (the operator waited for
+// its timeout).
+func TestAnswerTooLarge(t *testing.T) {
+	e := newEnv(t, nil)
+	huge := func(context.Context, contracts.SubjectInfo, *contracts.StatusRuleListRequest) (*contracts.StatusRuleListResponse, error) {
+		resp := &contracts.StatusRuleListResponse{Header: contracts.NewHeader(contracts.TypeStatusRuleListResponse)}
+		for i := range 1000 {
+			resp.Rules = append(resp.Rules, contracts.StatusRule{Name: "r" + strings.Repeat("x", i%50), Match: strings.Repeat("true && ", 250) + "true", Action: contracts.RuleStore})
+		}
+		return resp, nil
+	}
+	subj, _ := contracts.OpUp(site, "alice", "status.huge")
+	svc, err := micro.AddService(e.nc, micro.Config{Name: "huge", Version: "0.0.1", Endpoint: &micro.EndpointConfig{Subject: subj, Handler: answer(e.svc, contracts.TypeStatusRuleListRequest, huge)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	if err := e.nc.Flush(); err != nil { // the server has the subscription
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var resp contracts.StatusRuleListResponse
+	err = rpc.Call(ctx, e.op.Conn(), subj, contracts.StatusRuleListRequest{Header: contracts.NewHeader(contracts.TypeStatusRuleListRequest)}, &resp)
+	if contracts.CodeOf(err) != contracts.CodeTooLarge || !strings.Contains(err.Error(), "bytes") {
+		t.Errorf("got %v, want too_large saying how large", err)
+	}
+}
