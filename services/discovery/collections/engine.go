@@ -18,9 +18,14 @@
 //     queries read a field that changed (each query's fields are found in
 //     its syntax tree when it is compiled), then, in topological order, the
 //     dependants of every collection whose membership of the client changed.
-//   - A definition change (Put, Delete) re-evaluates that collection over
-//     every client (its queries only when they changed) and then its
-//     dependants, with whole-bitset operations.
+//   - A definition change (Put, Delete) re-evaluates that collection (its
+//     queries only when they changed, and only over the members of its
+//     limit) and then its dependants, with whole-bitset operations.
+//
+// A collection's query bits (q) are kept for the members of its limit
+// only: a client entering the limit is evaluated then. A collection in
+// error (see Info) is not kept up to date; its queries are evaluated
+// again over its limit when the error goes.
 //
 // Both return the membership changes (Deltas) for the caller to publish.
 // The package knows nothing of NATS; an Engine is not safe for concurrent
@@ -84,7 +89,7 @@ type coll struct {
 	err        error   // why it has no members: compileErr, a missing reference, a cycle
 
 	directBits bitset // direct members that are known clients
-	q          bitset // clients the queries match (approved ones only)
+	q          bitset // members of the limit the queries match (when err is nil)
 	members    bitset
 }
 
@@ -100,8 +105,9 @@ type Engine struct {
 	byField  [numFields][]*coll
 	directOf map[string][]*coll // client ID -> collections naming it a direct member
 	mark     []bool             // by position in order: to re-evaluate
+	moved    []bool             // by position in order: its membership of the client changed (propagate)
 	vm       vm.VM
-	onEval   func(id string) // tests: called for each query evaluation of a client change
+	onEval   func(id string) // tests: called for each evaluation of a collection's queries for a client
 }
 
 // New returns an engine with All Systems and no clients.
@@ -127,6 +133,7 @@ func (e *Engine) reset() {
 func (e *Engine) Load(envs []Env, defs []Definition) {
 	e.reset()
 	for _, env := range envs {
+		env.long, env.many, env.large = sizeFields(&env, allFields)
 		e.addClient(&env)
 	}
 	for _, d := range defs {
@@ -138,15 +145,54 @@ func (e *Engine) Load(envs []Env, defs []Definition) {
 		e.indexDirect(c)
 	}
 	e.link()
-	e.evalQueries(e.order, runtime.GOMAXPROCS(0))
-	for _, c := range e.order {
-		c.members = e.combine(c)
-	}
+	e.build(runtime.GOMAXPROCS(0))
 }
 
-// RecomputeAll re-evaluates every query over every client and every
-// collection from scratch, in one goroutine: the brute force the
-// incremental updates are checked and measured against. It returns the
+// build evaluates every collection with up to workers goroutines, each
+// once the collections it names are built (a collection's queries are
+// evaluated over its limit's members).
+func (e *Engine) build(workers int) {
+	waiting := make([]int, len(e.order)) // by position: collections named not built yet
+	for _, r := range e.order {
+		for _, d := range r.dependents {
+			waiting[d.pos]++
+		}
+	}
+	ready := make(chan *coll, len(e.order))
+	for p, c := range e.order {
+		if c.err != nil || waiting[p] == 0 { // in error: builds to nothing
+			ready <- c
+		}
+	}
+	var mu sync.Mutex
+	left := len(e.order)
+	var wg sync.WaitGroup
+	for range max(1, workers) {
+		wg.Go(func() {
+			var m vm.VM
+			for c := range ready {
+				e.evalQueriesOf(c, &m)
+				c.members = e.combine(c)
+				mu.Lock()
+				for _, d := range c.dependents {
+					if waiting[d.pos]--; waiting[d.pos] == 0 && d.err == nil {
+						ready <- d
+					}
+				}
+				if left--; left == 0 {
+					close(ready)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// RecomputeAll re-evaluates every query (over the members of its
+// collection's limit) and every collection from scratch, in one
+// goroutine: the brute force the incremental updates are checked and
+// measured against. It returns the
 // differences from the memberships kept incrementally (none, unless there
 // is a bug).
 func (e *Engine) RecomputeAll() []Delta {
@@ -184,6 +230,7 @@ func (e *Engine) addClient(env *Env) int32 {
 func (e *Engine) SetClient(env Env) []Delta {
 	x, ok := e.idx[env.ID]
 	if !ok {
+		env.long, env.many, env.large = sizeFields(&env, allFields)
 		x = e.addClient(&env)
 		if !env.Approved {
 			return nil // in no collection, as before
@@ -191,15 +238,16 @@ func (e *Engine) SetClient(env Env) []Delta {
 		return e.propagate(x, allFields, true)
 	}
 	old := e.envs[x]
+	changed := changedFields(old, &env)
+	long, many, large := sizeFields(&env, changed)
+	env.long, env.many, env.large = old.long&^changed|long, old.many&^changed|many, old.large&^changed|large
 	e.envs[x] = &env
 	switch {
 	case old.Approved != env.Approved:
 		return e.propagate(x, allFields, true)
 	case !env.Approved:
 		return nil // in no collection, before and after; queries are not evaluated
-	}
-	changed := changedFields(old, &env)
-	if changed == 0 {
+	case changed == 0:
 		return nil
 	}
 	return e.propagate(x, changed, false)
@@ -238,7 +286,8 @@ func (e *Engine) Env(id string) (Env, bool) {
 // propagate re-evaluates client x after the fields in changed changed (and
 // its approval, when approval is set): first the collections whose queries
 // read a changed field, then, in topological order, the dependants of every
-// collection whose membership of x changed. Nothing else is looked at.
+// collection whose membership of x changed (evaluating their queries when x
+// entered their limit). Nothing else is looked at.
 func (e *Engine) propagate(x int32, changed fieldSet, approval bool) []Delta {
 	env := e.envs[x] // nil when the client is being removed
 	lo := len(e.order)
@@ -259,6 +308,12 @@ func (e *Engine) propagate(x int32, changed fieldSet, approval bool) []Delta {
 		}
 	}
 	var deltas []Delta
+	var moved []int
+	defer func() {
+		for _, p := range moved {
+			e.moved[p] = false
+		}
+	}()
 	for p := lo; p < len(e.order); p++ {
 		if !e.mark[p] {
 			continue
@@ -266,19 +321,26 @@ func (e *Engine) propagate(x int32, changed fieldSet, approval bool) []Delta {
 		e.mark[p] = false
 		c := e.order[p]
 		if c.err != nil {
-			continue
+			continue // evaluated again when the error goes
 		}
-		if c.fields&changed != 0 {
-			if e.onEval != nil {
-				e.onEval(c.def.ID)
+		if len(c.queries) > 0 {
+			switch {
+			case !c.limit.members.has(x):
+				c.q.set(x, false)
+			case c.fields&changed != 0 || e.moved[c.limit.pos]:
+				if e.onEval != nil {
+					e.onEval(c.def.ID)
+				}
+				c.q.set(x, c.match(&e.vm, env))
 			}
-			c.q.set(x, env != nil && env.Approved && c.match(&e.vm, env))
 		}
 		in := e.memberOf(c, x, env)
 		if in == c.members.has(x) {
 			continue
 		}
 		c.members.set(x, in)
+		e.moved[p] = true
+		moved = append(moved, p)
 		d := Delta{Collection: c.def.ID}
 		if in {
 			d.Added = []string{e.ids[x]}
@@ -332,22 +394,11 @@ func (e *Engine) memberOf(c *coll, x int32, env *Env) bool {
 	return true
 }
 
-// evalQueries evaluates the queries of cs over every approved client into
-// their q bitsets, with up to workers goroutines (one collection each).
+// evalQueries evaluates the queries of cs over the members of their
+// limits into their q bitsets, with up to workers goroutines (one
+// collection each). The limits' members must be up to date.
 func (e *Engine) evalQueries(cs []*coll, workers int) {
-	one := func(c *coll, m *vm.VM) {
-		c.q = nil
-		if c.err != nil || len(c.queries) == 0 {
-			return
-		}
-		q := make(bitset, (len(e.envs)+63)/64)
-		for x, env := range e.envs {
-			if env != nil && env.Approved && c.match(m, env) {
-				q.set(int32(x), true)
-			}
-		}
-		c.q = q
-	}
+	one := e.evalQueriesOf
 	if workers <= 1 || len(cs) < 2 {
 		for _, c := range cs {
 			one(c, &e.vm)
@@ -369,6 +420,43 @@ func (e *Engine) evalQueries(cs []*coll, workers int) {
 	}
 	close(work)
 	wg.Wait()
+}
+
+// evalQueriesOf evaluates the queries of c over the members of its limit
+// into its q bitset, with the machine m.
+func (e *Engine) evalQueriesOf(c *coll, m *vm.VM) {
+	c.q = nil
+	if c.err != nil || len(c.queries) == 0 {
+		return
+	}
+	q := make(bitset, len(c.limit.members))
+	c.limit.members.each(func(x int32) {
+		if e.onEval != nil {
+			e.onEval(c.def.ID) // tests: not with several workers
+		}
+		if env := e.envs[x]; env != nil && env.Approved && c.match(m, env) {
+			q.set(x, true)
+		}
+	})
+	c.q = q
+}
+
+// syncQueries keeps c's q bits for the members of its limit after they
+// changed from old: evaluates the queries for the clients that entered it,
+// clears the bits of those that left.
+func (e *Engine) syncQueries(c *coll, old bitset) {
+	now := c.limit.members
+	for w := range max(len(old), len(now)) {
+		o, n := old.word(w), now.word(w)
+		for diff := o ^ n; diff != 0; diff &= diff - 1 {
+			bit := diff & -diff
+			x := int32(w<<6) + int32(bits.TrailingZeros64(bit))
+			if n&bit != 0 && e.onEval != nil {
+				e.onEval(c.def.ID)
+			}
+			c.q.set(x, n&bit != 0 && c.match(&e.vm, e.envs[x]))
+		}
+	}
 }
 
 // combine computes c's members from its q bits, its direct members and the
@@ -436,7 +524,9 @@ func (e *Engine) Put(def Definition) []Delta {
 	evalQ := true
 	if old != nil {
 		c.members = old.members
-		if old.compileErr == nil && c.compileErr == nil && slices.Equal(old.def.Queries, def.Queries) {
+		// The query bits are kept up to date only while the collection
+		// has no error, over its limit.
+		if old.err == nil && c.compileErr == nil && slices.Equal(old.def.Queries, def.Queries) && old.def.limitID() == def.limitID() {
 			c.q, evalQ = old.q, false
 		}
 		e.unindexDirect(old)
@@ -466,7 +556,9 @@ func (e *Engine) Delete(id string) []Delta {
 
 // relink rebuilds the graph after a definition change and re-evaluates
 // the changed collection (its queries when evalQ), every collection whose
-// error changed, and their dependants, in topological order.
+// error changed (its queries when the error went), and their dependants
+// (their queries for the clients that entered their limit), in
+// topological order.
 func (e *Engine) relink(changed *coll, evalQ bool) []Delta {
 	before := make(map[*coll]string, len(e.colls))
 	for _, c := range e.colls {
@@ -489,19 +581,26 @@ func (e *Engine) relink(changed *coll, evalQ bool) []Delta {
 		}
 	}
 	var deltas []Delta
+	prev := map[*coll]bitset{} // members before, of the collections whose members changed
 	for p := lo; p < len(e.order); p++ {
 		if !e.mark[p] {
 			continue
 		}
 		e.mark[p] = false
 		c := e.order[p]
-		if c == changed && evalQ {
-			e.evalQueries([]*coll{c}, runtime.GOMAXPROCS(0))
+		if c.err == nil && len(c.queries) > 0 {
+			if b, ok := before[c]; c == changed && evalQ || ok && b != "" {
+				e.evalQueries([]*coll{c}, runtime.GOMAXPROCS(0))
+			} else if old, ok := prev[c.limit]; ok {
+				e.syncQueries(c, old)
+			}
 		}
+		old := c.members
 		d, ok := e.replaceMembers(c, e.combine(c))
 		if !ok {
 			continue
 		}
+		prev[c] = old
 		deltas = append(deltas, d)
 		for _, dep := range c.dependents {
 			mark(dep)
@@ -654,19 +753,26 @@ func (e *Engine) link() {
 		}
 	}
 	e.mark = make([]bool, len(e.order))
+	e.moved = make([]bool, len(e.order))
 }
 
 // Check reports why def must not be stored: All Systems is built in; a
-// query does not compile (a *QueryError, wrapped); a reference is to a
-// collection that does not exist or to def itself; a collection is both
-// included and excluded; or the rules would make a cycle (the error names
-// it). def.ID may be new.
+// query does not compile or would cost a typical client more than Budget
+// (a *QueryError, wrapped); a reference is to a collection that does not
+// exist or to def itself; a collection is both included and excluded; or
+// the rules would make a cycle (the error names it). def.ID may be new.
 func (e *Engine) Check(def Definition) error {
 	if def.ID == contracts.AllSystemsID {
 		return fmt.Errorf("%s is built in: it cannot be changed", contracts.AllSystemsName)
 	}
 	for i, src := range def.Queries {
-		if _, err := Compile(src); err != nil {
+		q, err := Compile(src)
+		if err == nil {
+			if _, costly := q.Typical(); costly != nil {
+				err = costly
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("query %d: %w", i+1, err)
 		}
 	}
@@ -839,11 +945,11 @@ func (e *Engine) Preview(def Definition) ([]string, error) {
 	}
 	var m vm.VM
 	if len(c.queries) > 0 {
-		for x, env := range e.envs {
-			if env != nil && env.Approved && c.match(&m, env) {
-				c.q.set(int32(x), true)
+		c.limit.members.each(func(x int32) {
+			if env := e.envs[x]; env != nil && env.Approved && c.match(&m, env) {
+				c.q.set(x, true)
 			}
-		}
+		})
 	}
 	return e.idsOf(e.combine(c)), nil
 }

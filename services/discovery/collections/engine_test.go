@@ -2,10 +2,12 @@ package collections
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/expr-lang/expr/vm"
 	"github.com/stewardhq/steward/contracts"
 )
 
@@ -400,4 +402,285 @@ func TestLoadMatchesIncremental(t *testing.T) {
 	if !e.IsMember("c", "c2") || e.IsMember("c", "c3") || e.IsMember("zz", "c1") {
 		t.Error("IsMember disagrees with Members")
 	}
+}
+
+// verify checks the whole incremental state of e against a recomputation
+// that changes nothing: the direct member bits, the query bits of every
+// collection without an error (the members of its limit its queries
+// match, nothing else), and every membership.
+func verify(t *testing.T, e *Engine) {
+	t.Helper()
+	var m vm.VM
+	fresh := map[*coll]bitset{}
+	equal := func(a, b bitset) bool {
+		for w := range max(len(a), len(b)) {
+			if a.word(w) != b.word(w) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, c := range e.order {
+		var direct bitset
+		for id := range c.direct {
+			if x, ok := e.idx[id]; ok {
+				direct.set(x, true)
+			}
+		}
+		if !equal(direct, c.directBits) {
+			t.Fatalf("direct members of %s: got %v, want %v", c.def.ID, e.idsOf(c.directBits), e.idsOf(direct))
+		}
+		var members bitset
+		switch {
+		case c.err != nil:
+		case c.builtIn:
+			for x, env := range e.envs {
+				if env != nil && env.Approved {
+					members.set(int32(x), true)
+				}
+			}
+		default:
+			var q bitset
+			if len(c.queries) > 0 {
+				fresh[c.limit].each(func(x int32) {
+					if c.match(&m, e.envs[x]) {
+						q.set(x, true)
+					}
+				})
+				if !equal(q, c.q) {
+					t.Fatalf("query bits of %s: got %v, want %v", c.def.ID, e.idsOf(c.q), e.idsOf(q))
+				}
+			}
+			fresh[c.limit].each(func(x int32) {
+				in := q.has(x) || direct.has(x)
+				for _, inc := range c.include {
+					in = in || fresh[inc].has(x)
+				}
+				for _, ex := range c.exclude {
+					in = in && !fresh[ex].has(x)
+				}
+				members.set(x, in)
+			})
+		}
+		if !equal(members, c.members) {
+			t.Fatalf("members of %s: got %v, want %v", c.def.ID, e.idsOf(c.members), e.idsOf(members))
+		}
+		fresh[c] = members
+	}
+}
+
+// A collection in error (a dangling include: another instance deleted the
+// collection it names at the same moment) keeps no query bits; when its
+// error goes, its queries are evaluated again.
+func TestStaleQueriesAfterError(t *testing.T) {
+	e := New()
+	e.Load(nil, nil)
+	c := Definition{ID: "C", Name: "Web", Queries: []string{`labels.role == "web"`}, Include: []string{"X"}}
+	e.Put(c)
+	if info, _ := e.Info("C"); info.Err == nil {
+		t.Fatal("expected C to have an error")
+	}
+	// A client matching C's query arrives while C is in error.
+	e.SetClient(Env{ID: "c1", Name: "web-01", Approved: true, Labels: map[string]string{"role": "web"}})
+	// The operator repairs C: drops the dangling include (queries unchanged).
+	c.Include = nil
+	deltas := e.Put(c)
+	wantMembers(t, e, "C", "c1")
+	if !hasDelta(deltas, "C", "c1", true) {
+		t.Errorf("deltas of the repair: got %v, want c1 added to C", deltas)
+	}
+	verify(t, e)
+	if d := e.RecomputeAll(); len(d) > 0 {
+		t.Errorf("incremental state differs from a recomputation: %+v", d)
+	}
+}
+
+// The other ways query bits went stale while a collection was in error: a
+// client that leaves while the collection is in error and whose index
+// goes to a client the queries do not match, and an error that goes
+// without the collection being changed (the collection it names is
+// created again).
+func TestQueryBitsWhileInError(t *testing.T) {
+	e := New()
+	w1 := web("c1", "web-01")
+	e.SetClient(w1)
+	e.Put(Definition{ID: "X", Name: "X"})
+	c := Definition{ID: "C", Name: "Web", Queries: []string{`labels.role == "web"`}, Include: []string{"X"}}
+	e.Put(c)
+	wantMembers(t, e, "C", "c1")
+	e.Delete("X") // C is in error
+	e.RemoveClient("c1")
+	db := web("c2", "db-01")
+	db.Labels = map[string]string{"role": "db"}
+	e.SetClient(db) // takes c1's index
+	e.SetClient(w1)
+	e.Put(Definition{ID: "X", Name: "X"}) // C's error goes
+	wantMembers(t, e, "C", "c1")
+	verify(t, e)
+
+	e.Delete("X")
+	e.SetClient(db)
+	e.RemoveClient("c1")
+	db2 := db
+	db2.ID, db2.Name = "c3", "db-03"
+	e.SetClient(db2) // takes c1's index again
+	c.Include = nil
+	e.Put(c) // queries unchanged
+	wantMembers(t, e, "C")
+	verify(t, e)
+}
+
+// A collection's queries are evaluated over the members of its limit
+// only, and for a client when it enters the limit.
+func TestQueriesOnlyOverTheLimit(t *testing.T) {
+	e := New()
+	for i := range 50 {
+		e.SetClient(web(fmt.Sprintf("c%02d", i), fmt.Sprintf("web-%02d", i)))
+	}
+	e.Put(Definition{ID: "pilot", Name: "Pilot", Direct: []string{"c01", "c02"}})
+	evals := countEvals(e)
+	e.Put(Definition{ID: "web", Name: "Pilot web", Limit: "pilot", Queries: []string{`name startsWith "web-"`}})
+	if got := evals(); len(got) != 2 {
+		t.Errorf("query evaluations of a new collection limited to 2 clients: %d, want 2", len(got))
+	}
+	wantMembers(t, e, "web", "c01", "c02")
+
+	evals = countEvals(e)
+	e.Put(Definition{ID: "pilot", Name: "Pilot", Direct: []string{"c01", "c02", "c03"}})
+	if got := evals(); len(got) != 1 {
+		t.Errorf("query evaluations after one client entered the limit: %d, want 1", len(got))
+	}
+	wantMembers(t, e, "web", "c01", "c02", "c03")
+
+	// A client outside the limit changes a field the queries read.
+	env := web("c10", "web-ten")
+	evals = countEvals(e)
+	e.SetClient(env)
+	if got := evals(); len(got) != 0 {
+		t.Errorf("query evaluations for a client outside the limit: %v", got)
+	}
+	// A client entering the limit by a change of its own.
+	e.Put(Definition{ID: "pilot", Name: "Pilot", Queries: []string{`name endsWith "ten"`}})
+	wantMembers(t, e, "web", "c10")
+	env.Name = "db-ten"
+	e.SetClient(env)
+	wantMembers(t, e, "web")
+	env.Name = "web-ten"
+	e.SetClient(env)
+	wantMembers(t, e, "web", "c10")
+	verify(t, e)
+	if d := e.RecomputeAll(); d != nil {
+		t.Errorf("RecomputeAll: %v", d)
+	}
+}
+
+// software makes n packages with names and versions of about size bytes.
+func software(n, size int) []*Software {
+	pad := strings.Repeat("x", max(0, size-8))
+	out := make([]*Software, n)
+	for i := range out {
+		out[i] = &Software{Name: fmt.Sprintf("p%06d%s", i, pad), Version: fmt.Sprintf("1.%d.%d%s", i%10, i%7, pad), Source: "dpkg"}
+	}
+	return out
+}
+
+// A query has a cost budget for one client: what cannot fit does not
+// compile or is refused by Check; what goes over it for a client fails
+// (does not match) without running on.
+func TestQueryBudget(t *testing.T) {
+	// Refused when compiled, with the place.
+	for _, b := range []struct{ q, msg string }{
+		{`len(sortBy(map(1..900000, {string(-#)}), #)) > 0`, "a range in a query holds at most 100000 numbers"},
+		{`len(join(map(software, .name), ",") + join(map(software, .name), ",") + join(map(software, .version), ",")) > 0`, "more than a query's budget"},
+		{`reduce(software, #acc + 1, 0) > 5`, "the function reduce is not available"},
+		{`toJSON($env) contains "x"`, "the function toJSON is not available"},
+		{`name matches labels.pattern`, "pattern must be a string literal"},
+		{`date("2026-01-01").Year() > 2000`, "methods are not available"},
+	} {
+		_, err := Compile(b.q)
+		var qe *QueryError
+		if !errors.As(err, &qe) || !strings.Contains(qe.Message, b.msg) {
+			t.Errorf("Compile(%q): got %v, want a *QueryError containing %q", b.q, err, b.msg)
+		}
+	}
+
+	// Compiles, but Check refuses it: too costly for a typical client.
+	e := New()
+	heavy := `len(sortBy(map(1..90000, {string(-#)}), #)) > 0`
+	err := e.Check(Definition{ID: "h", Name: "Heavy", Queries: []string{`true`, heavy}})
+	var qe *QueryError
+	if !errors.As(err, &qe) || !strings.HasPrefix(err.Error(), "query 2: line 1, column ") || !strings.Contains(qe.Message, "more than a query's budget") {
+		t.Errorf("Check of a heavy query: got %v, want query 2's budget error", err)
+	}
+	if err := e.Check(Definition{ID: "n", Name: "Nested", Queries: []string{`any(software, any(software, .name == "x"))`}}); err == nil {
+		t.Error("Check of loops over software in loops over software: got nil, want a budget error")
+	}
+
+	// Stored anyway (by an older version), or fine for a typical client
+	// but not for this one: the run stops at the budget,
+	// deterministically, and the query does not match.
+	nested := `any(users, any(users, any(users, # == "x")))`
+	env := web("c1", "web-01")
+	for i := range 300 {
+		env.Users = append(env.Users, fmt.Sprint("user", i))
+	}
+	for _, src := range []string{heavy, nested} {
+		q, err := Compile(src)
+		if err != nil {
+			t.Fatalf("Compile(%q): %v", src, err)
+		}
+		if ok, err := q.Eval(&env); ok || !errors.Is(err, ErrBudget) {
+			t.Errorf("Eval(%q): got %v, %v; want ErrBudget", src, ok, err)
+		}
+	}
+	e.SetClient(env)
+	e.Put(Definition{ID: "h", Name: "Heavy", Queries: []string{heavy, nested, `name == "web-01"`}})
+	wantMembers(t, e, "h", "c1") // the other rules still count
+	if in, _ := e.Info("h"); in.Err != nil {
+		t.Errorf("Info(h): %v", in.Err)
+	}
+
+	// Real queries over large inventories run: 20,000 packages (the
+	// inventory's limit) of short strings, 2,000 of long ones.
+	readme := `any(software, .name == "openssl" && versionCompare(.version, "3.0.13") < 0)`
+	for _, c := range []struct {
+		q         string
+		n, length int
+	}{
+		{readme, 20_000, 12},
+		{`any(software, versionCompare(.version, "3.0.13") < 0 && .name != "")`, 20_000, 12},
+		{`any(software, .name == "p001999") || "openssl" in map(software, .name)`, 20_000, 12},
+		{`any(users, # in admins) || any(ips, inSubnet(#, "10.1.0.0/16")) || any(disks, .mount == "/")`, 20_000, 12},
+		{readme, 2_000, 1000},
+		{`any(software, .name contains "zz") && any(software, .source == "rpm")`, 2_000, 1000},
+	} {
+		q, err := Compile(c.q)
+		if err != nil {
+			t.Fatalf("Compile(%q): %v", c.q, err)
+		}
+		if err := e.Check(Definition{ID: "r", Name: "Real", Queries: []string{c.q}}); err != nil {
+			t.Errorf("Check(%q): %v", c.q, err)
+		}
+		env := web("c2", "web-02")
+		env.Software = software(c.n, c.length)
+		if _, err := q.Eval(&env); err != nil {
+			t.Errorf("Eval(%q) over %d packages of %d bytes: %v", c.q, c.n, c.length, err)
+		}
+	}
+
+	// A field larger than queries may read fails the queries reading it.
+	env.OS.Name = strings.Repeat("x", MaxEnvString+1)
+	for src, want := range map[string]error{`os.name != ""`: ErrTooLarge, `name == "web-01"`: nil} {
+		q, _ := Compile(src)
+		if _, err := q.Eval(&env); !errors.Is(err, want) {
+			t.Errorf("Eval(%q) with a long os.name: got %v, want %v", src, err, want)
+		}
+	}
+	e.SetClient(env)
+	e.Put(Definition{ID: "os", Name: "OS", Queries: []string{`os.name != ""`}})
+	wantMembers(t, e, "os")
+	env.OS.Name = "Debian"
+	e.SetClient(env)
+	wantMembers(t, e, "os", "c1")
+	verify(t, e)
 }

@@ -29,6 +29,11 @@ type Env struct {
 	// Systems, so only they are members of any collection. Queries do not
 	// see it.
 	Approved bool `expr:"-"`
+
+	// Set by the engine from the fields (see sizeFields): queries reading
+	// long or many fields are charged more (see Query), those reading
+	// large ones do not match.
+	long, many, large fieldSet
 }
 
 // OS is the operating system (os.name, os.version, os.family, os.kernel).
@@ -144,3 +149,77 @@ func equal[T comparable](x, y T) bool { return x == y }
 
 // equalAt compares what two pointers point to.
 func equalAt[T comparable](x, y *T) bool { return x == y || *x == *y }
+
+// sizeFields returns, among the fields fs of env, those holding a string
+// over 64 bytes (long), a list or map other than software of over 256
+// items (many), and a string over MaxEnvString bytes or a list or map over
+// MaxEnvList items (large). The inventory refuses reports that large; the
+// record and heartbeat fields are not bounded there.
+func sizeFields(env *Env, fs fieldSet) (long, many, large fieldSet) {
+	var f field
+	str := func(ss ...string) {
+		for _, s := range ss {
+			if len(s) > shortString {
+				long |= 1 << f
+				if len(s) > MaxEnvString {
+					large |= 1 << f
+				}
+			}
+		}
+	}
+	items := func(n int) {
+		if n > fewItems && f != fSoftware {
+			many |= 1 << f
+		}
+		if n > MaxEnvList {
+			large |= 1 << f
+		}
+	}
+	for f = range numFields {
+		if !fs.has(f) {
+			continue
+		}
+		switch f {
+		case fID:
+			str(env.ID)
+		case fName:
+			str(env.Name)
+		case fSite:
+			str(env.Site)
+		case fOS:
+			str(env.OS.Name, env.OS.Version, env.OS.Family, env.OS.Kernel)
+		case fArch:
+			str(env.Arch)
+		case fCPU:
+			str(env.CPU.Model)
+		case fDisks:
+			items(len(env.Disks))
+			for _, d := range env.Disks {
+				str(d.Device, d.Mount, d.FSType)
+			}
+		case fIPs:
+			items(len(env.IPs))
+			str(env.IPs...)
+		case fMACs:
+			items(len(env.MACs))
+			str(env.MACs...)
+		case fSoftware:
+			items(len(env.Software))
+			for _, s := range env.Software {
+				str(s.Name, s.Version, s.Source)
+			}
+		case fUsers:
+			items(len(env.Users))
+			str(env.Users...)
+		case fAdmins:
+			items(len(env.Admins))
+			str(env.Admins...)
+		case fLabels:
+			items(len(env.Labels))
+			for k, v := range env.Labels {
+				str(k, v)
+			}
+		}
+	}
+	return long, many, large
+}

@@ -90,9 +90,14 @@ func mutate(r *rand.Rand, env Env) Env {
 	return env
 }
 
+// brokenQuery is a stored query that does not compile (any more).
+const brokenQuery = `bogus ==`
+
 // randomDef makes a collection over the existing ones: its references are
-// drawn from ids (so it may make a cycle: Check decides).
-func randomDef(r *rand.Rand, id string, ids, clients []string) Definition {
+// drawn from ids (so it may make a cycle: Check decides), and from others
+// (ghosts: a collection deleted meanwhile, or created later), and its
+// queries are from the pool or, rarely, broken.
+func randomDef(r *rand.Rand, id string, ids, ghosts, clients []string) Definition {
 	d := Definition{ID: id, Name: "coll " + id}
 	some := func(from []string, n int) []string {
 		var out []string
@@ -105,28 +110,96 @@ func randomDef(r *rand.Rand, id string, ids, clients []string) Definition {
 		}
 		return out
 	}
-	if r.IntN(2) == 0 && len(ids) > 0 {
-		d.Limit = ids[r.IntN(len(ids))]
+	refs := ids
+	if r.IntN(4) == 0 {
+		refs = append(slices.Clone(ids), ghosts...)
+	}
+	if r.IntN(2) == 0 && len(refs) > 0 {
+		d.Limit = refs[r.IntN(len(refs))]
 	}
 	for range r.IntN(3) {
 		d.Queries = append(d.Queries, queryPool[r.IntN(len(queryPool))])
 	}
-	d.Include = some(ids, 2)
-	d.Exclude = slices.DeleteFunc(some(ids, 1), func(x string) bool { return slices.Contains(d.Include, x) })
+	if r.IntN(40) == 0 {
+		d.Queries = append(d.Queries, brokenQuery)
+	}
+	d.Include = some(refs, 2)
+	d.Exclude = slices.DeleteFunc(some(refs, 1), func(x string) bool { return slices.Contains(d.Include, x) })
 	d.Direct = some(append(slices.Clone(clients), "ghost"), 3)
 	return d
+}
+
+// refsOf returns the collections d names.
+func refsOf(d Definition) []string {
+	return append(append([]string{d.limitID()}, d.Include...), d.Exclude...)
+}
+
+// broken returns the collections in error: a query that does not compile,
+// a reference to a collection that does not exist, a cycle, or a
+// reference to a collection in a cycle (but not to one in error
+// otherwise: that one has no members).
+func broken(defs map[string]Definition) map[string]bool {
+	out := map[string]bool{}
+	// reach returns the collections reachable from id through
+	// references, id excluded unless on a cycle.
+	reach := func(id string) map[string]bool {
+		seen := map[string]bool{}
+		var walk func(string)
+		walk = func(x string) {
+			for _, ref := range refsOf(defs[x]) {
+				if _, ok := defs[ref]; ok && !seen[ref] {
+					seen[ref] = true
+					walk(ref)
+				}
+			}
+		}
+		walk(id)
+		return seen
+	}
+	onCycle := map[string]bool{}
+	for id := range defs {
+		if reach(id)[id] {
+			onCycle[id] = true
+		}
+	}
+	for id, d := range defs {
+		for _, src := range d.Queries {
+			if _, err := Compile(src); err != nil {
+				out[id] = true
+			}
+		}
+		for _, ref := range refsOf(d) {
+			if _, ok := defs[ref]; !ok && ref != contracts.AllSystemsID {
+				out[id] = true
+			}
+		}
+		if onCycle[id] {
+			out[id] = true
+		}
+		for ref := range reach(id) {
+			if onCycle[ref] {
+				out[id] = true
+			}
+		}
+	}
+	return out
 }
 
 // reference computes every membership from the definitions alone, by
 // recursion, evaluating every query for every client: the specification.
 func reference(defs map[string]Definition, envs map[string]Env) map[string][]string {
 	memo := map[string]map[string]bool{}
+	bad := broken(defs)
 	var members func(id string) map[string]bool
 	members = func(id string) map[string]bool {
 		if m, ok := memo[id]; ok {
 			return m
 		}
 		m := map[string]bool{}
+		if _, ok := defs[id]; bad[id] || !ok && id != contracts.AllSystemsID {
+			memo[id] = m
+			return m
+		}
 		if id == contracts.AllSystemsID {
 			for cid, env := range envs {
 				if env.Approved {
@@ -210,6 +283,7 @@ func TestIncrementalMatchesBruteForce(t *testing.T) {
 					slices.Sort(m)
 					seen[d.Collection] = m
 				}
+				verify(t, e)
 				want := reference(defs, envs)
 				for id, w := range want {
 					got, _ := e.Members(id)
@@ -222,9 +296,11 @@ func TestIncrementalMatchesBruteForce(t *testing.T) {
 				}
 			}
 
+			var deleted []string
 			for step := range 400 {
 				ids := slices.Sorted(maps.Keys(defs))
 				clients := slices.Sorted(maps.Keys(envs))
+				ghosts := append(slices.Clone(deleted), fmt.Sprintf("k%d", nextColl), fmt.Sprintf("k%d", nextColl+1))
 				switch op := r.IntN(10); {
 				case op < 2 || len(envs) < 5: // a new client
 					id := fmt.Sprintf("c%d", nextClient)
@@ -246,18 +322,19 @@ func TestIncrementalMatchesBruteForce(t *testing.T) {
 					} else {
 						nextColl++
 					}
-					d := randomDef(r, id, append(ids, contracts.AllSystemsID), clients)
-					if e.Check(d) != nil {
-						continue // refused, as the service would
+					d := randomDef(r, id, append(ids, contracts.AllSystemsID), ghosts, clients)
+					if e.Check(d) != nil && r.IntN(3) > 0 {
+						continue // refused, as the service would; else stored by another instance meanwhile
 					}
 					defs[id] = d
 					apply(fmt.Sprintf("step %d: put %s", step, id), e.Put(d))
-				default: // a collection without dependants is deleted
+				default: // a collection is deleted, rarely one that others name
 					id := ids[r.IntN(len(ids))]
-					if len(e.Dependants(id)) > 0 {
+					if len(e.Dependants(id)) > 0 && r.IntN(3) > 0 {
 						continue
 					}
 					delete(defs, id)
+					deleted = append(deleted, id)
 					apply(fmt.Sprintf("step %d: delete %s", step, id), e.Delete(id))
 					delete(seen, id)
 				}
