@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -65,24 +64,6 @@ func newStatusEnv(t *testing.T) *statusEnv {
 		t.Fatal(err)
 	}
 	return e
-}
-
-// syncBuffer is a bytes.Buffer safe to read while a command writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // command is `steward status ...` with the global flags set for e. It is
@@ -259,7 +240,7 @@ func TestStatusCLIRules(t *testing.T) {
 
 func TestStatusCLIFollow(t *testing.T) {
 	e := newStatusEnv(t)
-	var out, errb syncBuffer
+	var out, errb natstest.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

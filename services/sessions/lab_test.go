@@ -19,6 +19,7 @@ import (
 	"github.com/stewardhq/steward/contracts"
 	"github.com/stewardhq/steward/services/cli"
 	"github.com/stewardhq/steward/services/client"
+	"github.com/stewardhq/steward/services/internal/natstest"
 	"github.com/stewardhq/steward/services/internal/rpc"
 	"github.com/stewardhq/steward/services/sessions"
 	"github.com/stewardhq/steward/services/site"
@@ -327,28 +328,10 @@ func (a *fakeAgent) nextGrant(t *testing.T) grant {
 	panic("unreachable")
 }
 
-// lockedBuffer is a buffer the CLI writes while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // stewardRun is the CLI running in the background: its stderr so far,
 // and its end.
 type stewardRun struct {
-	stderr *lockedBuffer
+	stderr *natstest.Buffer
 	done   chan struct{} // closed when it returned err
 	err    error
 	cancel context.CancelFunc
@@ -358,7 +341,7 @@ type stewardRun struct {
 // returns or the test ends.
 func (l *lab) steward(identity string, args ...string) *stewardRun {
 	var out bytes.Buffer
-	r := &stewardRun{stderr: &lockedBuffer{}, done: make(chan struct{})}
+	r := &stewardRun{stderr: &natstest.Buffer{}, done: make(chan struct{})}
 	root := cli.NewRoot(&out, r.stderr)
 	root.SetIn(strings.NewReader(""))
 	root.SetArgs(append([]string{"--server", l.site.URL(), "--identity", identity}, args...))

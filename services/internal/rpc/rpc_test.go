@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"github.com/nats-io/nats.go/micro"
-	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,9 +32,8 @@ func TestNoResponders(t *testing.T) {
 // service of a site shares) goes on answering.
 func TestHandlerPanic(t *testing.T) {
 	nc := natstest.Connect(t, natstest.Start(t))
-	var logs strings.Builder
-	sw := &syncWriter{w: &logs}
-	log := slog.New(slog.NewTextHandler(sw, nil))
+	var logs natstest.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
 	svc, err := micro.AddService(nc, micro.Config{Name: "p", Version: "0.0.1"})
 	if err != nil {
 		t.Fatal(err)
@@ -70,22 +67,8 @@ func TestHandlerPanic(t *testing.T) {
 	if err != nil || string(m.Data) != "fine" {
 		t.Fatalf("after the panics: got %v, %v", m, err)
 	}
-	sw.mu.Lock()
 	out := logs.String()
-	sw.mu.Unlock()
 	if !strings.Contains(out, "request handler panicked") || !strings.Contains(out, "slice bounds out of range") {
 		t.Fatalf("the panic is not logged:\n%s", out)
 	}
-}
-
-// syncWriter serialises writes to w.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
