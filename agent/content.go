@@ -271,6 +271,12 @@ func (a *Agent) SyncContent(ctx context.Context, nc *nats.Conn, id state.Identit
 		return err
 	}
 	retryFailed, now := a.content.retryFailed.Swap(false), time.Now()
+	tried := false
+	defer func() {
+		if !tried && retryFailed { // stopped short: the next sync still owes the site its retry
+			a.content.retryFailed.Store(true)
+		}
+	}()
 	for _, asg := range list.Packages {
 		if a.holds(asg) {
 			continue
@@ -287,6 +293,7 @@ func (a *Agent) SyncContent(ctx context.Context, nc *nats.Conn, id state.Identit
 			}
 		}
 	}
+	tried = true
 	return a.sendContentReports(ctx, nc, id)
 }
 

@@ -58,7 +58,9 @@ func (s *Service) reserveName(ctx context.Context, name, id string) error {
 		if err != nil {
 			return err
 		}
-		if held || s.cfg.Now().Sub(e.Created()) < staleReservation {
+		// The entry's time is the server's: measured against the wall
+		// clock, not the service's (a test's may be anywhere).
+		if held || time.Since(e.Created()) < staleReservation {
 			return contracts.Errorf(contracts.CodeConflict, "a collection named %q exists", name)
 		}
 		if _, err := s.namesKV.Update(ctx, key, []byte(id), e.Revision()); err != nil && !conflict(err) {
