@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"time"
 
@@ -66,9 +67,13 @@ func (s *Service) onMembership(ctx context.Context, m jetstream.Msg) {
 			}
 		}
 	}
+	var seq uint64
+	if md, err := m.Metadata(); err == nil {
+		seq = md.Sequence.Stream
+	}
 	var errs []error
 	if len(added) > 0 {
-		mut := withCollection(ev.Collection.ID, true)
+		mut := fromEvent(ev.Collection.ID, true, seq)
 		if !cat.Tracked(ev.Collection.ID) {
 			mut = noChange
 		}
@@ -76,7 +81,7 @@ func (s *Service) onMembership(ctx context.Context, m jetstream.Msg) {
 		errs = append(errs, err)
 	}
 	if cat.Tracked(ev.Collection.ID) && len(ev.Removed) > 0 {
-		_, err := s.update(ctx, ev.Removed, withCollection(ev.Collection.ID, false), true)
+		_, err := s.update(ctx, ev.Removed, fromEvent(ev.Collection.ID, false, seq), true)
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -97,6 +102,35 @@ func (s *Service) onMembership(ctx context.Context, m jetstream.Msg) {
 	if err := m.Ack(); err != nil {
 		s.log.Warn("ack membership event", "err", err)
 	}
+}
+
+// fromEvent puts a client in (in) or out of collection as the membership
+// event at sequence seq of discovery's events stream says, and marks the
+// record with seq: a members list read before the event was published
+// cannot undo it (see reconcile).
+func fromEvent(collection string, in bool, seq uint64) mutation {
+	put := withCollection(collection, in)
+	return func(rec *clientRecord) (bool, bool) {
+		changed, _ := put(rec)
+		if rec.markEvent(collection, seq) {
+			changed = true
+		}
+		return changed, false
+	}
+}
+
+// eventsPublished is the sequence of the last event in discovery's events
+// stream: a members list read after it includes every change those events
+// announce, so reconcile may override no event past it. When the stream
+// cannot be read, the list is trusted over every event (the largest
+// sequence), as if events were not marked.
+func (s *Service) eventsPublished(ctx context.Context) uint64 {
+	st, err := s.js.Stream(ctx, DiscoveryEventsStream)
+	if err != nil {
+		s.log.Warn("membership events stream not read; a members list read now may undo an event applied meanwhile", "err", err)
+		return math.MaxUint64
+	}
+	return st.CachedInfo().State.LastSeq
 }
 
 // resyncRetry is the first wait before a resync that could not read every
@@ -148,13 +182,14 @@ func (s *Service) resync(ctx context.Context, warn bool) (complete bool) {
 		if done[c.ID] {
 			continue
 		}
+		asOf := s.eventsPublished(ctx)
 		members, err := s.cfg.Directory.Members(ctx, d.Deployment.By, c.ID)
 		if err != nil {
 			unread[c.ID] = append(unread[c.ID], d.Deployment.By+": "+err.Error())
 			continue
 		}
 		done[c.ID] = true
-		n, err := s.reconcile(ctx, c.ID, members)
+		n, err := s.reconcile(ctx, c.ID, members, asOf)
 		if err != nil {
 			complete = false
 			logf("resync incomplete; tried again soon", "collection", c.Name, "err", err)

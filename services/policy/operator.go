@@ -87,10 +87,11 @@ func (s *Service) affected(info contracts.SettingsInfo) []string {
 func prune(cat *Catalog) mutation {
 	return func(rec *clientRecord) (bool, bool) {
 		kept := slices.DeleteFunc(slices.Clone(rec.Collections), func(c string) bool { return !cat.Tracked(c) })
-		if len(kept) == len(rec.Collections) {
+		events := slices.DeleteFunc(slices.Clone(rec.Events), func(e eventMark) bool { return !cat.Tracked(e.Collection) })
+		if len(kept) == len(rec.Collections) && len(events) == len(rec.Events) {
 			return false, false
 		}
-		rec.Collections = kept
+		rec.Collections, rec.Events = kept, events
 		return true, false
 	}
 }
@@ -232,11 +233,12 @@ func (s *Service) deploy(ctx context.Context, from contracts.SubjectInfo, req *c
 		s.emit(ctx, contracts.StatusSettingsChanged, map[string]string{"settings": info.Name, "by": op, "change": fmt.Sprintf("deployed to collection %q", coll.Name)})
 		s.log.Info("settings deployed", "settings", info.Name, "collection", coll.Name, "by", op)
 	}
+	asOf := s.eventsPublished(ctx)
 	members, err := s.cfg.Directory.Members(ctx, op, coll.ID)
 	if err != nil {
 		return nil, fmt.Errorf("settings deployed, but the members of %q could not be read (they get the settings at their next fetch): %w", coll.Name, err)
 	}
-	n, err := s.reconcile(ctx, coll.ID, members)
+	n, err := s.reconcile(ctx, coll.ID, members, asOf)
 	if err != nil {
 		s.log.Warn("settings deployed; some clients get them at their next fetch", "settings", info.Name, "err", err)
 	}
@@ -314,10 +316,12 @@ func (s *Service) undeploy(ctx context.Context, from contracts.SubjectInfo, req 
 }
 
 // reconcile makes the records agree with members, the collection's
-// members as discovery lists them now: members get the collection, the
-// records that have it and are not members lose it. It returns how many
-// clients got a new revision.
-func (s *Service) reconcile(ctx context.Context, collection string, members []contracts.Named) (int, error) {
+// members as discovery listed them after publishing the events up to
+// sequence asOf: members get the collection, the records that have it and
+// are not members lose it, except a client a later membership event of the
+// collection has decided (the list, read before that event, is older than
+// what the record says). It returns how many clients got a new revision.
+func (s *Service) reconcile(ctx context.Context, collection string, members []contracts.Named, asOf uint64) (int, error) {
 	in := make(map[string]bool, len(members))
 	ids := make([]string, 0, len(members))
 	for _, m := range members {
@@ -330,9 +334,22 @@ func (s *Service) reconcile(ctx context.Context, collection string, members []co
 			gone = append(gone, id)
 		}
 	}
-	added, err1 := s.update(ctx, ids, withCollection(collection, true), true)
-	removed, err2 := s.update(ctx, gone, withCollection(collection, false), true)
+	added, err1 := s.update(ctx, ids, listed(collection, true, asOf), true)
+	removed, err2 := s.update(ctx, gone, listed(collection, false, asOf), true)
 	return changedCount(added) + changedCount(removed), errors.Join(err1, err2)
+}
+
+// listed puts a client in (in) or out of collection as a members list read
+// after the events up to asOf says, unless the record holds a later event
+// of the collection.
+func listed(collection string, in bool, asOf uint64) mutation {
+	put := withCollection(collection, in)
+	return func(rec *clientRecord) (bool, bool) {
+		if rec.eventSeq(collection) > asOf {
+			return false, false
+		}
+		return put(rec)
+	}
 }
 
 // withCollection puts a client in (in) or out of collection.

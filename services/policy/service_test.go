@@ -30,6 +30,9 @@ type fakeDirectory struct {
 	colls   map[string]contracts.Named
 	members map[string][]contracts.Named
 	refused map[string]bool // operators whose reads are denied
+	// listed, when set, runs after Members has read a collection's list
+	// and before it answers: what it changes, the answer does not say.
+	listed func(collection string)
 }
 
 func newDirectory() *fakeDirectory {
@@ -60,14 +63,20 @@ func (d *fakeDirectory) Collection(_ context.Context, _, ref string) (contracts.
 
 func (d *fakeDirectory) Members(_ context.Context, operator, id string) ([]contracts.Named, error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.refused[operator] {
+		d.mu.Unlock()
 		return nil, contracts.Errorf(contracts.CodePermissionDenied, "%s may not read collection %s", operator, id)
 	}
 	if _, ok := d.colls[id]; !ok {
+		d.mu.Unlock()
 		return nil, contracts.Errorf(contracts.CodeNotFound, "unknown collection %q", id)
 	}
-	return slices.Clone(d.members[id]), nil
+	list, listed := slices.Clone(d.members[id]), d.listed
+	d.mu.Unlock()
+	if listed != nil {
+		listed(id)
+	}
+	return list, nil
 }
 
 func (d *fakeDirectory) Client(_ context.Context, _, ref string) (contracts.Client, error) {
@@ -533,5 +542,54 @@ func TestAcksInOneBatch(t *testing.T) {
 	}
 	if cp.State != contracts.ComplianceFailed || cp.Reason != "expired an hour ago" {
 		t.Fatalf("compliance %s (%q), want failed: expired an hour ago", cp.State, cp.Reason)
+	}
+}
+
+// TestStaleMembersListKeepsEvents: a members list read before a membership
+// event and used after it (a resync or a deployment racing a client
+// joining or leaving) does not undo the event; a change with no event (a
+// lost one) is still repaired by the list.
+func TestStaleMembersListKeepsEvents(t *testing.T) {
+	ts := startTestSite(t, 1)
+	svc := ts.svcs[0]
+	web := contracts.Named{ID: "coll-web", Name: "Web"}
+	ts.dir.set(web, []string{"w1", "w2"})
+	ts.apply(t, contracts.Settings{Name: "Lab", Priority: 10, SettingsSections: contracts.SettingsSections{
+		RemoteTools: &contracts.RemoteToolsSettings{Enabled: ptr(true)}}})
+	ts.deploy(t, contracts.KindSettingsDeploy, "Lab", "web")
+	inWeb := func(id string) bool {
+		e, ok := svc.model.client(id)
+		return ok && slices.Contains(e.rec.Collections, web.ID)
+	}
+	natstest.Wait(t, 10*time.Second, "w1 and w2 in Web", func() bool { return inWeb("w1") && inWeb("w2") })
+
+	// Discovery lists Web as {w1, w2}; before the list reaches the
+	// policy service, w3 joins and w1 leaves, and their events are applied.
+	var once sync.Once
+	ts.dir.listed = func(string) {
+		once.Do(func() {
+			ts.membership(t, web, []string{"w3"}, []string{"w1"})
+			natstest.Wait(t, 10*time.Second, "the event applied", func() bool { return inWeb("w3") && !inWeb("w1") })
+		})
+	}
+	if !svc.resync(context.Background(), true) {
+		t.Fatal("resync incomplete")
+	}
+	if !inWeb("w3") || inWeb("w1") || !inWeb("w2") {
+		t.Fatalf("after a resync on a list older than the event: w1 %v, w2 %v, w3 %v; want out, in, in", inWeb("w1"), inWeb("w2"), inWeb("w3"))
+	}
+	if p, ok := ts.agents.get("w3"); !ok || !enabled(p) {
+		t.Fatalf("w3's last policy pushed: %+v (pushed %v), want remote tools enabled", p.Settings, ok)
+	}
+
+	// The list is newer than every event: w4 joined with its event lost,
+	// w3 left with its event lost. The list wins.
+	ts.dir.listed = nil
+	ts.dir.set(web, []string{"w2", "w4"})
+	if !svc.resync(context.Background(), true) {
+		t.Fatal("resync incomplete")
+	}
+	if !inWeb("w4") || inWeb("w3") || !inWeb("w2") {
+		t.Fatalf("after a resync on a list newer than every event: w2 %v, w3 %v, w4 %v; want in, out, in", inWeb("w2"), inWeb("w3"), inWeb("w4"))
 	}
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -18,6 +19,40 @@ type clientRecord struct {
 	Hash        string    `json:"hash,omitempty"`
 	Catalog     uint64    `json:"catalog,omitempty"`
 	Issued      time.Time `json:"issued,omitzero"`
+	// Events are the membership events applied to the client, one per
+	// collection (the last): a members list read before such an event
+	// must not undo it (reconcile).
+	Events []eventMark `json:"events,omitempty"`
+}
+
+// eventMark is the last membership event of one collection applied to a
+// client: its sequence in discovery's events stream.
+type eventMark struct {
+	Collection string `json:"c"`
+	Seq        uint64 `json:"seq"`
+}
+
+// eventSeq is the sequence of the last membership event of collection
+// applied to the record (0: none).
+func (rec *clientRecord) eventSeq(collection string) uint64 {
+	for _, e := range rec.Events {
+		if e.Collection == collection {
+			return e.Seq
+		}
+	}
+	return 0
+}
+
+// markEvent records seq as the last event of collection applied to the
+// record; it reports whether that changed the record (an older sequence
+// does not). The slice is copied: records read from the model share it.
+func (rec *clientRecord) markEvent(collection string, seq uint64) bool {
+	if seq <= rec.eventSeq(collection) {
+		return false
+	}
+	ev := slices.DeleteFunc(slices.Clone(rec.Events), func(e eventMark) bool { return e.Collection == collection })
+	rec.Events = append(ev, eventMark{Collection: collection, Seq: seq})
+	return true
 }
 
 // complianceRecord is what a client last reported (ComplianceBucket, key
