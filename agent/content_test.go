@@ -125,13 +125,16 @@ type contentSite struct {
 	answer func(hash string, data []byte) (header string, body []byte) // tampering; nil: honest
 	// missing chunks are answered with a not_found service error.
 	missing map[string]bool
+	// busy chunks are answered with an unavailable service error, as many
+	// times as the count says.
+	busy map[string]int
 
 	reports chan contracts.ContentReport
 }
 
 func (b *bench) contentSite(nc *nats.Conn) *contentSite {
 	b.t.Helper()
-	cs := &contentSite{t: b.t, b: b, pkgs: map[string]*testPackage{}, chunkReqs: map[string]int{}, missing: map[string]bool{},
+	cs := &contentSite{t: b.t, b: b, pkgs: map[string]*testPackage{}, chunkReqs: map[string]int{}, missing: map[string]bool{}, busy: map[string]int{},
 		held: make(chan string, 16), reports: make(chan contracts.ContentReport, 64)}
 	sub := func(kind string, h func(m *nats.Msg)) {
 		subject, err := contracts.AgentUp(testSite, b.clientID, kind)
@@ -180,10 +183,17 @@ func (b *bench) contentSite(nc *nats.Conn) *contentSite {
 		cs.mu.Lock()
 		cs.chunkReqs[req.Hash]++
 		p := cs.pkgs[contracts.PackageKey(req.Package, req.Version)]
-		hold, answer, missing := cs.hold, cs.answer, cs.missing[req.Hash]
+		hold, answer, missing, busy := cs.hold, cs.answer, cs.missing[req.Hash], cs.busy[req.Hash] > 0
+		if busy {
+			cs.busy[req.Hash]--
+		}
 		cs.mu.Unlock()
 		if hold != nil && hold(req.Hash) {
 			cs.held <- req.Hash
+			return
+		}
+		if busy {
+			cs.serviceError(m, contracts.CodeUnavailable, "busy")
 			return
 		}
 		var data []byte
@@ -600,9 +610,29 @@ func TestContentFailures(t *testing.T) {
 	if m, _, _ := cs.counts(); m != manifests+1 {
 		t.Fatalf("got %d manifest requests, want %d: only the new version's, the failed ones wait for their retry time", m, manifests+1)
 	}
-	if c, _ := heldContent(a, "tampered@1"); c.State != contracts.ContentFailed || time.Until(c.Retry) < failedRetryBase {
+	c, _ = heldContent(a, "tampered@1")
+	if c.State != contracts.ContentFailed || time.Until(c.Retry) < failedRetryBase {
 		t.Fatalf("tampered@1 after the restart: %+v, want failed and waiting", c)
 	}
+
+	// The site asks again (content.changed), and that sync stops short
+	// before it reaches the failed versions (the site is busy with the
+	// first version's chunk): the sync after the backoff still owes the
+	// site the retry it asked for, and tries them before their time.
+	blocker := b.newPackage("blocker", "1", []testFile{{"f", 0o644, randomBytes(11, 10)}}, nil)
+	cs.mu.Lock()
+	cs.busy[blocker.hashesOf["f"][0]] = 1
+	cs.mu.Unlock()
+	cs.assign(blocker, tampered, renamed, missing, good, late, later)
+	retryWas := c.Retry
+	cs.changed(svc)
+	if seen := cs.reportsUntil("blocker@1"); len(seen) != 1 {
+		t.Fatalf("got reports %+v, want only blocker@1's", seen)
+	}
+	waitFor(t, "tampered@1 tried again after the interrupted sync", func() bool {
+		c, _ := heldContent(a, "tampered@1")
+		return !c.Retry.Equal(retryWas) // set again only by a try
+	})
 }
 
 // reportsOf waits for the reports of keys.
