@@ -3,7 +3,10 @@ package replication
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -275,4 +278,85 @@ func TestServedVersionOnce(t *testing.T) {
 	if sv.digest != info2.Digest || sv == first {
 		t.Fatalf("after the version was made again: digest %s, want %s", sv.digest, info2.Digest)
 	}
+}
+
+// TestDeleteAgainstDeployAndDistribute: a deletion marks its versions
+// before it reads their deployments and jobs, and a deployment or
+// distribution re-reads the version after writing: whichever comes second
+// sees the other, so no deployment or job outlives its version. Each half
+// is shown at the moment the other is in between.
+func TestDeleteAgainstDeployAndDistribute(t *testing.T) {
+	par := newSite(t, "PAR", nil)
+	kid, _ := nkeys.CreateServer()
+	kidPub, _ := kid.PublicKey()
+	par.peers["CHD"] = contracts.SitePeer{Site: "CHD", Role: contracts.PeerChild, SigningKey: kidPub}
+	p := par.start()
+	ctx := context.Background()
+	web := contracts.Named{ID: "web", Name: "Web"}
+	createVersion(t, p, "tools", "1.0", []testFile{{path: "a", data: randomBytes(10)}})
+
+	// A deletion has marked the version (and not yet purged it): a
+	// deployment or distribution written now withdraws itself.
+	info, _ := p.Info(ctx, "tools", "1.0")
+	if err := p.markDeleting(ctx, info, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.Deploy(ctx, "tools", "1.0", web, "alice"); contracts.CodeOf(err) != contracts.CodeConflict || !strings.Contains(err.Error(), "being deleted") {
+		t.Fatalf("deploy a version being deleted: got %v, want conflict", err)
+	}
+	if _, err := p.Distribute(ctx, "tools", "1.0", []string{"CHD"}, "alice"); contracts.CodeOf(err) != contracts.CodeConflict {
+		t.Fatalf("distribute a version being deleted: got %v, want conflict", err)
+	}
+	if keys := kvKeys(t, p.deployKV); len(keys) != 0 {
+		t.Fatalf("deployments left: %v", keys)
+	}
+	if keys := kvKeys(t, p.jobsKV); len(keys) != 0 {
+		t.Fatalf("jobs left: %v", keys)
+	}
+
+	// A deployment was written and has not yet read the version again: the
+	// deletion sees it and is refused, and the version loses its mark.
+	if err := p.markDeleting(ctx, info, false); err != nil {
+		t.Fatal(err)
+	}
+	d := contracts.PackageDeployment{Package: "tools", Version: "1.0", Collection: web, By: "bob", Created: time.Now()}
+	b, _ := json.Marshal(d)
+	rev, err := p.deployKV.Create(ctx, deploymentKey("tools", "1.0", "web"), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Delete(ctx, "tools", "1.0", "alice"); contracts.CodeOf(err) != contracts.CodeConflict || !strings.Contains(err.Error(), "deployed to collection Web") {
+		t.Fatalf("delete with a deployment written meanwhile: got %v, want conflict", err)
+	}
+	if err := p.stillInstalled(ctx, "tools", "1.0"); err != nil {
+		t.Fatalf("after the refused deletion: %v, want the version installed and unmarked", err)
+	}
+	if err := p.deployKV.Purge(ctx, deploymentKey("tools", "1.0", "web"), jetstream.LastRevision(rev)); err != nil {
+		t.Fatal(err)
+	}
+	// Undeployed, the version deletes; a deletion interrupted after its
+	// mark is finished by deleting again.
+	if err := p.markDeleting(ctx, info, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Delete(ctx, "tools", "1.0", "alice"); err != nil {
+		t.Fatalf("delete again after an interrupted deletion: %v", err)
+	}
+	if _, err := p.Info(ctx, "tools", "1.0"); contracts.CodeOf(err) != contracts.CodeNotFound {
+		t.Fatalf("after the deletion: %v, want not found", err)
+	}
+}
+
+// kvKeys lists the keys of kv (none: empty).
+func kvKeys(t *testing.T, kv jetstream.KeyValue) []string {
+	t.Helper()
+	keys, err := kv.ListKeys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for k := range keys.Keys() {
+		out = append(out, k)
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/cas"
 )
 
 // Deployments: a version deployed to a collection is what the collection's
@@ -35,6 +36,13 @@ func (s *Service) Deploy(ctx context.Context, pkg, version string, collection co
 	}
 	if err != nil {
 		return contracts.PackageDeployment{}, 0, contracts.Errorf(contracts.CodeUnavailable, "deployments: %v", err)
+	}
+	if err := s.stillInstalled(ctx, d.Package, d.Version); err != nil {
+		// A deletion began before the deployment was written: withdraw it.
+		if perr := s.deployKV.Purge(ctx, deploymentKey(d.Package, d.Version, collection.ID), jetstream.LastRevision(rev)); perr != nil && !cas.Lost(perr) {
+			s.log.Error("a deployment of a version being deleted was not withdrawn", "package", d.Package, "version", d.Version, "collection", collection.Name, "err", perr)
+		}
+		return contracts.PackageDeployment{}, 0, err
 	}
 	if err := s.model.wait(ctx, DeploymentsBucket, rev); err != nil {
 		return d, 0, err

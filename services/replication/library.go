@@ -32,11 +32,15 @@ import (
 type versionRecord struct {
 	Info   contracts.PackageInfo    `json:"info"`
 	Signed contracts.SignedManifest `json:"signed"` // as installed: signed by the site it came from
+	// Deleting marks a version whose deletion has begun: it may get no
+	// new deployment or distribution (see Delete).
+	Deleting bool `json:"deleting,omitempty"`
 }
 
 // versionInfoOnly decodes a record's summary alone.
 type versionInfoOnly struct {
-	Info contracts.PackageInfo `json:"info"`
+	Info     contracts.PackageInfo `json:"info"`
+	Deleting bool                  `json:"deleting,omitempty"`
 }
 
 // Version is one installed version, whole.
@@ -601,11 +605,29 @@ func (s *Service) Delete(ctx context.Context, pkg, version, by string) ([]contra
 	if len(victims) == 0 {
 		return nil, contracts.Errorf(contracts.CodeNotFound, "no package %s", contracts.PackageKey(pkg, version))
 	}
-	for _, v := range victims {
-		if ds := s.model.deploymentList(v.Package, v.Version); len(ds) > 0 {
-			return nil, contracts.Errorf(contracts.CodeConflict, "%s is deployed to collection %s: undeploy it first",
-				contracts.PackageKey(v.Package, v.Version), ds[0].Collection.Name)
+	// The versions are marked first, then their deployments and jobs are
+	// read: a deployment or distribution written before a mark is seen
+	// here, and one written after it sees the mark and withdraws
+	// (stillInstalled), so none outlives its version.
+	if err := s.checkDeployed(victims); err != nil {
+		return nil, err
+	}
+	for i, v := range victims {
+		if err := s.markDeleting(ctx, v, true); err != nil {
+			s.unmarkDeleting(ctx, victims[:i])
+			return nil, err
 		}
+	}
+	err := s.syncModel(ctx, s.deployKV, DeploymentsBucket)
+	if err == nil {
+		err = s.checkDeployed(victims)
+	}
+	if err == nil {
+		err = s.syncModel(ctx, s.jobsKV, JobsBucket)
+	}
+	if err != nil {
+		s.unmarkDeleting(ctx, victims)
+		return nil, err
 	}
 	for _, v := range victims {
 		for _, e := range s.model.jobList(func(j job) bool { return j.Package == v.Package && j.Version == v.Version }) {
@@ -627,6 +649,86 @@ func (s *Service) Delete(ctx context.Context, pkg, version, by string) ([]contra
 	default:
 	}
 	return victims, nil
+}
+
+// checkDeployed refuses the deletion of versions deployed to a collection.
+func (s *Service) checkDeployed(victims []contracts.PackageInfo) error {
+	for _, v := range victims {
+		if ds := s.model.deploymentList(v.Package, v.Version); len(ds) > 0 {
+			return contracts.Errorf(contracts.CodeConflict, "%s is deployed to collection %s: undeploy it first",
+				contracts.PackageKey(v.Package, v.Version), ds[0].Collection.Name)
+		}
+	}
+	return nil
+}
+
+// markDeleting sets (or clears) the Deleting mark of v's record. A
+// version already deleted is CodeNotFound.
+func (s *Service) markDeleting(ctx context.Context, v contracts.PackageInfo, deleting bool) error {
+	key := versionKey(v.Package, v.Version)
+	for range 5 {
+		e, err := s.packagesKV.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return contracts.Errorf(contracts.CodeNotFound, "no package %s", contracts.PackageKey(v.Package, v.Version))
+		}
+		if err != nil {
+			return contracts.Errorf(contracts.CodeUnavailable, "content library: read %s: %v", contracts.PackageKey(v.Package, v.Version), err)
+		}
+		var rec versionRecord
+		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			return fmt.Errorf("content library: record of %s: %w", contracts.PackageKey(v.Package, v.Version), err)
+		}
+		if rec.Deleting == deleting {
+			return nil
+		}
+		rec.Deleting = deleting
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		_, err = s.packagesKV.Update(ctx, key, data, e.Revision())
+		if err == nil {
+			return nil
+		}
+		if !cas.Lost(err) {
+			return contracts.Errorf(contracts.CodeUnavailable, "content library: mark %s: %v", contracts.PackageKey(v.Package, v.Version), err)
+		}
+	}
+	return contracts.Errorf(contracts.CodeUnavailable, "content library: the record of %s kept changing", contracts.PackageKey(v.Package, v.Version))
+}
+
+// unmarkDeleting clears the marks of a deletion refused after it marked
+// versions. A mark left (the store did not answer) holds off deployments
+// and distributions until the version is deleted (packages delete again)
+// or, failing that, is logged.
+func (s *Service) unmarkDeleting(ctx context.Context, versions []contracts.PackageInfo) {
+	for _, v := range versions {
+		if err := s.markDeleting(ctx, v, false); err != nil && contracts.CodeOf(err) != contracts.CodeNotFound {
+			s.log.Error("a refused deletion left its mark: the version takes no deployment or distribution until it is deleted", "package", v.Package, "version", v.Version, "err", err)
+		}
+	}
+}
+
+// stillInstalled reads the record of pkg's version from the bucket (not
+// this instance's view): run after a deployment or job is written, it sees
+// a deletion that began before the write, and a deletion that begins after
+// it sees the write.
+func (s *Service) stillInstalled(ctx context.Context, pkg, version string) error {
+	e, err := s.packagesKV.Get(ctx, versionKey(pkg, version))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return contracts.Errorf(contracts.CodeNotFound, "no package %s: it was deleted", contracts.PackageKey(pkg, version))
+	}
+	if err != nil {
+		return contracts.Errorf(contracts.CodeUnavailable, "content library: read %s: %v", contracts.PackageKey(pkg, version), err)
+	}
+	var rec versionInfoOnly
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return fmt.Errorf("content library: record of %s: %w", contracts.PackageKey(pkg, version), err)
+	}
+	if rec.Deleting {
+		return contracts.Errorf(contracts.CodeConflict, "%s is being deleted (if that deletion was interrupted, run packages delete again)", contracts.PackageKey(pkg, version))
+	}
+	return nil
 }
 
 // syncModel waits until the view of bucket holds everything written to it

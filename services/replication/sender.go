@@ -109,16 +109,29 @@ func (s *Service) Distribute(ctx context.Context, pkg, version string, sites []s
 	now := s.now()
 	out := make([]contracts.PackageSiteStatus, 0, len(sites))
 	var last uint64
+	var written []string // job keys
 	for _, site := range sites {
 		j := job{Package: info.Package, Version: info.Version, Site: site, Digest: info.Digest, State: contracts.ContentPending,
 			By: by, Created: now, Updated: now}
 		b, _ := json.Marshal(j)
-		rev, err := s.jobsKV.Put(ctx, jobKey(j.Package, j.Version, site), b)
+		key := jobKey(j.Package, j.Version, site)
+		rev, err := s.jobsKV.Put(ctx, key, b)
 		if err != nil {
 			return nil, contracts.Errorf(contracts.CodeUnavailable, "queue %s for %s: %v", contracts.PackageKey(j.Package, j.Version), site, err)
 		}
-		last = rev
+		last, written = rev, append(written, key)
 		out = append(out, j.status())
+	}
+	if err := s.stillInstalled(ctx, info.Package, info.Version); err != nil {
+		// A deletion began before the jobs were written: withdraw them
+		// (whatever the sender wrote to them since: its writes are
+		// compare-and-set, so it stops at the deletion).
+		for _, key := range written {
+			if derr := s.jobsKV.Delete(ctx, key); derr != nil {
+				s.log.Error("a job of a version being deleted was not withdrawn", "job", key, "err", derr)
+			}
+		}
+		return nil, err
 	}
 	if err := s.model.wait(ctx, JobsBucket, last); err != nil {
 		return nil, err
