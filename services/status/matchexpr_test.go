@@ -48,6 +48,8 @@ func TestMatchRefusesUnboundedAllocation(t *testing.T) {
 		{`string(properties) != ""`, "string() takes"},
 		{`let a = [text, text]; let b = [a, a]; string(b) != ""`, "string() takes"},
 		{`text matches text`, "constant pattern"},
+		{`any(1..9000, text matches "(a?a?a?aaa)+x")`, "matches may not run inside a predicate"},
+		{`count(values(properties), # matches "^x") > 0`, "matches may not run inside a predicate"},
 		{`all(values(properties), any(values(properties), true))`, "inside another"},
 		{`count(1..99999, true) > 0`, "more memory than a match may"},
 		{strings.Repeat("id == 1 || ", 200) + "true", "characters"},
