@@ -394,6 +394,7 @@ type StatusComponentsResponse struct {
 type StatusClientsRequest struct {
 	Header
 	Client string `json:"client,omitempty"`
+	After  string `json:"after,omitempty"` // a previous response's Next
 }
 
 // ClientStatusSummary is the last status message a client sent and the
@@ -411,6 +412,9 @@ type ClientStatusSummary struct {
 type StatusClientsResponse struct {
 	Header
 	Clients []ClientStatusSummary `json:"clients"`
+	// Next, when set, is the cursor of the next page (StatusClientsRequest
+	// After): the summaries, newest first, did not fit in one answer.
+	Next string `json:"next,omitempty"`
 }
 
 // Status filter rule actions.

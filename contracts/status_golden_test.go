@@ -105,7 +105,7 @@ func init() {
 			Thresholds: exampleThresholds,
 		}},
 	}
-	goldenExamples[TypeStatusClientsRequest] = &StatusClientsRequest{Header: hdr(TypeStatusClientsRequest), Client: exampleClientID}
+	goldenExamples[TypeStatusClientsRequest] = &StatusClientsRequest{Header: hdr(TypeStatusClientsRequest), Client: exampleClientID, After: "1795046400000000000." + exampleClientID}
 	goldenExamples[TypeStatusClientsResponse] = &StatusClientsResponse{
 		Header: hdr(TypeStatusClientsResponse),
 		Clients: []ClientStatusSummary{{
@@ -116,6 +116,7 @@ func init() {
 			Error:   1,
 			Since:   t0,
 		}},
+		Next: "1795046400000000000." + exampleClientID,
 	}
 	goldenExamples[TypeStatusRuleAddRequest] = &StatusRuleAddRequest{Header: hdr(TypeStatusRuleAddRequest), Rule: exampleRule}
 	goldenExamples[TypeStatusRuleResponse] = &StatusRuleResponse{Header: hdr(TypeStatusRuleResponse), Rule: exampleRule}

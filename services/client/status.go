@@ -65,16 +65,23 @@ func (c *Client) StatusComponents(ctx context.Context) (*contracts.StatusCompone
 
 // StatusClients returns the last status of one client (an ID) or, with "",
 // of every client.
+// Every page is read: newest first, a client that reports while the pages
+// are read may be listed twice or not at all.
 func (c *Client) StatusClients(ctx context.Context, clientID string) ([]contracts.ClientStatusSummary, error) {
-	var resp contracts.StatusClientsResponse
-	req := contracts.StatusClientsRequest{Header: contracts.NewHeader(contracts.TypeStatusClientsRequest), Client: clientID}
-	if err := c.call(ctx, contracts.KindStatusClients, req, &resp); err != nil {
-		return nil, err
+	out := []contracts.ClientStatusSummary{}
+	after := ""
+	for {
+		var resp contracts.StatusClientsResponse
+		req := contracts.StatusClientsRequest{Header: contracts.NewHeader(contracts.TypeStatusClientsRequest), Client: clientID, After: after}
+		if err := c.call(ctx, contracts.KindStatusClients, req, &resp); err != nil {
+			return nil, err
+		}
+		out = append(out, resp.Clients...)
+		if resp.Next == "" || resp.Next == after {
+			return out, nil
+		}
+		after = resp.Next
 	}
-	if resp.Clients == nil {
-		resp.Clients = []contracts.ClientStatusSummary{}
-	}
-	return resp.Clients, nil
 }
 
 // StatusRulesAdd adds a status filter rule and returns it as stored.

@@ -1,11 +1,14 @@
 package status
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -155,13 +158,45 @@ func (s *Service) clientStatus(ctx context.Context, _ contracts.SubjectInfo, req
 	if err != nil {
 		return nil, err
 	}
-	sort.Slice(out.Clients, func(i, j int) bool { return out.Clients[i].Last.Time.After(out.Clients[j].Last.Time) })
+	slices.SortFunc(out.Clients, func(a, b contracts.ClientStatusSummary) int {
+		return cmp.Or(b.Last.Time.Compare(a.Last.Time), strings.Compare(a.Client, b.Client))
+	})
+	if req.After != "" {
+		at, id, err := parseClientsCursor(req.After)
+		if err != nil {
+			return nil, err
+		}
+		// The first summary past the cursor, in the same order (a client
+		// that reported since moved up, and is on an earlier page).
+		i, _ := slices.BinarySearchFunc(out.Clients, struct{}{}, func(sum contracts.ClientStatusSummary, _ struct{}) int {
+			if t := sum.Last.Time.UnixNano(); t < at || t == at && sum.Client > id {
+				return 1 // past the cursor
+			}
+			return -1
+		})
+		out.Clients = out.Clients[i:]
+	}
 	all := len(out.Clients)
 	out.Clients = fitSummaries(out.Clients, s.pageBudget())
-	if len(out.Clients) < all {
-		s.log.Warn("status clients: not every client's summary fits in one answer; the newest are answered", "answered", len(out.Clients), "clients", all)
+	switch n := len(out.Clients); {
+	case n == 0 && all > 0:
+		return nil, contracts.Errorf(contracts.CodeTooLarge, "a client's status summary does not fit in an answer")
+	case n < all:
+		last := out.Clients[n-1]
+		out.Next = strconv.FormatInt(last.Last.Time.UnixNano(), 10) + "." + last.Client
 	}
 	return out, nil
+}
+
+// parseClientsCursor reads a status clients cursor: "<unix ns>.<client ID>"
+// of the last summary of the page before.
+func parseClientsCursor(c string) (int64, string, error) {
+	ns, id, ok := strings.Cut(c, ".")
+	at, err := strconv.ParseInt(ns, 10, 64)
+	if !ok || err != nil || id == "" {
+		return 0, "", contracts.Errorf(contracts.CodeBadRequest, "cursor %q: not one this service gave (want <unix ns>.<client ID>)", c)
+	}
+	return at, id, nil
 }
 
 // trimmedText is how much of a last message's text a trimmed summary keeps

@@ -3,12 +3,15 @@ package status
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/natstest"
 	"github.com/stewardhq/steward/services/internal/rpc"
 )
 
@@ -168,5 +171,53 @@ func TestAnswerTooLarge(t *testing.T) {
 	err = rpc.Call(ctx, e.op.Conn(), subj, contracts.StatusRuleListRequest{Header: contracts.NewHeader(contracts.TypeStatusRuleListRequest)}, &resp)
 	if contracts.CodeOf(err) != contracts.CodeTooLarge || !strings.Contains(err.Error(), "bytes") {
 		t.Errorf("got %v, want too_large saying how large", err)
+	}
+}
+
+// TestClientsPaged: past one answer, `status clients` goes on in pages
+// (newest first, then by client); it stopped at what fitted in one, and
+// the clients that reported longest ago were left out without a word.
+func TestClientsPaged(t *testing.T) {
+	srv := natstest.Start(t, func(o *server.Options) { o.MaxPayload = 64 << 10 })
+	e := newEnvOn(t, srv, nil)
+	const n = 400
+	for i := range n {
+		m := agentMsg(10999, nil)
+		m.Text = strings.Repeat("t", 150)
+		if ack := e.send(fmt.Sprintf("c-%03d", i), item(t, m)); len(ack.Stored) != 1 {
+			t.Fatalf("not stored: %+v", ack.Rejected)
+		}
+	}
+	e.caughtUp()
+	e.waitFor("every client's summary", func() bool {
+		k := 0
+		_ = readAll(context.Background(), e.svc.clients.kv, func(string, []byte) error { k++; return nil })
+		return k == n
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first, err := e.svc.clientStatus(ctx, contracts.SubjectInfo{}, &contracts.StatusClientsRequest{})
+	if err != nil || first.Next == "" || len(first.Clients) >= n {
+		t.Fatalf("first page: %d summaries, next %q, %v; want fewer than %d and a cursor", len(first.Clients), first.Next, err, n)
+	}
+	sums, err := e.op.StatusClients(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i, s := range sums {
+		if seen[s.Client] {
+			t.Fatalf("%s listed twice", s.Client)
+		}
+		seen[s.Client] = true
+		if i > 0 && s.Last.Time.After(sums[i-1].Last.Time) {
+			t.Fatalf("summary %d (%s) is newer than the one before", i, s.Client)
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("got %d clients over every page, want %d", len(seen), n)
+	}
+	if _, err := e.svc.clientStatus(ctx, contracts.SubjectInfo{}, &contracts.StatusClientsRequest{After: "yesterday"}); contracts.CodeOf(err) != contracts.CodeBadRequest {
+		t.Fatalf("a cursor not given by the service: %v, want bad_request", err)
 	}
 }

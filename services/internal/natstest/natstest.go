@@ -11,8 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Start runs a server with JetStream and no authentication.
-func Start(t testing.TB) *server.Server {
+// Start runs a server with JetStream and no authentication; tweaks change
+// its options before it starts.
+func Start(t testing.TB, tweaks ...func(*server.Options)) *server.Server {
 	t.Helper()
 	opts := &server.Options{
 		Host:      "127.0.0.1",
@@ -23,6 +24,9 @@ func Start(t testing.TB) *server.Server {
 		NoSigs:    true,
 		// Send a nonce so NKey clients (operators, agents) can connect.
 		AlwaysEnableNonce: true,
+	}
+	for _, tweak := range tweaks {
+		tweak(opts)
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
