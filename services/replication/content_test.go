@@ -348,7 +348,7 @@ func TestDeleteAgainstDeployAndDistribute(t *testing.T) {
 }
 
 // kvKeys lists the keys of kv (none: empty).
-func kvKeys(t *testing.T, kv jetstream.KeyValue) []string {
+func kvKeys(t testing.TB, kv jetstream.KeyValue) []string {
 	t.Helper()
 	keys, err := kv.ListKeys(context.Background())
 	if err != nil {

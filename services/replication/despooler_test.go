@@ -372,15 +372,7 @@ func TestStoreFull(t *testing.T) {
 // inboxKeys lists the offers in the inbox.
 func inboxKeys(t testing.TB, svc *Service) []string {
 	t.Helper()
-	l, err := svc.inboxKV.ListKeys(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for k := range l.Keys() {
-		out = append(out, k)
-	}
-	return out
+	return kvKeys(t, svc.inboxKV)
 }
 
 // TestCommitAfterOfferRecordedAgain: the chunks an instance stored for an
