@@ -181,10 +181,13 @@ func verifyPolicy(data []byte, id state.Identity, now time.Time) (*contracts.Pol
 	switch {
 	case p.Type != contracts.TypePolicy:
 		return rej(contracts.RejectMalformed, "signed body of type %q, want %q", p.Type, contracts.TypePolicy)
+	// Another site's or client's policy: its revision is in another
+	// numbering, so the rejection names none (the site would show this
+	// client failed at a revision it never had).
 	case p.Site != id.Site:
-		return rej(contracts.RejectSite, "policy for site %q; this agent belongs to %q", p.Site, id.Site)
+		return nil, reject(contracts.RejectSite, "policy for site %q (its revision %d); this agent belongs to %q", p.Site, p.Revision, id.Site)
 	case p.ClientID != id.ClientID:
-		return rej(contracts.RejectClient, "policy for client %s; this is %s", p.ClientID, id.ClientID)
+		return nil, reject(contracts.RejectClient, "policy for client %s (its revision %d); this is %s", p.ClientID, p.Revision, id.ClientID)
 	case p.Revision == 0:
 		return rej(contracts.RejectMalformed, "policy without a revision")
 	case !now.Before(p.Expires):
