@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
@@ -70,6 +71,27 @@ func TestHeartbeatInterval(t *testing.T) {
 	b.startAgent(func(c *Config) { c.Heartbeat = 50 * time.Millisecond })
 	for i := range 3 {
 		receive(t, beats, "heartbeat "+string(rune('1'+i)))
+	}
+}
+
+// TestHeartbeatIntervalAnnounced: a policy that changes the heartbeat
+// interval is announced with a heartbeat at once. The site judges a client
+// offline after missed beats of the interval it last heard; lengthened in
+// silence (40 s to 10 min), connected clients showed offline for minutes.
+func TestHeartbeatIntervalAnnounced(t *testing.T) {
+	b := newBench(t)
+	b.enrolled()
+	beats := heartbeats(t, b.services())
+	a := b.startAgent(nil) // heartbeat every hour: a second beat is the announcement
+	receive(t, beats, "the heartbeat at connect")
+	ag := &contracts.AgentSettings{Heartbeat: ptr(contracts.Duration(10 * time.Minute))}
+	a.applyPolicy(context.Background(), signPolicy(t, b.siteKP, b.policyFor(1, contracts.SettingsSections{Agent: ag})), "test")
+	var hb contracts.Heartbeat
+	if err := json.Unmarshal(receive(t, beats, "a heartbeat announcing the new interval").Data, &hb); err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(hb.Interval) != 10*time.Minute {
+		t.Fatalf("heartbeat says interval %s, want 10m", time.Duration(hb.Interval))
 	}
 }
 

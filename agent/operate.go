@@ -100,8 +100,10 @@ func (a *Agent) operate(ctx context.Context, id state.Identity) (known bool, err
 			signal(a.pol.wake)     // and catch up with the policy
 			signal(a.content.wake) // and the content
 		case <-a.pol.heartbeatChanged:
+			// Tell the site the new interval at once: it judges this
+			// client offline after missing beats of the interval it last
+			// heard, so a longer one left unsaid marked it offline.
 			tick.Reset(a.heartbeatInterval())
-			continue
 		case <-tick.C:
 		}
 		if !nc.IsConnected() {
