@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"strings"
 
 	"github.com/stewardhq/steward/contracts"
 	"github.com/stewardhq/steward/services/rbac"
@@ -56,4 +57,43 @@ func (s *Service) visibleFilter(ctx context.Context, op string) (func(id string)
 		}
 	}
 	return func(id string) bool { return seen[id] }, nil
+}
+
+// mayChange checks that op may change the policy of every client the
+// settings object info reaches: Collection:DeploySettings on every
+// collection it is deployed to and, for the built-in Default Client
+// Settings (every client), on All Systems. Changing or deleting an object
+// deploys new settings to its collections: without this an operator
+// scoped to one collection could rewrite the policy of clients outside it.
+// deleting words the refusal for a delete, which undeploys.
+func (s *Service) mayChange(op string, info *contracts.SettingsInfo, deleting bool) error {
+	m, err := s.authz()
+	if err != nil || m == nil {
+		return err
+	}
+	reach := make([]contracts.Named, 0, len(info.Deployments)+1)
+	if info.BuiltIn {
+		reach = append(reach, rbac.AllSystems)
+	}
+	for _, d := range info.Deployments {
+		reach = append(reach, d.Collection)
+	}
+	for _, c := range reach {
+		err := m.Allowed(op, rbac.CollectionDeploySettings, rbac.OnCollection(c))
+		if contracts.CodeOf(err) != contracts.CodePermissionDenied {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		why := strings.TrimPrefix(err.Error(), "permission denied: ")
+		switch {
+		case info.BuiltIn:
+			return rbac.Denied("changing the %s changes the policy of every client (collection %q): %s", info.Name, c.Name, why)
+		case deleting:
+			return rbac.Denied("deleting settings object %q undeploys it from collection %q: %s", info.Name, c.Name, why)
+		}
+		return rbac.Denied("changing settings object %q changes the policy of collection %q, where it is deployed: %s", info.Name, c.Name, why)
+	}
+	return nil
 }

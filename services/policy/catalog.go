@@ -133,6 +133,20 @@ func (c *Catalog) Find(ref string) (*contracts.SettingsInfo, error) {
 	return &c.Settings[i], nil
 }
 
+// Named returns the settings object named name (any case), or nil: what
+// apply creates or replaces. Unlike Find it never matches an ID.
+func (c *Catalog) Named(name string) *contracts.SettingsInfo {
+	if strings.EqualFold(name, contracts.DefaultSettingsName) {
+		return c.Default()
+	}
+	for i := range c.Settings {
+		if strings.EqualFold(c.Settings[i].Name, name) {
+			return &c.Settings[i]
+		}
+	}
+	return nil
+}
+
 // Sorted returns the settings objects by priority, the Default last.
 func (c *Catalog) Sorted() []contracts.SettingsInfo {
 	out := slices.Clone(c.Settings)

@@ -99,22 +99,16 @@ func prune(cat *Catalog) mutation {
 // apply answers settings.apply.
 func (s *Service) apply(ctx context.Context, from contracts.SubjectInfo, req *contracts.SettingsApplyRequest) (*contracts.SettingsApplyResponse, error) {
 	op := from.Principal
-	cur, err := s.freshCatalog(ctx)
-	if err != nil {
-		return nil, err
-	}
-	perm := rbac.ClientSettingsCreate
-	if _, err := cur.Find(req.Settings.Name); err == nil {
-		perm = rbac.ClientSettingsModify
-	}
-	if err := s.allowed(op, perm); err != nil {
-		return nil, err
-	}
 	var (
 		info   contracts.SettingsInfo
 		result string
 	)
 	next, _, err := s.changeCatalog(ctx, func(c *Catalog) (*Catalog, []string, error) {
+		// Decided on the catalog the change is made to: an object created
+		// or deployed meanwhile is checked as it is now.
+		if err := s.mayApply(op, c, req.Settings.Name); err != nil {
+			return nil, nil, err
+		}
 		n, i, r, err := c.Apply(req.Settings, op, s.cfg.Now().UTC())
 		info, result = i, r
 		return n, []string{i.ID}, err
@@ -138,6 +132,22 @@ func (s *Service) apply(ctx context.Context, from contracts.SubjectInfo, req *co
 		s.log.Warn("settings stored; some clients get them at their next fetch", "settings", info.Name, "err", err)
 	}
 	return resp, nil
+}
+
+// mayApply checks that op may apply a settings object named name to
+// catalog c: a new one needs ClientSettings:Create; an existing one
+// ClientSettings:Modify and the right to change the policy of every
+// collection it is deployed to (All Systems for the Default Client
+// Settings).
+func (s *Service) mayApply(op string, c *Catalog, name string) error {
+	cur := c.Named(name)
+	if cur == nil {
+		return s.allowed(op, rbac.ClientSettingsCreate)
+	}
+	if err := s.allowed(op, rbac.ClientSettingsModify); err != nil {
+		return err
+	}
+	return s.mayChange(op, cur, false)
 }
 
 // list answers settings.list.
@@ -176,6 +186,13 @@ func (s *Service) delete(ctx context.Context, from contracts.SubjectInfo, req *c
 	}
 	var gone contracts.SettingsInfo
 	next, _, err := s.changeCatalog(ctx, func(c *Catalog) (*Catalog, []string, error) {
+		// Deleting a deployed object (--force) undeploys it from every
+		// collection: it needs the right to undeploy from each.
+		if cur, err := c.Find(req.Ref); err == nil && !cur.BuiltIn {
+			if err := s.mayChange(op, cur, true); err != nil {
+				return nil, nil, err
+			}
+		}
 		n, g, err := c.Delete(req.Ref, req.Force)
 		gone = g
 		return n, nil, err

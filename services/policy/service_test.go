@@ -141,8 +141,9 @@ type testSite struct {
 	agents *agents
 }
 
-// startTestSite runs n instances of the service on one server.
-func startTestSite(t *testing.T, n int) *testSite {
+// startTestSite runs n instances of the service on one server; each
+// tweak changes every instance's config (authorization, say).
+func startTestSite(t *testing.T, n int, tweaks ...func(*Config)) *testSite {
 	srv := natstest.Start(t)
 	nc := natstest.Connect(t, srv)
 	js, _ := jetstream.New(nc)
@@ -159,7 +160,11 @@ func startTestSite(t *testing.T, n int) *testSite {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	for range n {
-		svc, err := New(context.Background(), Config{NC: natstest.Connect(t, srv), Site: site, SiteKey: kp, NoAuthz: true, Directory: ts.dir, Log: log, ResyncEvery: -1})
+		cfg := Config{NC: natstest.Connect(t, srv), Site: site, SiteKey: kp, NoAuthz: true, Directory: ts.dir, Log: log, ResyncEvery: -1}
+		for _, tweak := range tweaks {
+			tweak(&cfg)
+		}
+		svc, err := New(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
