@@ -351,7 +351,11 @@ on the collection. An unknown collection is refused.`,
 		cmd.Use = "undeploy SETTINGS --collection COLLECTION"
 		cmd.Short = "Remove a settings object's deployment to a collection"
 		cmd.Long = `Remove a settings object's deployment to a collection: its members get a
-new policy without it at once. Remote Assistance values it managed stay in
+new policy without it at once. The collection is the one discovery knows by
+that name or ID now (after a rename, by its new name); only a collection
+deleted since is found by the name or ID its deployment recorded. One the
+settings object is not deployed to is refused (not found), naming the
+collections it is deployed to. Remote Assistance values it managed stay in
 force on the clients, shown as tattooed, unless it set revertOnUnmanage
 ("steward-agent settings reset" returns them on a client).`
 		cmd.Example = `  steward settings undeploy "Lab remote tools" --collection Web`

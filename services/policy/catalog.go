@@ -318,25 +318,99 @@ func (c *Catalog) Deploy(ref string, coll contracts.Named, by string, now time.T
 	return next, *s, true, nil
 }
 
-// Undeploy removes the deployment of ref to the collection whose ID or
-// name is coll (the collection may be gone: its deployment still names
-// it). Undeploying where it is not changes nothing.
-func (c *Catalog) Undeploy(ref, coll, by string, now time.Time) (*Catalog, contracts.SettingsInfo, contracts.Named, bool, error) {
+// Undeploy removes the deployment of ref to the collection coll, matched
+// by ID only (a name may have moved to another collection since the
+// deployment was made). One not deployed there is not_found, naming where
+// it is deployed.
+func (c *Catalog) Undeploy(ref string, coll contracts.Named, by string, now time.Time) (*Catalog, contracts.SettingsInfo, error) {
 	cur, err := c.Find(ref)
 	if err != nil {
-		return nil, contracts.SettingsInfo{}, contracts.Named{}, false, err
+		return nil, contracts.SettingsInfo{}, err
 	}
-	i := slices.IndexFunc(cur.Deployments, func(d contracts.Deployment) bool { return d.Collection.ID == coll })
+	i := slices.IndexFunc(cur.Deployments, func(d contracts.Deployment) bool { return d.Collection.ID == coll.ID })
 	if i < 0 {
-		i = slices.IndexFunc(cur.Deployments, func(d contracts.Deployment) bool { return strings.EqualFold(d.Collection.Name, coll) })
+		return nil, contracts.SettingsInfo{}, notDeployed(cur, coll)
 	}
-	if i < 0 {
-		return c, *cur, contracts.Named{}, false, nil
-	}
-	gone := cur.Deployments[i].Collection
 	next := c.clone()
 	s, _ := next.Find(cur.ID)
 	s.Deployments = slices.Delete(s.Deployments, i, i+1)
 	s.Updated, s.UpdatedBy = now, by
-	return next, *s, gone, true, nil
+	return next, *s, nil
+}
+
+// notDeployed is the not_found error of undeploying info from coll, a
+// collection it is not deployed to (by ID; coll.ID is empty when only a
+// name is known). Where a name is shared, the IDs tell them apart.
+func notDeployed(info *contracts.SettingsInfo, coll contracts.Named) error {
+	clash := coll.ID != "" && slices.ContainsFunc(info.Deployments, func(d contracts.Deployment) bool {
+		return strings.EqualFold(d.Collection.Name, coll.Name)
+	})
+	name := func(c contracts.Named) string {
+		if clash {
+			return c.Name + " (" + c.ID + ")"
+		}
+		return c.Name
+	}
+	var names []string
+	for _, d := range info.Deployments {
+		names = append(names, name(d.Collection))
+	}
+	where := "nothing"
+	if len(names) > 0 {
+		where = strings.Join(names, ", ")
+	}
+	return contracts.Errorf(contracts.CodeNotFound, "%s is not deployed to %s (deployed to: %s)", info.Name, name(coll), where)
+}
+
+// StoredDeployment finds info's deployment to the collection ref, by the
+// ID or the name (any case) the deployment stored: for a collection
+// discovery no longer knows (deleted), whose deployment is still to be
+// removed. Two deployments with that stored name are ambiguous.
+func StoredDeployment(info *contracts.SettingsInfo, ref string) (contracts.Named, error) {
+	for _, d := range info.Deployments {
+		if d.Collection.ID == ref {
+			return d.Collection, nil
+		}
+	}
+	var found []contracts.Named
+	for _, d := range info.Deployments {
+		if strings.EqualFold(d.Collection.Name, ref) {
+			found = append(found, d.Collection)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return contracts.Named{}, notDeployed(info, contracts.Named{Name: ref})
+	case 1:
+		return found[0], nil
+	}
+	ids := make([]string, len(found))
+	for i, f := range found {
+		ids[i] = f.ID
+	}
+	return contracts.Named{}, contracts.Errorf(contracts.CodeAmbiguous, "%s is deployed to %d collections once named %q, none of which discovery knows now; use an id: %s", info.Name, len(found), ref, strings.Join(ids, ", "))
+}
+
+// WithCollectionName returns the catalog with every deployment to
+// coll.ID naming it coll.Name, as discovery names it now (a deployment
+// stores the name it had then); c itself when no name changes.
+func (c *Catalog) WithCollectionName(coll contracts.Named) *Catalog {
+	stale := false
+	for _, d := range c.Deployments() {
+		if d.Deployment.Collection.ID == coll.ID && d.Deployment.Collection.Name != coll.Name {
+			stale = true
+		}
+	}
+	if !stale || coll.Name == "" {
+		return c
+	}
+	next := c.clone()
+	for i := range next.Settings {
+		for j := range next.Settings[i].Deployments {
+			if d := &next.Settings[i].Deployments[j]; d.Collection.ID == coll.ID {
+				d.Collection.Name = coll.Name
+			}
+		}
+	}
+	return next
 }

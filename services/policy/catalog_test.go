@@ -140,9 +140,14 @@ func TestDeployUndeployDelete(t *testing.T) {
 	if contracts.CodeOf(err) != contracts.CodeConflict || !strings.Contains(err.Error(), `deployed to "Web"`) {
 		t.Fatalf("delete deployed: got %v, want conflict naming Web", err)
 	}
-	c4, _, gone, changed, err := c2.Undeploy("A", "web", "alice", now)
-	if err != nil || !changed || gone != web || c4.Tracked("coll-web") {
-		t.Fatalf("undeploy by name: got %+v %v %v", gone, changed, err)
+	c4, after, err := c2.Undeploy("A", web, "alice", now)
+	if err != nil || len(after.Deployments) != 0 || c4.Tracked("coll-web") {
+		t.Fatalf("undeploy: got %+v %v", after, err)
+	}
+	// By ID only: a collection that took the name Web since is another.
+	_, _, err = c2.Undeploy("A", contracts.Named{ID: "coll-new", Name: "Web"}, "alice", now)
+	if contracts.CodeOf(err) != contracts.CodeNotFound || err.Error() != "A is not deployed to Web (coll-new) (deployed to: Web (coll-web))" {
+		t.Fatalf("undeploy from another collection named Web: got %v, want not_found", err)
 	}
 	c5, deleted, err := c2.Delete("A", true)
 	if err != nil || deleted.ID != info.ID || len(c5.Settings) != 1 {

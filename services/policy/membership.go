@@ -177,6 +177,7 @@ func (s *Service) resync(ctx context.Context, warn bool) (complete bool) {
 	cat, _ := s.model.current()
 	done := map[string]bool{}
 	unread := map[string][]string{} // collection ID -> each operator tried and why it failed
+	var renamed []contracts.Named
 	for _, d := range cat.Deployments() {
 		c := d.Deployment.Collection
 		if done[c.ID] {
@@ -189,6 +190,11 @@ func (s *Service) resync(ctx context.Context, warn bool) (complete bool) {
 			continue
 		}
 		done[c.ID] = true
+		// A deployment stores the name its collection had then: the
+		// name discovery says now replaces it (collections are renamed).
+		if now, err := s.cfg.Directory.Collection(ctx, d.Deployment.By, c.ID); err == nil && now.ID == c.ID {
+			renamed = append(renamed, now)
+		}
 		n, err := s.reconcile(ctx, c.ID, members, asOf)
 		if err != nil {
 			complete = false
@@ -196,6 +202,17 @@ func (s *Service) resync(ctx context.Context, warn bool) (complete bool) {
 		}
 		if n > 0 {
 			s.log.Info("resync changed policies", "collection", c.Name, "clients", n)
+		}
+	}
+	if len(renamed) > 0 {
+		if _, _, err := s.changeCatalog(ctx, func(c *Catalog) (*Catalog, []string, error) {
+			n := c
+			for _, coll := range renamed {
+				n = n.WithCollectionName(coll)
+			}
+			return n, nil, nil
+		}); err != nil {
+			logf("resync: renamed collections' names not stored", "err", err)
 		}
 	}
 	for id, tried := range unread {

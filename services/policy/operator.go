@@ -159,7 +159,48 @@ func (s *Service) list(ctx context.Context, from contracts.SubjectInfo, _ *contr
 	if err != nil {
 		return nil, err
 	}
-	return &contracts.SettingsListResponse{Header: contracts.NewHeader(contracts.TypeSettingsListResponse), Settings: cat.Sorted()}, nil
+	list := cat.Sorted()
+	names := s.liveNames(ctx, from.Principal, cat)
+	for i := range list {
+		list[i].Deployments = named(list[i].Deployments, names)
+	}
+	return &contracts.SettingsListResponse{Header: contracts.NewHeader(contracts.TypeSettingsListResponse), Settings: list}, nil
+}
+
+// maxLiveNames bounds the collections whose names one answer asks
+// discovery for; past it, the names the deployments stored are shown.
+const maxLiveNames = 100
+
+// liveNames asks discovery, on op's behalf, for the current name of each
+// collection cat has settings deployed to: a deployment stores the name
+// the collection had then, and collections are renamed. A collection
+// discovery does not answer for (deleted, outside op's scope, discovery
+// down) keeps its stored name.
+func (s *Service) liveNames(ctx context.Context, op string, cat *Catalog) map[string]string {
+	names := map[string]string{}
+	for _, d := range cat.Deployments() {
+		id := d.Deployment.Collection.ID
+		if _, asked := names[id]; asked || len(names) >= maxLiveNames {
+			continue
+		}
+		names[id] = d.Deployment.Collection.Name
+		if c, err := s.cfg.Directory.Collection(ctx, op, id); err == nil && c.ID == id && c.Name != "" {
+			names[id] = c.Name
+		}
+	}
+	return names
+}
+
+// named returns deployments with the collections' names from names (a
+// copy: the catalog's own are never changed).
+func named(deployments []contracts.Deployment, names map[string]string) []contracts.Deployment {
+	out := slices.Clone(deployments)
+	for i := range out {
+		if n, ok := names[out[i].Collection.ID]; ok {
+			out[i].Collection.Name = n
+		}
+	}
+	return out
 }
 
 // show answers settings.show.
@@ -175,7 +216,9 @@ func (s *Service) show(ctx context.Context, from contracts.SubjectInfo, req *con
 	if err != nil {
 		return nil, err
 	}
-	return &contracts.SettingsResponse{Header: contracts.NewHeader(contracts.TypeSettingsResponse), Settings: *info}, nil
+	out := *info
+	out.Deployments = named(info.Deployments, s.liveNames(ctx, from.Principal, &Catalog{Settings: []contracts.SettingsInfo{*info}}))
+	return &contracts.SettingsResponse{Header: contracts.NewHeader(contracts.TypeSettingsResponse), Settings: out}, nil
 }
 
 // delete answers settings.delete.
@@ -238,8 +281,13 @@ func (s *Service) deploy(ctx context.Context, from contracts.SubjectInfo, req *c
 	)
 	_, _, err = s.changeCatalog(ctx, func(c *Catalog) (*Catalog, []string, error) {
 		n, i, ch, err := c.Deploy(req.Ref, coll, op, s.cfg.Now().UTC())
+		if err != nil {
+			return nil, nil, err
+		}
 		info, changed = i, ch
-		return n, []string{i.ID}, err
+		// Discovery named the collection just now: deployments to it
+		// that stored an older name say the current one.
+		return n.WithCollectionName(coll), []string{i.ID}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -270,9 +318,17 @@ func (s *Service) deploy(ctx context.Context, from contracts.SubjectInfo, req *c
 	return resp, nil
 }
 
-// undeploy answers settings.undeploy.
+// undeploy answers settings.undeploy. The collection is resolved by
+// discovery first, on the operator's behalf, and the deployment matched by
+// its ID: a deployment stores the collection's name at the time, and the
+// name may have moved since (renamed, and another collection given the old
+// name). Only a collection discovery does not know (deleted) is matched by
+// the ID or name its deployment stored, so its deployment can be removed.
 func (s *Service) undeploy(ctx context.Context, from contracts.SubjectInfo, req *contracts.SettingsDeployRequest) (*contracts.SettingsDeployResponse, error) {
 	op := from.Principal
+	if err := s.allowed(op, rbac.ClientSettingsRead); err != nil {
+		return nil, err
+	}
 	cur, err := s.freshCatalog(ctx)
 	if err != nil {
 		return nil, err
@@ -281,48 +337,48 @@ func (s *Service) undeploy(ctx context.Context, from contracts.SubjectInfo, req 
 	if err != nil {
 		return nil, err
 	}
-	// The deployment names its collection, which may be gone from
-	// discovery by now; a live one is resolved there (rename, ID).
-	coll := contracts.Named{}
-	for _, d := range info.Deployments {
-		if d.Collection.ID == req.Collection || strings.EqualFold(d.Collection.Name, req.Collection) {
-			coll = d.Collection
+	coll, err := s.cfg.Directory.Collection(ctx, op, req.Collection)
+	live := err == nil
+	switch {
+	case contracts.CodeOf(err) == contracts.CodeNotFound:
+		stored, serr := StoredDeployment(info, req.Collection)
+		if serr != nil {
+			if contracts.CodeOf(serr) == contracts.CodeNotFound {
+				return nil, contracts.Errorf(contracts.CodeNotFound, "%v; %v", err, serr)
+			}
+			return nil, serr
 		}
-	}
-	if coll.ID == "" {
-		c, err := s.cfg.Directory.Collection(ctx, op, req.Collection)
-		if err != nil {
-			return nil, err
-		}
-		coll = c
-	}
-	if err := s.allowed(op, rbac.ClientSettingsRead); err != nil {
+		coll = stored
+	case err != nil:
 		return nil, err
 	}
 	if err := s.allowedOn(op, rbac.CollectionDeploySettings, coll); err != nil {
 		return nil, err
 	}
-	var changed bool
+	if !slices.ContainsFunc(info.Deployments, func(d contracts.Deployment) bool { return d.Collection.ID == coll.ID }) {
+		// Said with the names discovery gives the collections now.
+		shown := *info
+		shown.Deployments = named(info.Deployments, s.liveNames(ctx, op, &Catalog{Settings: []contracts.SettingsInfo{*info}}))
+		return nil, notDeployed(&shown, coll)
+	}
 	var after contracts.SettingsInfo
 	next, _, err := s.changeCatalog(ctx, func(c *Catalog) (*Catalog, []string, error) {
-		n, i, _, ch, err := c.Undeploy(req.Ref, coll.ID, op, s.cfg.Now().UTC())
-		after, changed = i, ch
-		return n, []string{i.ID}, err
+		n, i, err := c.Undeploy(req.Ref, coll, op, s.cfg.Now().UTC())
+		if err != nil {
+			return nil, nil, err
+		}
+		if live {
+			n = n.WithCollectionName(coll)
+		}
+		after = i
+		return n, []string{i.ID}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	resp := &contracts.SettingsDeployResponse{Header: contracts.NewHeader(contracts.TypeSettingsDeployResponse), Result: contracts.DeployUnchanged, Collection: coll, Settings: after}
-	if !changed {
-		// Nothing changed; the collection's members, as deploy says them.
-		if members, err := s.cfg.Directory.Members(ctx, op, coll.ID); err == nil {
-			resp.Members = len(members)
-		}
-		return resp, nil
-	}
-	resp.Result = contracts.DeployUndeployed
+	resp := &contracts.SettingsDeployResponse{Header: contracts.NewHeader(contracts.TypeSettingsDeployResponse), Result: contracts.DeployUndeployed, Collection: coll, Settings: after}
 	s.emit(ctx, contracts.StatusSettingsChanged, map[string]string{"settings": after.Name, "by": op, "change": fmt.Sprintf("undeployed from collection %q", coll.Name)})
-	s.log.Info("settings undeployed", "settings", after.Name, "collection", coll.Name, "by", op)
+	s.log.Info("settings undeployed", "settings", after.Name, "collection", coll.Name, "id", coll.ID, "by", op)
 	members := s.model.membersOf(coll.ID)
 	out, err := s.update(ctx, members, prune(next), true)
 	if err != nil {
@@ -489,9 +545,16 @@ func (s *Service) clientPolicy(ctx context.Context, from contracts.SubjectInfo, 
 		names[d.Deployment.Collection.ID] = d.Deployment.Collection.Name
 	}
 	for _, id := range e.rec.Collections {
-		if n, ok := names[id]; ok {
-			resp.Collections = append(resp.Collections, contracts.Named{ID: id, Name: n})
+		n, ok := names[id]
+		if !ok {
+			continue
 		}
+		// The name as discovery says it now (the deployment stored the
+		// one the collection had then).
+		if c, err := s.cfg.Directory.Collection(ctx, op, id); err == nil && c.ID == id && c.Name != "" {
+			n = c.Name
+		}
+		resp.Collections = append(resp.Collections, contracts.Named{ID: id, Name: n})
 	}
 	return resp, nil
 }
