@@ -58,6 +58,20 @@ func (s *Service) ack(ctx context.Context, from contracts.SubjectInfo, item cont
 		return nil, err
 	}
 	id := from.Principal
+	// A rejection counts against the client's compliance only when it is
+	// of a policy the site issued to this client: one refused as another
+	// client's or another site's (code client or site: a policy replayed
+	// to it) carries that policy's revision, not this client's, and one
+	// above the client's current revision was never issued to it. Either
+	// would show the client failed at a revision it never had, and hide
+	// its genuine rejections below that number. Older agents send such
+	// revisions, newer ones 0.
+	mine := !a.Applied && a.Code != contracts.RejectClient && a.Code != contracts.RejectSite
+	var current uint64
+	if !a.Applied {
+		current = s.siteRevision(ctx, id, a.Revision)
+		mine = mine && a.Revision <= current
+	}
 	// The record is built on the last one built for the client, stored or
 	// not yet (several reports of one client come in one batch, each
 	// started before any is stored), and queued in the order built.
@@ -71,9 +85,11 @@ func (s *Service) ack(ctx context.Context, from contracts.SubjectInfo, item cont
 	switch {
 	case a.Applied:
 		rec.AppliedRevision, rec.AppliedAt = max(a.Revision, a.AppliedRevision), a.AppliedAt
-	case a.Revision >= rec.RejectedRevision:
+	case mine && (a.Revision >= rec.RejectedRevision || rec.RejectedRevision > current):
 		// A rejection of a lower revision (an old or forged message) does
-		// not hide the failure of a newer one.
+		// not hide the failure of a newer one; a stored rejection above
+		// the client's current revision (recorded before such reports were
+		// told apart) hides nothing.
 		rec.RejectedRevision, rec.Code, rec.Reason, rec.RejectedAt = a.Revision, a.Code, a.Reason, a.Time
 	}
 	data, _ := json.Marshal(rec)
@@ -97,13 +113,32 @@ func (s *Service) ack(ctx context.Context, from contracts.SubjectInfo, item cont
 			go s.catchUp(id, a.AppliedRevision)
 		}
 		if !a.Applied {
-			s.log.Warn("a client rejected a policy", "client", id, "revision", a.Revision, "code", a.Code, "reason", a.Reason)
+			if !mine {
+				s.log.Warn("a client rejected a policy not issued to it (compliance unchanged)", "client", id, "revision", a.Revision, "current", current, "code", a.Code, "reason", a.Reason)
+			} else {
+				s.log.Warn("a client rejected a policy", "client", id, "revision", a.Revision, "code", a.Code, "reason", a.Reason)
+			}
 			s.emit(ctx, contracts.StatusPolicyRejected, map[string]string{
 				"client": id, "revision": strconv.FormatUint(a.Revision, 10), "reason": a.Code + ": " + a.Reason,
 			})
 		}
 		return nil
 	}, nil
+}
+
+// siteRevision is client id's current policy revision: the model's, or,
+// when a report names a higher one (another instance may have written it
+// and this one's watch not shown it yet), the stored record's.
+func (s *Service) siteRevision(ctx context.Context, id string, reported uint64) uint64 {
+	e, _ := s.model.client(id)
+	if reported <= e.rec.Revision {
+		return e.rec.Revision
+	}
+	if err := s.refresh(ctx, id); err != nil {
+		s.log.Warn("client record not read", "client", id, "err", err)
+	}
+	e, _ = s.model.client(id)
+	return e.rec.Revision
 }
 
 // catchUpTo is the mutation for agents ahead of the site (its records
