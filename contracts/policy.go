@@ -59,15 +59,19 @@ const (
 	DefaultSettingsPriority = 10000
 )
 
-// Limits of client settings.
+// Limits of client settings. Besides these, a site's settings objects
+// and deployments are one document, stored in one message: together at
+// most the site's server's max_payload (1 MiB by default), some 120
+// objects of the full MaxSettingsBytes; the policy service refuses a
+// change past it.
 const (
 	MinSettingsPriority = 1
 	MaxSettingsPriority = DefaultSettingsPriority - 1
-	MaxSettingsObjects  = 500  // settings objects of a site
+	MaxSettingsObjects  = 500  // settings objects of a site (small ones: see below)
 	MaxViewers          = 256  // permitted viewers of one settings object
 	MaxTunnelPorts      = 64   // tunnel ports of one settings object
 	MaxViewerLen        = 256  // one permitted viewer
-	MaxSettingsBytes    = 8192 // one settings object as JSON
+	MaxSettingsBytes    = 8192 // one settings object as JSON, whatever its lists hold
 	MaxDeployments      = 256  // collections one settings object is deployed to
 )
 
@@ -216,7 +220,28 @@ func (s *Settings) Validate() error {
 	} else if s.Priority < MinSettingsPriority || s.Priority > MaxSettingsPriority {
 		return fieldErr("priority", "%d: must be %d to %d (lower wins; the %s are %d)", s.Priority, MinSettingsPriority, MaxSettingsPriority, DefaultSettingsName, DefaultSettingsPriority)
 	}
-	return s.SettingsSections.Validate()
+	if err := s.SettingsSections.Validate(); err != nil {
+		return err
+	}
+	return s.checkSize()
+}
+
+// checkSize refuses a settings object over MaxSettingsBytes as JSON (what
+// the site stores), naming its largest setting: each list is within its
+// own bounds, and still 200 permitted viewers of 50 characters are over.
+func (s *Settings) checkSize() error {
+	data, _ := json.Marshal(s)
+	if len(data) <= MaxSettingsBytes {
+		return nil
+	}
+	largest, size := "description", len(s.Description)
+	for path, v := range s.SettingsSections.Values() {
+		if len(v) > size || (len(v) == size && path < largest) {
+			largest, size = path, len(v)
+		}
+	}
+	return fieldErr(largest, "the settings object is %d bytes as JSON, over the %d one may be; this setting is %d of them: shorten it, or split it over settings objects",
+		len(data), MaxSettingsBytes, size)
 }
 
 // Validate checks every configured setting.

@@ -103,7 +103,14 @@ unchanged, and how many clients got a new policy. "-f -" reads standard input.
 
 The file is checked before anything is sent: unknown keys, values of the
 wrong type and values the settings do not allow are refused with the line.
-The site refuses a priority another settings object has.`,
+The site refuses a priority another settings object has.
+
+Limits: a settings object is at most 8 KiB as JSON (about 150 permitted
+viewers of 50 characters; the check names the line of its largest setting),
+and a site's settings objects and deployments together at most what its
+server carries in one message (max_payload, 1 MiB by default: some 120
+objects of the full 8 KiB). The site refuses a change past that (too
+large): delete or shrink settings objects.`,
 		Example: `  steward settings apply -f lab-remote-tools.yaml
   steward settings apply -f - <<'EOF'
   name: Helpdesk viewers

@@ -47,7 +47,12 @@ func (s *Service) changeCatalog(ctx context.Context, change func(cur *Catalog) (
 				next.Settings[i].Revision = e.Revision() + 1
 			}
 		}
-		rev, err := s.settingsKV.Update(ctx, CatalogKey, next.Encode(), e.Revision())
+		data := next.Encode()
+		if limit := s.catalogLimit(); len(data) > limit {
+			return nil, 0, contracts.Errorf(contracts.CodeTooLarge,
+				"the settings catalog would be %d bytes, over the %d the site's server carries in one message: delete or shrink settings objects (or deployments)", len(data), limit)
+		}
+		rev, err := s.settingsKV.Update(ctx, CatalogKey, data, e.Revision())
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			continue
 		}
@@ -60,6 +65,19 @@ func (s *Service) changeCatalog(ctx context.Context, change func(cur *Catalog) (
 		return next, rev, nil
 	}
 	return nil, 0, contracts.Errorf(contracts.CodeConflict, "the settings catalog kept changing; try again")
+}
+
+// catalogHeadroom is what a write of the catalog carries besides the
+// document (subject, compare-and-set and other headers), within the
+// server's max_payload.
+const catalogHeadroom = 1024
+
+// catalogLimit is the largest catalog document the site's server takes
+// in one message: its max_payload (1 MiB by default) less the headroom.
+// The catalog is one value, so it bounds the settings objects and
+// deployments of a site together.
+func (s *Service) catalogLimit() int {
+	return int(s.cfg.NC.MaxPayload()) - catalogHeadroom
 }
 
 // affected lists the clients whose records put them in any of the

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
@@ -144,7 +145,11 @@ type testSite struct {
 // startTestSite runs n instances of the service on one server; each
 // tweak changes every instance's config (authorization, say).
 func startTestSite(t *testing.T, n int, tweaks ...func(*Config)) *testSite {
-	srv := natstest.Start(t)
+	return startTestSiteOn(t, natstest.Start(t), n, tweaks...)
+}
+
+// startTestSiteOn is startTestSite on server srv.
+func startTestSiteOn(t *testing.T, srv *server.Server, n int, tweaks ...func(*Config)) *testSite {
 	nc := natstest.Connect(t, srv)
 	js, _ := jetstream.New(nc)
 	subj, _ := contracts.MembershipSubject(site)

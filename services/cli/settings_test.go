@@ -1,0 +1,41 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// applyFile runs steward settings apply -f on a file holding text; no
+// site runs, so only the file's check can answer.
+func applyFile(t *testing.T, text string) error {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "settings.yaml")
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	root := NewRoot(&out, &errb)
+	root.SetArgs([]string{"settings", "apply", "-f", file, "--server", "nats://127.0.0.1:1"})
+	return root.ExecuteContext(context.Background())
+}
+
+// TestSettingsFileOverMaxBytes: 200 permitted viewers of 50 characters
+// (each list within its bounds) are over the 8192 bytes a settings object
+// may be; the file's check says so with the line, before anything is
+// sent. It passed, and the site refused it later without a line.
+func TestSettingsFileOverMaxBytes(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("name: Many viewers\npriority: 10\nremoteTools:\n  enabled: true\n  permittedViewers:\n")
+	for i := range 200 {
+		fmt.Fprintf(&b, "    - user-%03d-%s\n", i, strings.Repeat("v", 41))
+	}
+	err := applyFile(t, b.String())
+	if err == nil || !strings.Contains(err.Error(), "line 5: remoteTools.permittedViewers: the settings object is ") || !strings.Contains(err.Error(), "over the 8192 one may be") {
+		t.Fatalf("got %v, want line 5 naming the size limit", err)
+	}
+}
