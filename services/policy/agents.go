@@ -161,7 +161,7 @@ func catchUpTo(applied func(id string) uint64) mutation {
 func (s *Service) catchUp(id string, applied uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := s.update(ctx, []string{id}, catchUpTo(func(string) uint64 { return applied }), true); err != nil {
+	if _, err := s.updateKnown(ctx, []string{id}, catchUpTo(func(string) uint64 { return applied }), true); err != nil {
 		s.log.Warn("a client ahead of the site not caught up; it is at its next fetch", "client", id, "revision", applied, "err", err)
 	}
 }

@@ -3,13 +3,17 @@ package policy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
 	"github.com/stewardhq/steward/services/internal/follow"
+	"github.com/stewardhq/steward/services/internal/jsbatch"
+	"github.com/stewardhq/steward/services/rbac"
 )
 
 // Membership event delivery. MaxAckPending 1 keeps events in order across
@@ -80,8 +84,18 @@ func (s *Service) onMembership(ctx context.Context, m jetstream.Msg) {
 		_, err := s.update(ctx, added, mut, true)
 		errs = append(errs, err)
 	}
-	if cat.Tracked(ev.Collection.ID) && len(ev.Removed) > 0 {
-		_, err := s.update(ctx, ev.Removed, fromEvent(ev.Collection.ID, false, seq), true)
+	switch {
+	case len(ev.Removed) == 0:
+	case ev.Collection.ID == contracts.AllSystemsID:
+		// Out of All Systems: deleted from the site (or blocked). Its
+		// records go; it is no longer counted, signed for or pushed to.
+		n, err := s.forget(ctx, ev.Removed)
+		errs = append(errs, err)
+		if n > 0 {
+			s.log.Info("policy records of clients gone from the site removed", "clients", n, "cause", ev.Cause)
+		}
+	case cat.Tracked(ev.Collection.ID):
+		_, err := s.updateKnown(ctx, ev.Removed, fromEvent(ev.Collection.ID, false, seq), true)
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -102,6 +116,148 @@ func (s *Service) onMembership(ctx context.Context, m jetstream.Msg) {
 	if err := m.Ack(); err != nil {
 		s.log.Warn("ack membership event", "err", err)
 	}
+}
+
+// forget removes the records of clients ids (policy-clients, by
+// compare-and-set, and policy-compliance): they left All Systems, deleted
+// from the site (or blocked; a client that returns gets a new record, and
+// its agent, which reports the revision it runs, one above it). It returns
+// how many records it removed.
+func (s *Service) forget(ctx context.Context, ids []string) (int, error) {
+	s.updateMu.Lock()
+	defer s.updateMu.Unlock()
+	removed := 0
+	var errs []error
+	todo := ids
+	for attempt := 0; len(todo) > 0; attempt++ {
+		var (
+			writes []jsbatch.Write
+			whose  []string
+			retry  []string
+		)
+		for _, id := range todo {
+			if e, ok := s.model.client(id); ok {
+				writes = append(writes, kvDel(ClientsBucket, id, true, e.rev))
+				whose = append(whose, id)
+			}
+		}
+		if len(writes) == 0 {
+			break
+		}
+		if attempt == maxAttempts {
+			errs = append(errs, fmt.Errorf("%d client records kept changing under %d attempts to remove them", len(writes), maxAttempts))
+			break
+		}
+		for i, r := range s.clients.Write(ctx, writes...) {
+			id := whose[i]
+			switch {
+			case r.Err == nil:
+				s.model.setClient(id, nil, r.Seq)
+				removed++
+			case errors.Is(r.Err, jsbatch.ErrConflict):
+				if err := s.refresh(ctx, id); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				retry = append(retry, id)
+			default:
+				errs = append(errs, fmt.Errorf("remove the record of client %s: %w", id, r.Err))
+			}
+		}
+		todo = retry
+	}
+	var reports []jsbatch.Write
+	var whose []string
+	for _, id := range ids {
+		if _, ok := s.model.report(id); ok {
+			reports = append(reports, kvDel(ComplianceBucket, id, false, 0))
+			whose = append(whose, id)
+		}
+	}
+	if len(reports) > 0 {
+		for i, r := range s.reports.Write(ctx, reports...) {
+			if r.Err != nil {
+				errs = append(errs, fmt.Errorf("remove the compliance record of client %s: %w", whose[i], r.Err))
+				continue
+			}
+			s.model.setReport(whose[i], nil, r.Seq)
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+// forgetMargin: a record issued less than this before All Systems was
+// listed is kept by the resync, whatever the list says (a client new since,
+// or another instance's clock ahead of this one's).
+const forgetMargin = time.Minute
+
+// resyncAllSystems removes the records of clients discovery no longer
+// lists in All Systems: deleted or blocked while their membership event
+// was lost. All Systems is read as an operator whose Collection:Read
+// covers All Systems (a partial list would remove records of clients
+// outside it): one who made a deployment, or else a Full Administrator.
+// Without one, nothing is removed.
+func (s *Service) resyncAllSystems(ctx context.Context, cat *Catalog) error {
+	readers := s.allSystemsReaders(cat)
+	if len(readers) == 0 {
+		s.log.Debug("resync: no operator to read All Systems as; records of deleted clients are removed by their membership events only")
+		return nil
+	}
+	listed := s.cfg.Now()
+	var (
+		members []contracts.Named
+		err     error
+	)
+	for _, op := range readers {
+		if members, err = s.cfg.Directory.Members(ctx, op, contracts.AllSystemsID); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("All Systems not read: %w", err)
+	}
+	in := make(map[string]bool, len(members))
+	for _, m := range members {
+		in[m.ID] = true
+	}
+	var gone []string
+	for _, id := range s.model.allClients() {
+		if e, ok := s.model.client(id); ok && !in[id] && e.rec.Issued.Before(listed.Add(-forgetMargin)) {
+			gone = append(gone, id)
+		}
+	}
+	n, err := s.forget(ctx, gone)
+	if n > 0 {
+		s.log.Info("resync removed the policy records of clients no longer in All Systems", "clients", n)
+	}
+	return err
+}
+
+// allSystemsReaders lists the operators to read All Systems as: those who
+// made a deployment, then the Full Administrators, each only when its
+// Collection:Read covers All Systems. Without authorization (a service
+// tested alone) those who made a deployment.
+func (s *Service) allSystemsReaders(cat *Catalog) []string {
+	var cands []string
+	for _, d := range cat.Deployments() {
+		if !slices.Contains(cands, d.Deployment.By) {
+			cands = append(cands, d.Deployment.By)
+		}
+	}
+	m, err := s.authz()
+	if err != nil {
+		return nil
+	}
+	if m == nil {
+		return cands
+	}
+	var out []string
+	for _, op := range append(cands, m.FullAdministrators()...) {
+		if sc, err := m.Scoped(op, rbac.CollectionRead); err == nil && sc.All && !slices.Contains(out, op) {
+			out = append(out, op)
+		}
+	}
+	return out
 }
 
 // fromEvent puts a client in (in) or out of collection as the membership
@@ -214,6 +370,10 @@ func (s *Service) resync(ctx context.Context, warn bool) (complete bool) {
 		}); err != nil {
 			logf("resync: renamed collections' names not stored", "err", err)
 		}
+	}
+	if err := s.resyncAllSystems(ctx, cat); err != nil && ctx.Err() == nil {
+		complete = false
+		logf("resync: records of clients gone from the site not checked; tried again soon", "err", err)
 	}
 	for id, tried := range unread {
 		if !done[id] && ctx.Err() == nil {

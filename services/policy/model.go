@@ -22,6 +22,7 @@ type model struct {
 	catalogRev uint64
 	changed    chan struct{} // closed and replaced when the catalog changes
 	clients    map[string]clientEntry
+	gone       map[string]uint64              // deleted records: the revision of the delete marker
 	members    map[string]map[string]struct{} // collection ID -> client IDs
 	compliance map[string]complianceEntry
 }
@@ -41,6 +42,7 @@ func newModel() *model {
 		catalog:    NewCatalog(time.Now().UTC()),
 		changed:    make(chan struct{}),
 		clients:    map[string]clientEntry{},
+		gone:       map[string]uint64{},
 		members:    map[string]map[string]struct{}{},
 		compliance: map[string]complianceEntry{},
 	}
@@ -94,12 +96,16 @@ func (m *model) client(id string) (clientEntry, bool) {
 }
 
 // setClient applies a record at revision rev (a newer one wins; nil
-// deletes).
+// deletes, and the delete marker's revision is kept: the next record of
+// the client is written by compare-and-set on it).
 func (m *model) setClient(id string, rec *clientRecord, rev uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	old, had := m.clients[id]
 	if had && old.rev >= rev {
+		return
+	}
+	if g, deleted := m.gone[id]; !had && deleted && g >= rev {
 		return
 	}
 	if had {
@@ -111,8 +117,10 @@ func (m *model) setClient(id string, rec *clientRecord, rev uint64) {
 	}
 	if rec == nil {
 		delete(m.clients, id)
+		m.gone[id] = rev
 		return
 	}
+	delete(m.gone, id)
 	m.clients[id] = clientEntry{rec: *rec, rev: rev}
 	for _, c := range rec.Collections {
 		set := m.members[c]
@@ -122,6 +130,14 @@ func (m *model) setClient(id string, rec *clientRecord, rev uint64) {
 		}
 		set[id] = struct{}{}
 	}
+}
+
+// tombstone is the revision of the delete marker of client id's record
+// (0: none): what a new record of the client is written on.
+func (m *model) tombstone(id string) uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.gone[id]
 }
 
 // membersOf lists the clients whose records say they are in collection.

@@ -144,7 +144,7 @@ func (s *Service) apply(ctx context.Context, from contracts.SubjectInfo, req *co
 	}
 	s.emit(ctx, contracts.StatusSettingsChanged, map[string]string{"settings": info.Name, "by": op, "change": result + " (priority " + strconv.Itoa(info.Priority) + ")"})
 	s.log.Info("settings "+result, "settings", info.Name, "id", info.ID, "by", op)
-	out, err := s.update(ctx, s.affected(info), noChange, true)
+	out, err := s.updateKnown(ctx, s.affected(info), noChange, true)
 	resp.Clients = changedCount(out)
 	if err != nil {
 		s.log.Warn("settings stored; some clients get them at their next fetch", "settings", info.Name, "err", err)
@@ -263,7 +263,7 @@ func (s *Service) delete(ctx context.Context, from contracts.SubjectInfo, req *c
 	}
 	s.emit(ctx, contracts.StatusSettingsChanged, map[string]string{"settings": gone.Name, "by": op, "change": "deleted"})
 	s.log.Info("settings deleted", "settings", gone.Name, "id", gone.ID, "by", op, "deployments", len(gone.Deployments))
-	out, err := s.update(ctx, s.affected(gone), prune(next), true)
+	out, err := s.updateKnown(ctx, s.affected(gone), prune(next), true)
 	if err != nil {
 		s.log.Warn("settings deleted; some clients get the change at their next fetch", "settings", gone.Name, "err", err)
 	}
@@ -398,7 +398,7 @@ func (s *Service) undeploy(ctx context.Context, from contracts.SubjectInfo, req 
 	s.emit(ctx, contracts.StatusSettingsChanged, map[string]string{"settings": after.Name, "by": op, "change": fmt.Sprintf("undeployed from collection %q", coll.Name)})
 	s.log.Info("settings undeployed", "settings", after.Name, "collection", coll.Name, "id", coll.ID, "by", op)
 	members := s.model.membersOf(coll.ID)
-	out, err := s.update(ctx, members, prune(next), true)
+	out, err := s.updateKnown(ctx, members, prune(next), true)
 	if err != nil {
 		s.log.Warn("settings undeployed; some clients get the change at their next fetch", "settings", after.Name, "err", err)
 	}
@@ -421,12 +421,14 @@ func (s *Service) reconcile(ctx context.Context, collection string, members []co
 	}
 	var gone []string
 	for _, id := range s.model.membersOf(collection) {
-		if !in[id] {
+		// A client out of All Systems is gone from the site: its record
+		// is removed (resyncAllSystems), not given a new revision.
+		if !in[id] && collection != contracts.AllSystemsID {
 			gone = append(gone, id)
 		}
 	}
 	added, err1 := s.update(ctx, ids, listed(collection, true, asOf), true)
-	removed, err2 := s.update(ctx, gone, listed(collection, false, asOf), true)
+	removed, err2 := s.updateKnown(ctx, gone, listed(collection, false, asOf), true)
 	return changedCount(added) + changedCount(removed), errors.Join(err1, err2)
 }
 

@@ -72,3 +72,12 @@ type complianceRecord struct {
 func kvPut(bucket, key string, value []byte, cas bool, last uint64) jsbatch.Write {
 	return jsbatch.Write{Msg: &nats.Msg{Subject: "$KV." + bucket + "." + key, Data: value}, CAS: cas, Last: last}
 }
+
+// kvDel is a delete of key in bucket for a jsbatch.Writer (the marker the
+// KV watches read as a deletion): with cas, only if the key is still at
+// revision last.
+func kvDel(bucket, key string, cas bool, last uint64) jsbatch.Write {
+	m := &nats.Msg{Subject: "$KV." + bucket + "." + key, Header: nats.Header{}}
+	m.Header.Set("KV-Operation", "DEL")
+	return jsbatch.Write{Msg: m, CAS: cas, Last: last}
+}

@@ -51,7 +51,20 @@ const catalogWait = 5 * time.Second
 // Updates run one at a time in an instance: its model then always holds
 // its own writes, so only another instance's write can make a
 // compare-and-set lose (and then the record is read again).
+//
+// A client without a record gets one (a new client, a fetch): use
+// updateKnown for clients taken from the records, so that one whose
+// record was removed meanwhile (deleted from the site) is not brought back.
 func (s *Service) update(ctx context.Context, ids []string, mut mutation, push bool) ([]outcome, error) {
+	return s.updateClients(ctx, ids, mut, push, true)
+}
+
+// updateKnown is update for the clients among ids that have a record.
+func (s *Service) updateKnown(ctx context.Context, ids []string, mut mutation, push bool) ([]outcome, error) {
+	return s.updateClients(ctx, ids, mut, push, false)
+}
+
+func (s *Service) updateClients(ctx context.Context, ids []string, mut mutation, push, create bool) ([]outcome, error) {
 	s.updateMu.Lock()
 	defer s.updateMu.Unlock()
 	began := time.Now()
@@ -88,7 +101,12 @@ func (s *Service) update(ctx context.Context, ids []string, mut mutation, push b
 			e, ok := s.model.client(id)
 			rec := e.rec
 			if !ok {
-				rec = clientRecord{ID: id}
+				if !create {
+					continue // removed (the client was deleted): not brought back
+				}
+				// A client whose record was removed has its delete marker
+				// as the key's last revision.
+				rec, e.rev = clientRecord{ID: id}, s.model.tombstone(id)
 			}
 			if rec.Catalog > catRev {
 				// Another instance resolved this client from a newer
@@ -201,7 +219,13 @@ func (s *Service) refresh(ctx context.Context, id string) error {
 	e, err := s.clientsKV.Get(ctx, id)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return nil
+		// Removed (or never written): a delete marker is the key's last
+		// revision, which the next write must name.
+		h, herr := s.clientsKV.History(ctx, id)
+		if herr != nil || len(h) == 0 {
+			return nil
+		}
+		return s.model.applyClientEntry(h[len(h)-1])
 	case err != nil:
 		return fmt.Errorf("read the record of client %s: %w", id, err)
 	}
