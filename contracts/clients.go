@@ -62,6 +62,9 @@ type Client struct {
 	FirstSeen    time.Time `json:"firstSeen"`
 	LastSeen     time.Time `json:"lastSeen,omitzero"`
 	Key          string    `json:"key,omitempty"` // the agent's NKey public key
+	// PendingReason says why a pending client was not admitted at its
+	// enrollment (no token, an expired or used-up one, another site's).
+	PendingReason string `json:"pendingReason,omitempty"`
 }
 
 // MaxClientsPage is the most clients one list answer holds (a page stays

@@ -42,11 +42,13 @@ var exampleClient = Client{
 	Arch:         "amd64",
 	AgentVersion: "0.1.0",
 	Capability:   1,
-	Status:       ClientApproved,
+	Status:       ClientPending,
 	Online:       true,
 	FirstSeen:    t0,
 	LastSeen:     t1,
 	Key:          exampleAgentKey,
+	// (a pending client, to show every field)
+	PendingReason: "enrollment token 3f2a… has expired",
 }
 
 var exampleTokenInfo = TokenInfo{

@@ -264,8 +264,8 @@ func TestPendingThenApproved(t *testing.T) {
 		pending = list[0]
 		return true
 	})
-	if pending.Name != "nottoken" || pending.Online {
-		t.Fatalf("got %+v, want pending offline client named nottoken", pending)
+	if pending.Name != "nottoken" || pending.Online || !strings.Contains(pending.PendingReason, "no enrollment token") {
+		t.Fatalf("got %+v, want pending offline client named nottoken, pending for want of a token", pending)
 	}
 	if a.ClientID() != "" {
 		t.Fatal("agent has a client ID before approval")
@@ -275,6 +275,9 @@ func TestPendingThenApproved(t *testing.T) {
 	}
 	wait(t, 15*time.Second, "agent admitted", func() bool { return a.ClientID() == pending.ID })
 	waitOnline(t, op, pending.ID, true)
+	if c, err := op.ClientsShow(ctx(t), pending.ID); err != nil || c.PendingReason != "" {
+		t.Fatalf("approved: got %+v, %v; want no pending reason", c, err)
+	}
 	if _, err := op.ClientsApprove(ctx(t), pending.ID); contracts.CodeOf(err) != contracts.CodeConflict {
 		t.Fatalf("approve twice: got %v, want conflict", err)
 	}

@@ -25,7 +25,7 @@ func (s *Service) approveClient(ctx context.Context, from contracts.SubjectInfo,
 		if i.Status == contracts.ClientApproved {
 			return contracts.Errorf(contracts.CodeConflict, "client %s (%s) is already approved", i.Name, i.ClientID)
 		}
-		i.Status, i.By = contracts.ClientApproved, from.Principal
+		i.Status, i.By, i.Reason = contracts.ClientApproved, from.Principal, ""
 		return nil
 	})
 	if err != nil {

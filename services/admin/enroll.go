@@ -43,7 +43,7 @@ func (s *Service) enroll(ctx context.Context, from contracts.SubjectInfo, req *c
 	if tokErr == nil {
 		id.Status, id.By = contracts.ClientApproved, "token:"+tokenID
 	} else {
-		id.Status = contracts.ClientPending
+		id.Status, id.Reason = contracts.ClientPending, tokErr.Error()
 	}
 	if err := s.ids.create(ctx, id); err != nil {
 		switch {
@@ -107,7 +107,7 @@ func (s *Service) admitWith(ctx context.Context, key, tokenID string, now time.T
 		}
 		admitted = i.Status == contracts.ClientPending
 		if admitted {
-			i.Status, i.By = contracts.ClientApproved, "token:"+tokenID
+			i.Status, i.By, i.Reason = contracts.ClientApproved, "token:"+tokenID, ""
 		}
 		return nil
 	})

@@ -33,6 +33,8 @@ type Identity struct {
 	Created  time.Time `json:"created"`
 	Updated  time.Time `json:"updated"`
 	By       string    `json:"by,omitempty"` // who enrolled or created it
+	// Reason is why an agent enrolled pending: its token's refusal.
+	Reason string `json:"reason,omitempty"`
 
 	// What the agent said of itself at enrollment.
 	Hostname     string `json:"hostname,omitempty"`
@@ -47,7 +49,7 @@ func (id Identity) Client() contracts.Client {
 	return contracts.Client{
 		ID: id.ClientID, Name: id.Name, Hostname: id.Hostname, OS: id.OS, Arch: id.Arch,
 		AgentVersion: id.AgentVersion, Capability: id.Capability, Status: id.Status,
-		FirstSeen: id.Created, Key: id.Key,
+		FirstSeen: id.Created, Key: id.Key, PendingReason: id.Reason,
 	}
 }
 

@@ -200,6 +200,11 @@ func clientDetail(w io.Writer, c contracts.Client) {
 		{"Name", c.Name},
 		{"ID", c.ID},
 		{"Status", c.Status},
+	}
+	if c.PendingReason != "" {
+		rows = append(rows, [2]string{"Pending because", c.PendingReason})
+	}
+	rows = append(rows, [][2]string{
 		{"Online", yesNo(c.Online)},
 		{"Hostname", dash(c.Hostname)},
 		{"OS", osArch(c)},
@@ -208,7 +213,7 @@ func clientDetail(w io.Writer, c contracts.Client) {
 		{"First seen", stamp(c.FirstSeen)},
 		{"Last seen", stamp(c.LastSeen)},
 		{"Key", dash(c.Key)},
-	}
+	}...)
 	for _, r := range rows {
 		fmt.Fprintf(w, "%s:\t%s\n", r[0], r[1])
 	}

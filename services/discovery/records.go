@@ -78,10 +78,18 @@ func applyEvent(cur *record, ev *contracts.ClientEvent, now time.Time) (next *re
 			FirstSeen:    first.UTC(),
 			Key:          in.Key,
 		}}
+		if status == contracts.ClientPending {
+			r.PendingReason = in.PendingReason
+		}
 		return r, true, nil
 	}
 	r := *cur
 	r.Status = status
+	if status == contracts.ClientPending {
+		r.PendingReason = cmp.Or(in.PendingReason, r.PendingReason)
+	} else {
+		r.PendingReason = ""
+	}
 	if status == contracts.ClientBlocked {
 		r.Online = false
 	}
