@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Message type strings of client settings, their deployments, the signed
@@ -209,6 +211,14 @@ func ValidSettingsName(n string) error {
 func (s *Settings) Validate() error {
 	if err := ValidSettingsName(s.Name); err != nil {
 		return fieldErr("name", "%v", err)
+	}
+	// Settings objects are named by name or ID (show, delete, deploy): a
+	// name that reads as an ID would reach another object.
+	switch {
+	case strings.EqualFold(s.Name, DefaultSettingsID):
+		return fieldErr("name", "%q is the id of the %s, which it would reach by that name; choose another name", s.Name, DefaultSettingsName)
+	case uuid.Validate(s.Name) == nil:
+		return fieldErr("name", "%q is shaped like a settings object's id, which it could be mistaken for; choose another name", s.Name)
 	}
 	if len(s.Description) > MaxDescription {
 		return fieldErr("description", "%d characters: at most %d", len(s.Description), MaxDescription)

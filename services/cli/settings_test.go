@@ -39,3 +39,15 @@ func TestSettingsFileOverMaxBytes(t *testing.T) {
 		t.Fatalf("got %v, want line 5 naming the size limit", err)
 	}
 }
+
+// TestSettingsFileNameLikeAnID: a name that reads as a settings id is
+// refused with its line (it was accepted, and settings show/delete
+// default-client-settings then reached the built-in object).
+func TestSettingsFileNameLikeAnID(t *testing.T) {
+	for _, name := range []string{"default-client-settings", "0f3c2a9e-5b1d-4c7e-9a8b-2d6f1e4c3b7a"} {
+		err := applyFile(t, "priority: 10\nname: "+name+"\n")
+		if err == nil || !strings.Contains(err.Error(), "line 2: name: ") || !strings.Contains(err.Error(), "choose another name") {
+			t.Errorf("name %s: got %v, want line 2 refusing the name", name, err)
+		}
+	}
+}

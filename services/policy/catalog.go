@@ -116,7 +116,21 @@ func (c *Catalog) Default() *contracts.SettingsInfo {
 }
 
 // Find returns the settings object ref names (ID, or name in any case).
+// A ref that is one object's ID and another's name (a name from before
+// such names were refused) is ambiguous, not the object with the ID.
 func (c *Catalog) Find(ref string) (*contracts.SettingsInfo, error) {
+	if i := slices.IndexFunc(c.Settings, func(s contracts.SettingsInfo) bool { return s.ID == ref }); i >= 0 {
+		var others []string
+		for j, s := range c.Settings {
+			if j != i && strings.EqualFold(s.Name, ref) {
+				others = append(others, s.ID)
+			}
+		}
+		if len(others) > 0 {
+			return nil, contracts.Errorf(contracts.CodeAmbiguous, "%q is the id of settings object %q and the name of another (id %s): name the first %q, the other by its id",
+				ref, c.Settings[i].Name, strings.Join(others, ", "), c.Settings[i].Name)
+		}
+	}
 	idx := make([]int, len(c.Settings))
 	for i := range idx {
 		idx[i] = i
@@ -131,6 +145,16 @@ func (c *Catalog) Find(ref string) (*contracts.SettingsInfo, error) {
 		return nil, err
 	}
 	return &c.Settings[i], nil
+}
+
+// byID returns the settings object with ID id, or nil.
+func (c *Catalog) byID(id string) *contracts.SettingsInfo {
+	for i := range c.Settings {
+		if c.Settings[i].ID == id {
+			return &c.Settings[i]
+		}
+	}
+	return nil
 }
 
 // Named returns the settings object named name (any case), or nil: what
@@ -312,7 +336,7 @@ func (c *Catalog) Deploy(ref string, coll contracts.Named, by string, now time.T
 		return nil, contracts.SettingsInfo{}, false, contracts.Errorf(contracts.CodeConflict, "settings object %q is deployed to %d collections, the most it may", cur.Name, len(cur.Deployments))
 	}
 	next := c.clone()
-	s, _ := next.Find(cur.ID)
+	s := next.byID(cur.ID)
 	s.Deployments = append(s.Deployments, contracts.Deployment{Collection: coll, By: by, At: now})
 	s.Updated, s.UpdatedBy = now, by
 	return next, *s, true, nil
@@ -332,7 +356,7 @@ func (c *Catalog) Undeploy(ref string, coll contracts.Named, by string, now time
 		return nil, contracts.SettingsInfo{}, notDeployed(cur, coll)
 	}
 	next := c.clone()
-	s, _ := next.Find(cur.ID)
+	s := next.byID(cur.ID)
 	s.Deployments = slices.Delete(s.Deployments, i, i+1)
 	s.Updated, s.UpdatedBy = now, by
 	return next, *s, nil

@@ -176,3 +176,39 @@ func TestCatalogRoundTrip(t *testing.T) {
 		t.Fatalf("got schema %v", raw["schema"])
 	}
 }
+
+// TestNamesThatReadAsIDs: a settings object may not be named like the
+// Default Client Settings' id or like a settings id (settings show/delete
+// default-client-settings reached the built-in, not the object named so).
+// A catalog holding such a name from before answers the reference as
+// ambiguous rather than with the object that has the id.
+func TestNamesThatReadAsIDs(t *testing.T) {
+	c := NewCatalog(now)
+	for _, name := range []string{"default-client-settings", "Default-Client-Settings", "0f3c2a9e-5b1d-4c7e-9a8b-2d6f1e4c3b7a"} {
+		_, _, _, err := c.Apply(settings(name, 10, nil), "alice", now)
+		if contracts.CodeOf(err) != contracts.CodeBadRequest || !strings.Contains(err.Error(), "name: ") || !strings.Contains(err.Error(), "choose another name") {
+			t.Errorf("apply %q: got %v, want bad_request on the name", name, err)
+		}
+	}
+	legacy, err := DecodeCatalog([]byte(`{"schema":1,"settings":[
+		{"name":"Default Client Settings","priority":10000,"id":"default-client-settings","builtIn":true,"created":"2026-01-01T00:00:00Z","createdBy":"site"},
+		{"name":"default-client-settings","priority":10,"id":"7d1c7f0e-2f4a-4b8e-9c61-3a5e2b9d4f10","created":"2026-01-01T00:00:00Z","createdBy":"alice"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := legacy.Find("default-client-settings"); contracts.CodeOf(err) != contracts.CodeAmbiguous || !strings.Contains(err.Error(), "7d1c7f0e-2f4a-4b8e-9c61-3a5e2b9d4f10") {
+		t.Fatalf("find default-client-settings: got %v, want ambiguous naming the other's id", err)
+	}
+	if _, _, err := legacy.Delete("default-client-settings", true); contracts.CodeOf(err) != contracts.CodeAmbiguous {
+		t.Fatalf("delete default-client-settings: got %v, want ambiguous", err)
+	}
+	if got, err := legacy.Find(contracts.DefaultSettingsName); err != nil || !got.BuiltIn {
+		t.Fatalf("find by the built-in's name: %+v %v", got, err)
+	}
+	if got, err := legacy.Find("7d1c7f0e-2f4a-4b8e-9c61-3a5e2b9d4f10"); err != nil || got.Name != "default-client-settings" {
+		t.Fatalf("find the other by its id: %+v %v", got, err)
+	}
+	if _, _, err := legacy.Delete("7d1c7f0e-2f4a-4b8e-9c61-3a5e2b9d4f10", false); err != nil {
+		t.Fatalf("delete the other by its id: %v", err)
+	}
+}

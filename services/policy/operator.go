@@ -135,7 +135,7 @@ func (s *Service) apply(ctx context.Context, from contracts.SubjectInfo, req *co
 		return nil, err
 	}
 	resp := &contracts.SettingsApplyResponse{Header: contracts.NewHeader(contracts.TypeSettingsApplyResponse), Result: result}
-	if got, err := next.Find(info.ID); err == nil {
+	if got := next.byID(info.ID); got != nil {
 		info = *got
 	}
 	resp.Settings = info
@@ -329,7 +329,7 @@ func (s *Service) deploy(ctx context.Context, from contracts.SubjectInfo, req *c
 	if err != nil {
 		return nil, err
 	}
-	if got, err := cat.Find(info.ID); err == nil {
+	if got := cat.byID(info.ID); got != nil {
 		info = *got
 	}
 	resp.Settings, resp.Members, resp.Clients = info, len(members), n
