@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/stewardhq/steward/contracts"
 	"github.com/stewardhq/steward/services/client"
+	"gopkg.in/yaml.v3"
 )
 
 // settingsHelp is the long help of `steward settings`.
@@ -123,22 +125,24 @@ large): delete or shrink settings objects.`,
 			if file == "" {
 				return fmt.Errorf("-f FILE is required (the settings file; - for standard input)")
 			}
-			var (
-				s   contracts.Settings
-				err error
-			)
-			if file == "-" {
-				s, err = client.ReadSettings(cmd.InOrStdin())
-			} else {
-				var f *os.File
-				if f, err = os.Open(file); err != nil {
+			in := cmd.InOrStdin()
+			if file != "-" {
+				f, err := os.Open(file)
+				if err != nil {
 					return err
 				}
-				s, err = client.ReadSettings(f)
-				f.Close()
+				defer f.Close()
+				in = f
 			}
+			// Read once (bounded as ReadSettings bounds it) to say more
+			// about an error than the YAML library does.
+			data, err := io.ReadAll(io.LimitReader(in, client.MaxSettingsFile+1))
 			if err != nil {
 				return fmt.Errorf("%s: %w", file, err)
+			}
+			s, err := client.ReadSettings(bytes.NewReader(data))
+			if err != nil {
+				return fmt.Errorf("%s: %w", file, withTabHint(data, withPriorityRequired(data, err)))
 			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				resp, err := c.SettingsApply(ctx, s)
@@ -157,6 +161,42 @@ large): delete or shrink settings objects.`,
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "the settings file (YAML); - reads standard input")
 	return cmd
+}
+
+// withTabHint adds to a YAML syntax error caused by a tab (the YAML
+// library says "found character that cannot start any token") that YAML
+// indents with spaces, and the first line with a tab.
+func withTabHint(data []byte, err error) error {
+	if !strings.Contains(err.Error(), "cannot start any token") {
+		return err
+	}
+	for i, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, "\t") {
+			return fmt.Errorf("%w (line %d has a tab: YAML indents with spaces, not tabs)", err, i+1)
+		}
+	}
+	return err
+}
+
+// withPriorityRequired says that a file without a priority needs one: the
+// check reads the missing priority as 0 ("priority: 0: must be 1 to
+// 9999").
+func withPriorityRequired(data []byte, err error) error {
+	if !strings.Contains(err.Error(), "priority: 0: ") {
+		return err
+	}
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return err
+	}
+	root := doc.Content[0]
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == "priority" {
+			return err // there, and 0
+		}
+	}
+	return fmt.Errorf("priority: required, and the file has none: give it a priority of %d to %d that no other settings object has (lower wins; the %s are %d)",
+		contracts.MinSettingsPriority, contracts.MaxSettingsPriority, contracts.DefaultSettingsName, contracts.DefaultSettingsPriority)
 }
 
 func newSettingsListCmd(g *globals) *cobra.Command {

@@ -51,3 +51,24 @@ func TestSettingsFileNameLikeAnID(t *testing.T) {
 		}
 	}
 }
+
+// TestSettingsFileWording: a missing priority is reported as required
+// (it read "priority: 0: must be 1 to 9999"), and a tab in the YAML says
+// that YAML indents with spaces (it said only "found character that
+// cannot start any token").
+func TestSettingsFileWording(t *testing.T) {
+	err := applyFile(t, "name: Lab remote tools\nremoteTools:\n  enabled: true\n")
+	if err == nil || !strings.Contains(err.Error(), "priority: required, and the file has none: give it a priority of 1 to 9999") || strings.Contains(err.Error(), "priority: 0") {
+		t.Errorf("no priority: got %v, want priority: required", err)
+	}
+	err = applyFile(t, "name: Lab remote tools\npriority: 10\nremoteTools:\n\tenabled: true\n")
+	if err == nil || !strings.Contains(err.Error(), "found character that cannot start any token") || !strings.Contains(err.Error(), "(line 4 has a tab: YAML indents with spaces, not tabs)") {
+		t.Errorf("a tab: got %v, want the hint naming line 4", err)
+	}
+	if err := applyFile(t, "name: Lab\npriority: 0\n"); err == nil || !strings.Contains(err.Error(), "line 2: priority: 0: must be 1 to 9999") {
+		t.Errorf("priority 0: got %v, want line 2: priority: 0: must be 1 to 9999", err)
+	}
+	if err := applyFile(t, "name: Lab\npriority: 10\ndescription: \"a\tb\"\nremoteTools: {enabled: maybe}\n"); err == nil || strings.Contains(err.Error(), "tabs") {
+		t.Errorf("another error with a tab in a string: got %v, want no tab hint", err)
+	}
+}
