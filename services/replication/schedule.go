@@ -14,10 +14,11 @@ import (
 //	Mon-Fri 18:00-06:00
 //	Mon-Fri 18:00-06:00; Sat,Sun 00:00-24:00
 //	22:00-05:30                       (every day)
+//	daily 22:00-05:30                 (the same)
 //
 // Days are Mon Tue Wed Thu Fri Sat Sun (or their full names, any case),
 // single or as a range ("Fri-Mon" wraps around the week), separated by
-// ','. A time is HH:MM from 00:00 to 23:59, and 24:00 as the end of a day.
+// ','; "daily" is every day ("daily 22:00-05:00" is "22:00-05:00"). A time is HH:MM from 00:00 to 23:59, and 24:00 as the end of a day.
 // A window whose end is not after its start runs overnight: "Fri
 // 18:00-06:00" is open from Friday 18:00 until Saturday 06:00. The empty
 // schedule is always open.
@@ -99,10 +100,16 @@ func parseWindow(s string) (window, error) {
 
 func parseDays(s string, days *[7]bool) error {
 	for _, part := range strings.Split(s, ",") {
+		if strings.EqualFold(part, "daily") {
+			for d := range days {
+				days[d] = true
+			}
+			continue
+		}
 		from, to, isRange := strings.Cut(part, "-")
 		a, ok := dayNames[strings.ToLower(from)]
 		if !ok {
-			return fmt.Errorf("day %q: want Mon, Tue, Wed, Thu, Fri, Sat or Sun", from)
+			return fmt.Errorf("day %q: want Mon, Tue, Wed, Thu, Fri, Sat, Sun or daily", from)
 		}
 		if !isRange {
 			days[a] = true

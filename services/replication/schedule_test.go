@@ -20,6 +20,10 @@ func TestParseSchedule(t *testing.T) {
 		{"Fri-Mon 08:00-17:00", "Mon,Fri-Sun 08:00-17:00", ""},
 		{"Monday,Wednesday 09:00-10:00; Sat 12:00-13:00", "Mon,Wed 09:00-10:00; Sat 12:00-13:00", ""},
 		{"Mon-Sun 01:00-02:00", "01:00-02:00", ""},
+		// The example routes set --help gives.
+		{"daily 22:00-05:00", "22:00-05:00", ""},
+		{"Daily 22:00-05:00; Sat 12:00-13:00", "22:00-05:00; Sat 12:00-13:00", ""},
+		{"daily-Mon 22:00-05:00", "", `day "daily"`},
 		{"Mon-Fri 18:00-6:00", "", `time "6:00": want HH:MM`},
 		{"Mon-Fri 25:00-06:00", "", "want 00:00 to 23:59"},
 		{"Mon-Fri 18:60-06:00", "", "want 00:00 to 23:59"},
