@@ -379,11 +379,11 @@ func notDeployed(info *contracts.SettingsInfo, coll contracts.Named) error {
 	for _, d := range info.Deployments {
 		names = append(names, name(d.Collection))
 	}
-	where := "nothing"
+	where := "it is deployed to no collection"
 	if len(names) > 0 {
-		where = strings.Join(names, ", ")
+		where = "deployed to: " + strings.Join(names, ", ")
 	}
-	return contracts.Errorf(contracts.CodeNotFound, "%s is not deployed to %s (deployed to: %s)", info.Name, name(coll), where)
+	return contracts.Errorf(contracts.CodeNotFound, "%s is not deployed to %s (%s)", info.Name, name(coll), where)
 }
 
 // StoredDeployment finds info's deployment to the collection ref, by the

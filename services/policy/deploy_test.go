@@ -109,7 +109,7 @@ func TestUndeployWhereNotDeployed(t *testing.T) {
 	ts.apply(t, contracts.Settings{Name: "Pilot view", Priority: 20})
 	var resp contracts.SettingsDeployResponse
 	err := ts.op(contracts.KindSettingsUndeploy, deployReq("Pilot view", "Web"), &resp)
-	if contracts.CodeOf(err) != contracts.CodeNotFound || err.Error() != "Pilot view is not deployed to Web (deployed to: nothing)" {
+	if contracts.CodeOf(err) != contracts.CodeNotFound || err.Error() != "Pilot view is not deployed to Web (it is deployed to no collection)" {
 		t.Fatalf("undeploy, deployed nowhere: got %v, want not_found", err)
 	}
 	ts.deploy(t, contracts.KindSettingsDeploy, "Pilot view", "Pilot")
