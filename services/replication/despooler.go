@@ -115,6 +115,16 @@ func (s *Service) receiveOffer(ctx context.Context, site string, data []byte) (*
 	if err != nil {
 		return nil, s.storeFailed(ctx, name, site, err)
 	}
+	// The chunks still missing (and the offer's record) must fit on the
+	// disk with DiskReserve to spare: a store that meets a full disk stays
+	// broken until its server restarts.
+	need := int64(len(data))
+	for _, h := range missing {
+		need += int64(o.Sizes[h])
+	}
+	if err := s.checkDisk(need); err != nil {
+		return nil, s.noDisk(ctx, name, site, err)
+	}
 	rec, _ := json.Marshal(inboxRecord{From: site, Digest: o.Digest, Received: s.now(), Signed: o.Signed})
 	if o.rev, err = s.inboxKV.Put(ctx, inboxKey(site, m.Package, m.Version), rec); err != nil {
 		return nil, s.storeFailed(ctx, name, site, contracts.Errorf(contracts.CodeUnavailable, "record the offer: %v", err))
@@ -189,6 +199,10 @@ func (s *Service) receiveChunk(ctx context.Context, site string, h nats.Header, 
 		return err
 	}
 	if err := s.storeChunk(ctx, ref.Hash, data); err != nil {
+		var nd *noDiskError
+		if errors.As(err, &nd) {
+			return s.noDisk(ctx, contracts.PackageKey(ref.Package, ref.Version), site, err)
+		}
 		return s.storeFailed(ctx, contracts.PackageKey(ref.Package, ref.Version), site, err)
 	}
 	o.markHeld(ref.Hash)

@@ -81,8 +81,8 @@ func (s *Service) MissingChunks(ctx context.Context, hashes []string) ([]string,
 
 // PutChunk stores data as the chunk hash after checking that hash is its
 // SHA-256 (CodeBadRequest otherwise) and that it is at most ChunkSize. A
-// chunk already stored is left as it is. A full or unavailable store is
-// CodeUnavailable.
+// chunk already stored is left as it is. A full or unavailable store, or
+// a disk without room for the chunk and DiskReserve, is CodeUnavailable.
 func (s *Service) PutChunk(ctx context.Context, hash string, data []byte) error {
 	if err := checkChunkData(hash, data); err != nil {
 		return contracts.Errorf(contracts.CodeBadRequest, "%v", err)
@@ -104,7 +104,8 @@ func checkChunkData(hash string, data []byte) error {
 	return nil
 }
 
-// storeChunk puts a verified chunk unless the store holds it.
+// storeChunk puts a verified chunk unless the store holds it, if it fits
+// on the disk with DiskReserve to spare (a *noDiskError otherwise).
 func (s *Service) storeChunk(ctx context.Context, hash string, data []byte) error {
 	// The chunk's meta message, if any: held (nothing to do), or the
 	// deleted mark a removal leaves, which the new meta replaces.
@@ -114,6 +115,9 @@ func (s *Service) storeChunk(ctx context.Context, hash string, data []byte) erro
 		return contracts.Errorf(contracts.CodeUnavailable, "content library: look up chunk %s: %v", hash, err)
 	case held:
 		return nil
+	}
+	if err := s.checkDisk(int64(len(data))); err != nil {
+		return err
 	}
 	if err := s.putChunk(ctx, hash, data, last.seq); err != nil {
 		return contracts.Errorf(contracts.CodeUnavailable, "content library: store chunk %s: %v", hash, err)

@@ -133,6 +133,16 @@ type Config struct {
 	// MaxChunkBytes bounds the chunk object store (0: no limit but the
 	// server's). A full store refuses chunks with CodeUnavailable.
 	MaxChunkBytes int64
+	// FreeSpace tells the bytes free on the disk of the site's JetStream
+	// store (-1: unknown; DirFreeSpace reads a directory's). The despooler
+	// takes an offer only if the chunks it lacks fit with DiskReserve to
+	// spare, and a chunk is stored only if it fits with DiskReserve to
+	// spare; otherwise CodeUnavailable, which the sender retries. Nil: not
+	// checked (an external cluster, whose disks the service cannot see).
+	FreeSpace func() (int64, error)
+	// DiskReserve is the free space left for the site's own streams
+	// (default DefaultDiskReserve, 256 MiB).
+	DiskReserve int64
 	// Location is the time zone route schedules are read in. Default
 	// time.Local.
 	Location *time.Location
@@ -197,6 +207,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.Directory == nil {
 		c.Directory = BusDirectory{NC: c.NC, Site: c.Site}
+	}
+	if c.DiskReserve <= 0 {
+		c.DiskReserve = DefaultDiskReserve
 	}
 	if c.Location == nil {
 		c.Location = time.Local
@@ -265,6 +278,8 @@ type Service struct {
 	offers  *offerCache
 	served  servedVersions
 	sender  *sender
+
+	diskWarned diskWarnings // status 6003 for a full disk, by version and site
 
 	libMu sync.RWMutex // install and create (read) against prune (write)
 	// beforePrune, when set (tests), is called before each chunk's removal

@@ -224,11 +224,14 @@ func loopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// jetStreamDir is the embedded server's JetStream store in dataDir.
+func jetStreamDir(dataDir string) string { return filepath.Join(dataDir, "jetstream") }
+
 // startServer writes <data>/nats.conf and runs the embedded server with it:
 // plain text on loopback, TLS with the site's certificate elsewhere.
 func (s *Site) startServer() error {
 	host, _, _ := net.SplitHostPort(s.cfg.Listen)
-	sc := ServerConfig{Listen: s.cfg.Listen, StoreDir: filepath.Join(s.cfg.DataDir, "jetstream"), LeafListen: s.cfg.LeafListen, LinkCompression: s.cfg.LinkCompression}
+	sc := ServerConfig{Listen: s.cfg.Listen, StoreDir: jetStreamDir(s.cfg.DataDir), LeafListen: s.cfg.LeafListen, LinkCompression: s.cfg.LinkCompression}
 	f := tlsFiles(s.cfg.DataDir)
 	if !loopback(host) {
 		sc.TLS = &f

@@ -210,6 +210,17 @@ func New(ctx context.Context, cfg Config) (*Site, error) {
 	return s, nil
 }
 
+// storeFreeSpace reads the free space of the embedded server's JetStream
+// store, within which the despooler keeps what it takes from the parent
+// (docs/replication.md, "Sender and despooler"); nil with an external
+// cluster, whose disks are not seen from here.
+func (s *Site) storeFreeSpace() func() (int64, error) {
+	if s.cfg.Server != "" {
+		return nil
+	}
+	return replication.DirFreeSpace(jetStreamDir(s.cfg.DataDir))
+}
+
 // URL is the client URL of the site's NATS server.
 func (s *Site) URL() string { return s.url }
 
@@ -343,8 +354,10 @@ func (s *Site) startServices(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			svc, err := replication.New(ctx, replication.Config{NC: nc, SiteNC: siteNC, Site: s.Info.Site, SiteKey: s.keys.Site,
-				Log: status.ErrorsAsStatus(log, emit, replication.ServiceName), Authz: authz, Emitter: emit, Replicas: s.cfg.Replicas})
+			rcfg := replication.Config{NC: nc, SiteNC: siteNC, Site: s.Info.Site, SiteKey: s.keys.Site,
+				Log: status.ErrorsAsStatus(log, emit, replication.ServiceName), Authz: authz, Emitter: emit, Replicas: s.cfg.Replicas}
+			rcfg.FreeSpace = s.storeFreeSpace()
+			svc, err := replication.New(ctx, rcfg)
 			if err != nil {
 				return err
 			}
