@@ -266,7 +266,10 @@ func (s *Service) readServed(ctx context.Context, pkg, version string) (*servedV
 	return sv, nil
 }
 
-// contentReport records what a client says became of a version.
+// contentReport records what a client says became of a version: only of
+// a version it may read, with the version's current digest (reports.go).
+// A refusal other than CodeUnavailable is for good: the agent does not
+// send that report again.
 func (s *Service) contentReport(ctx context.Context, from contracts.SubjectInfo, req *contracts.ContentReport) (*contracts.ContentReportAck, error) {
 	client, err := agentClient(from)
 	if err != nil {
@@ -278,25 +281,45 @@ func (s *Service) contentReport(ctx context.Context, from contracts.SubjectInfo,
 	if req.State != contracts.ContentInstalled && req.State != contracts.ContentFailed {
 		return nil, contracts.Errorf(contracts.CodeBadRequest, "state %q: want %s or %s", clip(req.State, 32), contracts.ContentInstalled, contracts.ContentFailed)
 	}
-	if req.Digest != "" {
-		if err := contracts.ValidHash(req.Digest); err != nil {
-			return nil, contracts.Errorf(contracts.CodeBadRequest, "digest: %v", err)
-		}
+	if err := contracts.ValidHash(req.Digest); err != nil {
+		return nil, contracts.Errorf(contracts.CodeBadRequest, "digest: %v", err)
+	}
+	v, err := s.checkReport(ctx, client, req)
+	if err != nil {
+		return nil, err
 	}
 	rec := clientRecord{Client: client, Package: req.Package, Version: req.Version, Digest: req.Digest, State: req.State,
-		Bytes: max(req.Bytes, 0), Error: clip(req.Error, maxReportError), Reported: s.now()}
-	b, _ := json.Marshal(rec)
-	if _, err := s.clientsKV.Put(ctx, clientKey(client, req.Package, req.Version), b); err != nil {
+		Bytes: min(max(req.Bytes, 0), v.Size), Error: reportText(req.Error), Reported: s.now()}
+	b, err := encodeReport(rec)
+	if err != nil {
+		return nil, err
+	}
+	key := clientKey(client, req.Package, req.Version)
+	if _, err := s.clientsKV.Put(ctx, key, b); err != nil {
+		s.log.Warn("a client's report not recorded", "client", client, "package", contracts.PackageKey(req.Package, req.Version), "err", err)
 		return nil, contracts.Errorf(contracts.CodeUnavailable, "record the report: %v", err)
+	}
+	if err := s.confirmReport(ctx, client, req); err != nil {
+		if perr := s.purgeReports(ctx, key); perr != nil {
+			s.log.Warn("a withdrawn report not removed", "client", client, "package", contracts.PackageKey(req.Package, req.Version), "err", perr)
+		}
+		return nil, err
 	}
 	return &contracts.ContentReportAck{Header: contracts.NewHeader(contracts.TypeContentReportAck)}, nil
 }
 
 // ClientStates lists what clients reported of pkg's version, by client ID.
-// Client names are left for the caller to fill (discovery owns them).
+// A report of other content than the version's now (a version deleted and
+// made again under its name) is pending: the client does not hold this
+// content. Client names are left for the caller to fill (discovery owns
+// them).
 func (s *Service) ClientStates(ctx context.Context, pkg, version string) ([]contracts.PackageClientStatus, error) {
 	if contracts.ValidPackageName(pkg) != nil || contracts.ValidPackageVersion(version) != nil {
 		return nil, contracts.Errorf(contracts.CodeBadRequest, "invalid package %q or version %q", pkg, version)
+	}
+	current, ok := s.model.version(pkg, version)
+	if !ok {
+		return nil, contracts.Errorf(contracts.CodeNotFound, "no package %s", contracts.PackageKey(pkg, version))
 	}
 	lister, err := s.clientsKV.ListKeysFiltered(ctx, "*."+versionKey(pkg, version))
 	if err != nil {
@@ -313,6 +336,10 @@ func (s *Service) ClientStates(ctx context.Context, pkg, version string) ([]cont
 		}
 		var rec clientRecord
 		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			continue
+		}
+		if rec.Digest != current.Digest {
+			out = append(out, contracts.PackageClientStatus{Client: contracts.Named{ID: rec.Client}, State: contracts.ContentPending})
 			continue
 		}
 		out = append(out, contracts.PackageClientStatus{Client: contracts.Named{ID: rec.Client}, State: rec.State,

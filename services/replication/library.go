@@ -596,7 +596,7 @@ func (s *Service) readVersion(ctx context.Context, pkg, version string) (*Versio
 func (s *Service) Versions(pkg string) []contracts.PackageInfo { return s.model.versionList(pkg) }
 
 // Delete removes a version (version "": every version of pkg) from the
-// library and drops its jobs; chunks no other version uses are removed by
+// library and drops its jobs and its clients' reports; chunks no other version uses are removed by
 // the next prune, which Delete starts. A deployed version is CodeConflict:
 // undeploy it first. It returns what was deleted.
 func (s *Service) Delete(ctx context.Context, pkg, version, by string) ([]contracts.PackageInfo, error) {
@@ -638,6 +638,12 @@ func (s *Service) Delete(ctx context.Context, pkg, version, by string) ([]contra
 			if err := s.jobsKV.Delete(ctx, jobKey(v.Package, v.Version, e.job.Site)); err != nil {
 				return nil, contracts.Errorf(contracts.CodeUnavailable, "delete the jobs of %s: %v", contracts.PackageKey(v.Package, v.Version), err)
 			}
+		}
+		// Its clients' reports go first: a report written after the mark
+		// withdraws itself (confirmReport), and a failure here leaves the
+		// version marked, for packages delete to finish.
+		if err := s.dropVersionReports(ctx, v.Package, v.Version); err != nil {
+			return nil, err
 		}
 		if err := s.packagesKV.Purge(ctx, versionKey(v.Package, v.Version)); err != nil {
 			return nil, contracts.Errorf(contracts.CodeUnavailable, "delete %s: %v", contracts.PackageKey(v.Package, v.Version), err)

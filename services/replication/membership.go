@@ -19,7 +19,8 @@ import (
 // per client; each instance follows discovery's membership events to
 // forget what changed (followMembership), and one durable consumer shared
 // by the instances tells the clients joining or leaving a collection with
-// a deployment to fetch their content list again (consumeMembership).
+// a deployment to fetch their content list again, and removes the reports
+// of clients that left All Systems (consumeMembership).
 
 // Directory is what the service asks discovery, which owns clients and
 // collections.
@@ -160,6 +161,18 @@ func (s *Service) onMembership(ctx context.Context, m jetstream.Msg) {
 	}
 	changed := slices.Concat(ev.Added, ev.Removed)
 	s.members.forget(changed)
+	if ev.Collection.ID == contracts.AllSystemsID {
+		// Out of All Systems: the client was deleted (or blocked). Its
+		// reports go; a report it wrote meanwhile withdraws itself
+		// (confirmReport asks discovery after writing).
+		for _, id := range ev.Removed {
+			if err := s.dropClientReports(ctx, id); err != nil {
+				s.log.Warn("the reports of a client removed from the site not removed; the event comes again", "client", id, "err", err)
+				_ = m.NakWithDelay(eventAckWait / 4)
+				return
+			}
+		}
+	}
 	if s.deployedTo(ev.Collection.ID) {
 		n := s.pushChanged(changed)
 		s.log.Debug("membership of a collection with deployments changed", "collection", ev.Collection.Name, "told", n)

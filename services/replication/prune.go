@@ -162,7 +162,8 @@ func (s *Service) usedChunks(ctx context.Context) (map[string]bool, error) {
 	return used, nil
 }
 
-// pruneLoop prunes every PruneEvery and after each delete.
+// pruneLoop prunes chunks and client reports every PruneEvery and after
+// each delete.
 func (s *Service) pruneLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.PruneEvery)
 	defer t.Stop()
@@ -175,6 +176,11 @@ func (s *Service) pruneLoop(ctx context.Context) {
 		}
 		if _, _, err := s.PruneChunks(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("prune", "err", err)
+		}
+		if n, err := s.PruneReports(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("prune client reports", "err", err)
+		} else if n > 0 {
+			s.log.Info("client reports of versions no longer installed removed", "versions", n)
 		}
 	}
 }

@@ -133,6 +133,11 @@ type Config struct {
 	// MaxChunkBytes bounds the chunk object store (0: no limit but the
 	// server's). A full store refuses chunks with CodeUnavailable.
 	MaxChunkBytes int64
+	// MaxReportBytes bounds ClientsBucket, the clients' reports (default
+	// DefaultMaxReportBytes, 512 MiB; a record is at most 4 KiB). A full
+	// bucket refuses reports with CodeUnavailable: agents send them again
+	// later.
+	MaxReportBytes int64
 	// FreeSpace tells the bytes free on the disk of the site's JetStream
 	// store (-1: unknown; DirFreeSpace reads a directory's). The despooler
 	// takes an offer only if the chunks it lacks fit with DiskReserve to
@@ -207,6 +212,9 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.Directory == nil {
 		c.Directory = BusDirectory{NC: c.NC, Site: c.Site}
+	}
+	if c.MaxReportBytes <= 0 {
+		c.MaxReportBytes = DefaultMaxReportBytes
 	}
 	if c.DiskReserve <= 0 {
 		c.DiskReserve = DefaultDiskReserve
@@ -328,18 +336,19 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		ttl        time.Duration
 		maxBytes   int64
 		dst        *jetstream.KeyValue
+		maxValue   int32
 	}{
-		{PackagesBucket, "Steward content library: installed package versions (signed manifests)", 0, 0, &s.packagesKV},
-		{InboxBucket, "Steward despooler: verified offers from other sites, not yet committed", DefaultInboxTTL, 0, &s.inboxKV},
-		{QuarantineBucket, "Steward despooler: what failed verification (never installed)", DefaultQuarantineTTL, 256 << 20, &s.quarantineKV},
-		{JobsBucket, "Steward sender: one job per version and destination site", 0, 0, &s.jobsKV},
-		{RoutesBucket, "Steward sender: rate limit and schedule per destination site", 0, 0, &s.routesKV},
-		{DeploymentsBucket, "Steward content: package versions deployed to collections", 0, 0, &s.deployKV},
-		{ClientsBucket, "Steward content: what each client reported of each version", 0, 0, &s.clientsKV},
-		{SendersBucket, "Steward sender: the instance sending to each destination site now", cfg.Lease, 0, &s.sendersKV},
+		{PackagesBucket, "Steward content library: installed package versions (signed manifests)", 0, 0, &s.packagesKV, 0},
+		{InboxBucket, "Steward despooler: verified offers from other sites, not yet committed", DefaultInboxTTL, 0, &s.inboxKV, 0},
+		{QuarantineBucket, "Steward despooler: what failed verification (never installed)", DefaultQuarantineTTL, 256 << 20, &s.quarantineKV, 0},
+		{JobsBucket, "Steward sender: one job per version and destination site", 0, 0, &s.jobsKV, 0},
+		{RoutesBucket, "Steward sender: rate limit and schedule per destination site", 0, 0, &s.routesKV, 0},
+		{DeploymentsBucket, "Steward content: package versions deployed to collections", 0, 0, &s.deployKV, 0},
+		{ClientsBucket, "Steward content: what each client reported of each version", 0, cfg.MaxReportBytes, &s.clientsKV, maxReportRecord},
+		{SendersBucket, "Steward sender: the instance sending to each destination site now", cfg.Lease, 0, &s.sendersKV, 0},
 	} {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: b.name, Description: b.desc, History: 1, TTL: b.ttl, MaxBytes: b.maxBytes,
+			Bucket: b.name, Description: b.desc, History: 1, TTL: b.ttl, MaxBytes: b.maxBytes, MaxValueSize: b.maxValue,
 			Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
 		})
 		if err != nil {
