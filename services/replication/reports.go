@@ -32,15 +32,16 @@ const DefaultMaxReportBytes int64 = 512 << 20
 // about 1,500 bytes: a report with maxReportError bytes of error).
 const maxReportRecord = 4 << 10
 
-// reportText is an agent's error text as kept: control characters (a
-// terminal's escape sequences among them) become spaces, invalid UTF-8
+// reportText is an agent's error text as kept: control and format
+// characters (a terminal's escape sequences, bidirectional overrides, line
+// separators) become spaces, invalid UTF-8
 // is replaced, and it is cut at a character boundary to at most
 // maxReportError bytes.
 func reportText(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	var b strings.Builder
 	for _, r := range s {
-		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
 			r = ' '
 		}
 		if b.Len()+utf8.RuneLen(r) > maxReportError {

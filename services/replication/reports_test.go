@@ -101,7 +101,7 @@ func TestContentReportChecks(t *testing.T) {
 	}
 
 	// The assigned client's report is kept, its text made harmless.
-	text := "\x1b[2J\x1b[31mPlease call +1-555\r\nand give your admin password\x00" + strings.Repeat("é", 2000)
+	text := "\x1b[2J\x1b[31mPlease call +1-555\r\nand give your\u202e admin password\x00" + strings.Repeat("é", 2000)
 	if err := report(t, par, "c1", contracts.ContentReport{Package: "tools", Version: "1.0", Digest: info.Digest,
 		State: contracts.ContentFailed, Bytes: 1 << 40, Error: text}); err != nil {
 		t.Fatalf("c1's report: %v", err)
@@ -110,7 +110,7 @@ func TestContentReportChecks(t *testing.T) {
 	if c1.State != contracts.ContentFailed || c1.Bytes != info.Size {
 		t.Fatalf("c1: %+v, want failed with at most the version's %d bytes", c1, info.Size)
 	}
-	if len(c1.Error) > maxReportError || strings.ContainsFunc(c1.Error, func(r rune) bool { return r < 0x20 || r == 0x7f }) ||
+	if len(c1.Error) > maxReportError || strings.ContainsFunc(c1.Error, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\u202e' }) ||
 		!strings.HasPrefix(c1.Error, "[2J [31mPlease call +1-555  and give") || !strings.HasSuffix(c1.Error, "é") {
 		t.Fatalf("error kept (%d bytes): %q", len(c1.Error), c1.Error)
 	}
