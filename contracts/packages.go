@@ -19,6 +19,8 @@ const (
 	TypePackageListResponse      = "steward.v1.package_list_response"
 	TypePackageShowResponse      = "steward.v1.package_show_response"
 	TypePackageDistributeRequest = "steward.v1.package_distribute_request"
+	TypePackageCancelRequest     = "steward.v1.package_cancel_request"
+	TypePackageCancelResponse    = "steward.v1.package_cancel_response"
 	TypePackageStatusResponse    = "steward.v1.package_status_response"
 	TypePackageDeployRequest     = "steward.v1.package_deploy_request"
 	TypePackageDeployResponse    = "steward.v1.package_deploy_response"
@@ -42,6 +44,7 @@ const (
 	KindPackagesShow       = "packages.show"       // one version with its files
 	KindPackagesDelete     = "packages.delete"     // delete a version (or every version)
 	KindPackagesDistribute = "packages.distribute" // send a version to sites
+	KindPackagesCancel     = "packages.cancel"     // stop sending a version (or every version) to sites: its jobs are deleted
 	KindPackagesStatus     = "packages.status"     // per site and per client state of a version
 	KindPackagesDeploy     = "packages.deploy"     // clients of a collection download a version
 	KindPackagesUndeploy   = "packages.undeploy"
@@ -148,6 +151,63 @@ type PackageDistributeRequest struct {
 	Package string   `json:"package"`
 	Version string   `json:"version,omitempty"` // "": the newest
 	Sites   []string `json:"sites"`
+}
+
+// PackageCancelRequest stops the distribution of a version (Version "":
+// of every version of Package) to Sites: the jobs are deleted, whatever
+// their state, and the sender lets them go. A site need not be linked any
+// more: cancelling is how a distribution to a site that is gone ends.
+type PackageCancelRequest struct {
+	Header
+	Package string   `json:"package"`
+	Version string   `json:"version,omitempty"`
+	Sites   []string `json:"sites"`
+}
+
+// Validate checks the names.
+func (r *PackageCancelRequest) Validate() error {
+	if err := ValidPackageName(r.Package); err != nil {
+		return err
+	}
+	if r.Version != "" {
+		if err := ValidPackageVersion(r.Version); err != nil {
+			return err
+		}
+	}
+	if len(r.Sites) == 0 {
+		return fmt.Errorf("name at least one site")
+	}
+	for _, s := range r.Sites {
+		if err := ValidName(s); err != nil {
+			return fmt.Errorf("site: %w", err)
+		}
+	}
+	return nil
+}
+
+// PackageCancelled is one distribution that was cancelled, as it stood.
+type PackageCancelled struct {
+	Package string `json:"package"`
+	Version string `json:"version"`
+	PackageSiteStatus
+}
+
+// PackageCancelResponse lists the distributions cancelled, by package,
+// version and site.
+type PackageCancelResponse struct {
+	Header
+	Cancelled []PackageCancelled `json:"cancelled"`
+}
+
+// StatusPackageDistributionCancelled is the audit status message of a
+// cancelled distribution (library).
+const StatusPackageDistributionCancelled = 8009
+
+func init() {
+	d := StatusDef{ID: StatusPackageDistributionCancelled, Severity: SeverityWarning, Component: ComponentLibrary, Audit: true,
+		Text: "The distribution of package {package} version {version} to sites {sites} was cancelled by {by}; nothing more is sent to them."}
+	catalog = append(catalog, d)
+	catalogByID[d.ID] = d
 }
 
 // PackageSiteStatus is where a version stands at one destination site.

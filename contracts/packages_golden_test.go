@@ -25,6 +25,13 @@ func init() {
 		Links: exampleManifest.Links, Deployments: []PackageDeployment{examplePackageDeployment},
 	}
 	goldenExamples[TypePackageDistributeRequest] = &PackageDistributeRequest{Header: hdr(TypePackageDistributeRequest), Package: "tools", Version: "1.0", Sites: []string{"CHD"}}
+	goldenExamples[TypePackageCancelRequest] = &PackageCancelRequest{Header: hdr(TypePackageCancelRequest), Package: "tools", Version: "1.0", Sites: []string{"CH2"}}
+	goldenExamples[TypePackageCancelResponse] = &PackageCancelResponse{Header: hdr(TypePackageCancelResponse), Cancelled: []PackageCancelled{{
+		Package: "tools", Version: "1.0", PackageSiteStatus: PackageSiteStatus{
+			Site: "CH2", State: ContentSending, Bytes: 2, Total: 4, Chunks: 1, ChunksTotal: 2, Verified: exampleChunk,
+			Error: "offer to site CH2: no service answers", Attempts: 40, Updated: t1,
+		},
+	}}}
 	goldenExamples[TypePackageStatusResponse] = &PackageStatusResponse{
 		Header: hdr(TypePackageStatusResponse), Package: examplePackageInfo,
 		Sites: []PackageSiteStatus{{

@@ -426,21 +426,44 @@ it first. Clients keep what they downloaded.`,
 func newPackagesDistributeCmd(g *globals) *cobra.Command {
 	var version string
 	var sites []string
+	var cancel bool
 	cmd := &cobra.Command{
-		Use:   "distribute NAME --site CODE [--site CODE...]",
-		Short: "Send a package version to other sites",
+		Use:   "distribute NAME --site CODE [--site CODE...] [--cancel]",
+		Short: "Send a package version to other sites, or stop sending it",
 		Long: `Queue a version (the newest without --version) for sites linked below this
 one. The sender offers the signed manifest, sends only the chunks each site
 lacks, within the route's rate and schedule ("steward routes"), retrying
-with backoff; "steward packages status" follows it.`,
+with backoff; "steward packages status" follows it.
+
+--cancel stops sending instead: the distribution of the version to each
+--site is deleted, whatever its state (without --version: of every version
+of NAME that goes to those sites), and the sender lets it go. A
+distribution to a site that is gone is retried until it is cancelled; the
+site need not be linked any more. A site keeps what it installed. Needs
+Package:Distribute, as distributing does; audited (status 8009).
+
+--site here names the destination sites: it hides the global --site (the
+site this command talks to). With an identity file that does not say its
+site, set STEWARD_SITE or add a "# site: CODE" line to the file.`,
 		Example: `  steward packages distribute tools --site CHD
-  steward packages distribute tools --version 1.0 --site CHD --site BRN`,
+  steward packages distribute tools --version 1.0 --site CHD --site BRN
+  steward packages distribute tools --site CH2 --cancel`,
 		Args: packageArg,
 		RunE: packageRunE(&version, func(cmd *cobra.Command, name string) error {
 			if len(sites) == 0 {
 				return fmt.Errorf("--site CODE is required (the destination site; repeat for several)")
 			}
+			if err := g.siteNotShadowed(sites); err != nil {
+				return err
+			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				if cancel {
+					gone, err := c.PackageCancel(ctx, name, version, sites)
+					if err != nil {
+						return err
+					}
+					return g.print(gone, func(w io.Writer) { printCancelled(w, gone) })
+				}
 				resp, err := c.PackageDistribute(ctx, name, version, sites)
 				if err != nil {
 					return err
@@ -449,9 +472,23 @@ with backoff; "steward packages status" follows it.`,
 			})
 		}),
 	}
-	cmd.Flags().StringVar(&version, "version", "", "the version (default: the newest)")
-	cmd.Flags().StringSliceVar(&sites, "site", nil, "destination site code (repeatable)")
+	cmd.Flags().StringVar(&version, "version", "", "the version (default: the newest; with --cancel, every version sent to the sites)")
+	cmd.Flags().StringSliceVar(&sites, "site", nil, "destination site code (repeatable); hides the global --site")
+	cmd.Flags().BoolVar(&cancel, "cancel", false, "stop sending to the sites: delete their distributions")
 	return cmd
+}
+
+// printCancelled lists cancelled distributions as they stood.
+func printCancelled(w io.Writer, gone []contracts.PackageCancelled) {
+	for _, j := range gone {
+		was := j.State
+		if j.State == contracts.ContentInstalled {
+			was += ", the site keeps it"
+		} else if j.Attempts > 0 {
+			was += fmt.Sprintf(", %s", plural(j.Attempts, "attempt"))
+		}
+		fmt.Fprintf(w, "cancelled sending %s %s to %s (was %s)\n", j.Package, j.Version, j.Site, was)
+	}
 }
 
 func newPackagesStatusCmd(g *globals) *cobra.Command {

@@ -291,6 +291,21 @@ func (c *Client) PackageDistribute(ctx context.Context, pkg, version string, sit
 	return resp, err
 }
 
+// PackageCancel stops sending version (every version when "") of pkg to
+// sites: the site deletes the jobs, whatever their state, and returns
+// them as they stood. The sites need not be linked any more.
+func (c *Client) PackageCancel(ctx context.Context, pkg, version string, sites []string) ([]contracts.PackageCancelled, error) {
+	req := contracts.PackageCancelRequest{Header: contracts.NewHeader(contracts.TypePackageCancelRequest), Package: pkg, Version: version, Sites: sites}
+	var resp contracts.PackageCancelResponse
+	if err := c.call(ctx, contracts.KindPackagesCancel, req, &resp); err != nil {
+		return nil, err
+	}
+	if resp.Cancelled == nil {
+		resp.Cancelled = []contracts.PackageCancelled{}
+	}
+	return resp.Cancelled, nil
+}
+
 // PackageDeploy deploys (or, deploy false, undeploys) a version to a collection.
 func (c *Client) PackageDeploy(ctx context.Context, pkg, version, collection string, deploy bool) (contracts.PackageDeployResponse, error) {
 	req := contracts.PackageDeployRequest{Header: contracts.NewHeader(contracts.TypePackageDeployRequest), Package: pkg, Version: version, Collection: collection}

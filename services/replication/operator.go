@@ -27,6 +27,7 @@ func (s *Service) operatorRoutes() []rpc.Endpoint {
 		rpc.Route("packages-show", rpc.OpUp(contracts.KindPackagesShow), rpc.Handler(s.log, contracts.TypePackageRequest, s.opShow)),
 		rpc.Route("packages-delete", rpc.OpUp(contracts.KindPackagesDelete), rpc.Handler(s.log, contracts.TypePackageRequest, s.opDelete)),
 		rpc.Route("packages-distribute", rpc.OpUp(contracts.KindPackagesDistribute), rpc.Handler(s.log, contracts.TypePackageDistributeRequest, s.opDistribute)),
+		rpc.Route("packages-cancel", rpc.OpUp(contracts.KindPackagesCancel), rpc.Handler(s.log, contracts.TypePackageCancelRequest, s.opCancel)),
 		rpc.Route("packages-status", rpc.OpUp(contracts.KindPackagesStatus), rpc.Handler(s.log, contracts.TypePackageRequest, s.opStatus)),
 		rpc.Route("packages-deploy", rpc.OpUp(contracts.KindPackagesDeploy), rpc.Handler(s.log, contracts.TypePackageDeployRequest, s.opDeploy(true))),
 		rpc.Route("packages-undeploy", rpc.OpUp(contracts.KindPackagesUndeploy), rpc.Handler(s.log, contracts.TypePackageDeployRequest, s.opDeploy(false))),
@@ -160,6 +161,17 @@ func (s *Service) opDistribute(ctx context.Context, from contracts.SubjectInfo, 
 		return nil, err
 	}
 	return &contracts.PackageStatusResponse{Header: contracts.NewHeader(contracts.TypePackageStatusResponse), Package: info, Sites: jobs, Clients: []contracts.PackageClientStatus{}}, nil
+}
+
+func (s *Service) opCancel(ctx context.Context, from contracts.SubjectInfo, req *contracts.PackageCancelRequest) (*contracts.PackageCancelResponse, error) {
+	if err := s.allowed(from.Principal, rbac.PackageDistribute); err != nil {
+		return nil, err
+	}
+	cancelled, err := s.CancelDistribution(ctx, req.Package, req.Version, req.Sites, from.Principal)
+	if err != nil {
+		return nil, err
+	}
+	return &contracts.PackageCancelResponse{Header: contracts.NewHeader(contracts.TypePackageCancelResponse), Cancelled: cancelled}, nil
 }
 
 func (s *Service) opStatus(ctx context.Context, from contracts.SubjectInfo, req *contracts.PackageRequest) (*contracts.PackageStatusResponse, error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -138,6 +139,59 @@ func (s *Service) Distribute(ctx context.Context, pkg, version string, sites []s
 	}
 	s.log.Info("distribution queued", "package", info.Package, "version", info.Version, "sites", strings.Join(sites, ","), "by", by)
 	s.emit(ctx, contracts.StatusPackageDistributed, map[string]string{"package": info.Package, "version": info.Version, "sites": strings.Join(sites, ", "), "by": by})
+	return out, nil
+}
+
+// CancelDistribution deletes the jobs of version (version "": of every
+// version) of pkg to each of sites, whatever their state, and returns
+// them as they stood. The sites need not be linked any more: this is how
+// a distribution to a site that is gone ends. The worker sending a job
+// lets it go at its next write (compare-and-set on a deleted key fails)
+// or, while it waits, as soon as it sees the deletion. No job is
+// CodeNotFound. Audited (8009) for by.
+func (s *Service) CancelDistribution(ctx context.Context, pkg, version string, sites []string, by string) ([]contracts.PackageCancelled, error) {
+	if len(sites) == 0 {
+		return nil, contracts.Errorf(contracts.CodeBadRequest, "name at least one site to stop sending %s to", pkg)
+	}
+	want := map[string]bool{}
+	for _, site := range sites {
+		if err := contracts.ValidName(site); err != nil {
+			return nil, contracts.Errorf(contracts.CodeBadRequest, "site: %v", err)
+		}
+		want[site] = true
+	}
+	if err := s.syncModel(ctx, s.jobsKV, JobsBucket); err != nil {
+		return nil, err
+	}
+	es := s.model.jobList(func(j job) bool { return j.Package == pkg && (version == "" || j.Version == version) && want[j.Site] })
+	if len(es) == 0 {
+		what := pkg
+		if version != "" {
+			what = contracts.PackageKey(pkg, version)
+		}
+		return nil, contracts.Errorf(contracts.CodeNotFound, "%s is not being sent to %s (steward packages status %s lists where it goes)",
+			what, strings.Join(slices.Sorted(maps.Keys(want)), ", "), pkg)
+	}
+	out := make([]contracts.PackageCancelled, 0, len(es))
+	byVersion := map[string][]string{} // the sites of each version, for the audit
+	for _, e := range es {
+		if err := s.jobsKV.Delete(ctx, jobKey(e.job.Package, e.job.Version, e.job.Site)); err != nil {
+			return out, contracts.Errorf(contracts.CodeUnavailable, "cancel %s to %s: %v", contracts.PackageKey(e.job.Package, e.job.Version), e.job.Site, err)
+		}
+		out = append(out, contracts.PackageCancelled{Package: e.job.Package, Version: e.job.Version, PackageSiteStatus: e.job.status()})
+		byVersion[e.job.Version] = append(byVersion[e.job.Version], e.job.Site)
+	}
+	for _, v := range slices.Sorted(maps.Keys(byVersion)) {
+		list := strings.Join(slices.Sorted(slices.Values(byVersion[v])), ", ")
+		s.log.Info("distribution cancelled", "package", pkg, "version", v, "sites", list, "by", by)
+		s.emit(ctx, contracts.StatusPackageDistributionCancelled, map[string]string{"package": pkg, "version": v, "sites": list, "by": by})
+	}
+	if err := s.syncModel(ctx, s.jobsKV, JobsBucket); err != nil {
+		return out, err
+	}
+	slices.SortFunc(out, func(a, b contracts.PackageCancelled) int {
+		return strings.Compare(jobKey(a.Package, a.Version, a.Site), jobKey(b.Package, b.Version, b.Site))
+	})
 	return out, nil
 }
 
@@ -337,6 +391,18 @@ func (jw *jobWriter) update(ctx context.Context, force bool, fn func(*job)) erro
 	return nil
 }
 
+// gone says whether the job was deleted (cancelled, its version deleted)
+// or written by someone else since this worker's last write, as this
+// instance's view of the jobs shows it: a worker that waits checks it at
+// every change of the jobs, so a cancel ends its wait at once.
+func (jw *jobWriter) gone() bool {
+	jw.mu.Lock()
+	rev := jw.rev
+	jw.mu.Unlock()
+	es := jw.s.model.jobList(func(j job) bool { return jobKey(j.Package, j.Version, j.Site) == jw.key })
+	return len(es) == 0 || es[0].rev > rev
+}
+
 // snapshot is a copy of the job.
 func (jw *jobWriter) snapshot() job {
 	jw.mu.Lock()
@@ -404,7 +470,8 @@ func (snd *sender) release(jw *jobWriter) {
 	_ = jw.update(ctx, true, func(j *job) { j.Owner = "" })
 }
 
-// sleepFor waits d, renewing the claim meanwhile.
+// sleepFor waits d, renewing the claim meanwhile; a job cancelled or
+// written by someone else ends the wait with errJobChanged.
 func (snd *sender) sleepFor(ctx context.Context, jw *jobWriter, d time.Duration) error {
 	end := time.Now().Add(d)
 	renewed := time.Now()
@@ -414,8 +481,19 @@ func (snd *sender) sleepFor(ctx context.Context, jw *jobWriter, d time.Duration)
 		if left <= 0 {
 			return nil
 		}
-		if err := sleepCtx(ctx, min(left, every)); err != nil {
-			return err
+		jobs := snd.s.model.waitChange(JobsBucket)
+		if jw.gone() {
+			return errJobChanged
+		}
+		t := time.NewTimer(min(left, every))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-jobs:
+			t.Stop()
+			continue
+		case <-t.C:
 		}
 		if time.Since(renewed) >= every {
 			if err := jw.update(ctx, true, func(*job) {}); err != nil {
@@ -434,6 +512,7 @@ func (snd *sender) awaitOpen(ctx context.Context, jw *jobWriter) error {
 	noted := false
 	for {
 		changed := s.model.waitChange(RoutesBucket)
+		jobs := s.model.waitChange(JobsBucket)
 		r := s.model.route(dest)
 		now := s.cfg.Now().In(s.cfg.Location)
 		if r.sched.Open(now) {
@@ -441,6 +520,9 @@ func (snd *sender) awaitOpen(ctx context.Context, jw *jobWriter) error {
 				return jw.update(ctx, true, func(j *job) { j.Waiting, j.Next = "", time.Time{} })
 			}
 			return nil
+		}
+		if jw.gone() {
+			return errJobChanged
 		}
 		next := r.sched.NextOpen(now)
 		if !noted || s.now().Sub(jw.snapshot().Updated) >= s.cfg.Lease/3 {
@@ -462,6 +544,7 @@ func (snd *sender) awaitOpen(ctx context.Context, jw *jobWriter) error {
 			t.Stop()
 			return ctx.Err()
 		case <-changed:
+		case <-jobs:
 		case <-t.C:
 		}
 		t.Stop()

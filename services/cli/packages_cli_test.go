@@ -1,0 +1,142 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/client"
+	"github.com/stewardhq/steward/services/internal/natstest"
+	"github.com/stewardhq/steward/services/replication"
+)
+
+// newPackagesEnv is newCLIEnv with the site's replication service running
+// (without authorization). peers are the sites linked to LAB: a child
+// listed there that runs nowhere is a site that is gone.
+func newPackagesEnv(t *testing.T, peers replication.StaticPeers) (*cliEnv, *replication.Service) {
+	t.Helper()
+	e := newCLIEnv(t)
+	connect := func(opts ...nats.Option) *nats.Conn {
+		nc, err := nats.Connect(e.url, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	inbox, _ := contracts.SiteInbox("LAB")
+	kp, _ := nkeys.CreateServer()
+	svc, err := replication.New(context.Background(), replication.Config{
+		NC: connect(), SiteNC: connect(nats.CustomInboxPrefix(inbox)), Site: "LAB", SiteKey: kp, NoAuthz: true,
+		Peers: peers, Log: discardLog(), RetryBase: 50 * time.Millisecond, RetryMax: 400 * time.Millisecond, PruneEvery: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-svc.Ready():
+	case err := <-done:
+		t.Fatalf("replication: %v", err)
+	}
+	return e, svc
+}
+
+// writeFiles makes n small files under a new directory and returns it.
+func writeFiles(t *testing.T, n int) string {
+	t.Helper()
+	dir := t.TempDir()
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("file-%05d.txt", i)), fmt.Appendf(nil, "file %d\n", i), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// runOwnSite runs `steward args...` as e.run does but without the global
+// --site, which distribute's own --site would take as a destination (the
+// identity file says the site).
+func (e *cliEnv) runOwnSite(args ...string) (string, error) {
+	e.t.Helper()
+	var out, errb bytes.Buffer
+	root := NewRoot(&out, &errb)
+	root.SetArgs(append(args, "--server", e.url, "--identity", e.identity, "--otlp-endpoint", ""))
+	err := root.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+// TestPackagesDistributeCancel: a distribution to a site that is gone is
+// retried until `packages distribute --cancel` deletes it; then nothing is
+// queued for the site any more.
+func TestPackagesDistributeCancel(t *testing.T) {
+	e, svc := newPackagesEnv(t, replication.StaticPeers{"CH2": {Site: "CH2", Role: contracts.PeerChild, SigningKey: "OGONE"}})
+	if out, err := e.run("packages", "create", "tools", "--version", "1.0", "--source", writeFiles(t, 3)); err != nil || !strings.Contains(out, "created tools 1.0") {
+		t.Fatalf("create: %q, %v", out, err)
+	}
+	// The global --site LAB (e.run gives it) is one more destination here.
+	if _, err := e.run("packages", "distribute", "tools", "--site", "CH2"); err == nil || !strings.Contains(err.Error(), "--site LAB is the site this command talks to") {
+		t.Fatalf("distribute with the global --site: %v; want it named as no destination", err)
+	}
+	if _, err := e.runOwnSite("packages", "distribute", "tools", "--site", "CH2"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Wait(t, 15*time.Second, "the job to CH2 to fail and wait to be retried", func() bool {
+		j := svc.Jobs("tools", "1.0")
+		return len(j) == 1 && j[0].Attempts >= 2
+	})
+	if r := svc.Route("CH2"); r.Backlog == 0 {
+		t.Fatalf("route to CH2 %+v: want a backlog", r)
+	}
+	out, err := e.runOwnSite("packages", "distribute", "tools", "--site", "CH2", "--cancel")
+	if err != nil || !strings.Contains(out, "cancelled sending tools 1.0 to CH2 (was sending") {
+		t.Fatalf("cancel: %q, %v", out, err)
+	}
+	out, err = e.run("packages", "status", "tools", "-o", "json")
+	var st contracts.PackageStatusResponse
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil || len(st.Sites) != 0 {
+		t.Fatalf("status after the cancel: %q, %v; want no site", out, err)
+	}
+	out, err = e.run("routes", "list", "-o", "json")
+	var routes []contracts.RouteInfo
+	if err != nil || json.Unmarshal([]byte(out), &routes) != nil || len(routes) != 0 {
+		t.Fatalf("routes after the cancel: %q, %v; want none (nothing queued, no route set)", out, err)
+	}
+	if _, err := e.runOwnSite("packages", "distribute", "tools@1.0", "--site", "CH2", "--cancel", "-o", "json"); contracts.CodeOf(err) != contracts.CodeNotFound ||
+		!strings.Contains(err.Error(), "tools@1.0 is not being sent to CH2") {
+		t.Fatalf("a second cancel: %v; want not found", err)
+	}
+}
+
+// TestDistributeSiteFromIdentityOrEnv: distribute's own --site hides the
+// global one, so with a bare identity the error says how the site can be
+// given instead.
+func TestDistributeSiteFromIdentityOrEnv(t *testing.T) {
+	t.Setenv("STEWARD_SITE", "")
+	kp, _ := nkeys.CreateUser()
+	seed, _ := kp.Seed()
+	bare := filepath.Join(t.TempDir(), "bare.nk")
+	if err := client.WriteIdentity(bare, client.Identity{Seed: seed}); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	root := NewRoot(&out, &errb)
+	root.SetArgs([]string{"--identity", bare, "--operator", "admin", "--site", "PAR", "packages", "distribute", "tools", "--site", "CHD",
+		"--server", "nats://127.0.0.1:1", "--otlp-endpoint", ""})
+	err := root.ExecuteContext(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "STEWARD_SITE") || !strings.Contains(err.Error(), "# site: CODE") {
+		t.Fatalf("distribute with a bare identity: %v; want STEWARD_SITE or the identity's site line suggested", err)
+	}
+}
