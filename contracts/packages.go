@@ -1,7 +1,9 @@
 package contracts
 
 import (
+	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -87,12 +89,38 @@ type PackageChunksResponse struct {
 // PackageCreateRequest asks the site to make a version of the files (whose
 // chunks it holds) and sign its manifest. Site, ChunkSize, Size and
 // Created are the site's to fill; Files are the operator's.
+//
+// A version has two limits on its files: at most MaxPackageFiles files and
+// links, and a manifest of at most MaxManifestBytes (ManifestBytes). The
+// second is usually the one met first: each file takes its path, its
+// SHA-256 and the hash of each of its 512 KiB chunks, about 200 bytes for a
+// small file with a short path, so some 3,500 small files fill a manifest,
+// and each further chunk takes 67 bytes (roughly 5 GiB of content).
 type PackageCreateRequest struct {
 	Header
 	Package string         `json:"package"`
 	Version string         `json:"version"`
 	Files   []ManifestFile `json:"files"`
 	Links   []ManifestLink `json:"links,omitempty"`
+}
+
+// ManifestBytes is the size of the manifest's JSON the site would make of
+// the request (what it signs, and refuses over MaxManifestBytes), with the
+// longest site code, creator name and times it may fill in. The request's
+// own JSON is smaller.
+func (r *PackageCreateRequest) ManifestBytes() int {
+	long := strings.Repeat("x", 64)
+	t := time.Date(2000, 1, 1, 0, 0, 0, 123456789, time.UTC) // every digit of a time written
+	m := Manifest{
+		Header: Header{Type: TypeManifest, ID: "00000000-0000-0000-0000-000000000000", Time: t},
+		Site:   long, Package: r.Package, Version: r.Version, Created: t, CreatedBy: long,
+		ChunkSize: ChunkSize, Size: MaxPackageBytes, Files: r.Files, Links: r.Links,
+	}
+	b, err := json.Marshal(&m)
+	if err != nil {
+		return MaxManifestBytes + 1
+	}
+	return len(b)
 }
 
 // PackageInfo describes one package version in the library.

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -256,7 +257,20 @@ is refused), split its files into chunks, upload only the chunks the site's
 library lacks, then ask the site to sign and store the version. A progress
 bar shows the bytes on a terminal. The version is visible only once it is
 complete; a version that exists is refused (versions are immutable: make a
-new one).`,
+new one). A DIR that is a symbolic link is followed.
+
+A version holds at most 10,000 files and links, and its manifest (each
+file's path and SHA-256, and the SHA-256 of each of its 512 KiB chunks) at
+most 720 KiB. The manifest is usually the limit met first: it fills at
+some 3,500 small files with short paths, fewer with long ones, or at about
+5 GiB of content. DIR over either limit is refused before anything is
+uploaded: split it into several packages (or archive many small files
+into one).
+
+Before it signs, the site reads every file of the version back and checks
+its hash: create waits --timeout plus a second per 32 MiB for its answer.
+Without an answer by then the site may still finish: "steward packages show
+NAME --version V" shows the version once it exists.`,
 		Example: `  steward packages create tools --version 1.0 --source ./tools
   steward packages create tools --version 1.1 --source ./tools -o json`,
 		Args: packageArg,
@@ -269,6 +283,10 @@ new one).`,
 			}
 			src, err := client.ScanPackage(source)
 			if err != nil {
+				return err
+			}
+			// What the site would refuse after the upload is refused before it.
+			if err := src.Check(name, version); err != nil {
 				return err
 			}
 			// Uploading takes as long as it takes: each request has its own
@@ -296,10 +314,18 @@ new one).`,
 			if err != nil {
 				return explain(err)
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
+			// The site reads every file back and checks its hash before it
+			// signs: --timeout, and the time that takes for this size.
+			wait := createWait(g.timeout, src)
+			ctx, cancel := context.WithTimeout(cmd.Context(), wait)
 			defer cancel()
 			info, err := c.PackageCreate(ctx, name, version, src)
 			if err != nil {
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) && cmd.Context().Err() == nil {
+					return fmt.Errorf("the site did not answer within %s whether it created %s %s (%s); it may still be storing and signing it: "+
+						"`steward packages show %s --version %s` shows it once it exists (running this command again then says it exists)",
+						wait.Round(time.Second), name, version, bytesIEC(uint64(src.Size)), name, version)
+				}
 				return explain(err)
 			}
 			return g.print(info, func(w io.Writer) {
@@ -312,6 +338,13 @@ new one).`,
 	cmd.Flags().StringVar(&version, "version", "", "the version to make, e.g. 1.0 (required)")
 	cmd.Flags().StringVar(&source, "source", "", "the directory to package (required)")
 	return cmd
+}
+
+// createWait is how long create waits for the site's answer: --timeout,
+// and the time the site takes to read the version back and hash it
+// (client.PackageCreateTime).
+func createWait(timeout time.Duration, src *client.PackageSource) time.Duration {
+	return timeout + client.PackageCreateTime(src)
 }
 
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

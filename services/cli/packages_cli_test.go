@@ -66,6 +66,63 @@ func writeFiles(t *testing.T, n int) string {
 	return dir
 }
 
+// TestPackagesCreateWaitsForTheSite: the create's last request waits
+// --timeout plus the time the site takes to read the version back (a
+// second per 32 MiB), not --timeout alone; when even that passes, the
+// error says the site may still finish and how to see whether it did.
+func TestPackagesCreateWaitsForTheSite(t *testing.T) {
+	big := &client.PackageSource{Size: 2500 << 20} // the 2.5 GB the site took 30 s over
+	if got, want := createWait(10*time.Second, big), 10*time.Second+78*time.Second; got < want {
+		t.Fatalf("create of 2.5 GB waits %s, want at least %s", got, want)
+	}
+
+	// A site that takes every chunk and never answers the create.
+	e := newCLIEnv(t)
+	chunks, _ := contracts.OpUp("LAB", "admin", contracts.KindPackagesChunks)
+	create, _ := contracts.OpUp("LAB", "admin", contracts.KindPackagesCreate)
+	sub, err := e.nc.Subscribe(chunks, func(m *nats.Msg) {
+		b, _ := json.Marshal(contracts.PackageChunksResponse{Header: contracts.NewHeader(contracts.TypePackageChunksResponse), Missing: []string{}})
+		_ = m.Respond(b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	asked := make(chan struct{}, 1)
+	sub2, err := e.nc.Subscribe(create, func(*nats.Msg) { asked <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub2.Unsubscribe()
+	_, err = e.run("packages", "create", "tools", "--version", "1.0", "--source", writeFiles(t, 2), "--timeout", "1s")
+	select {
+	case <-asked:
+	default:
+		t.Fatalf("create was never asked: %v", err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "may still be storing and signing it") ||
+		!strings.Contains(err.Error(), "steward packages show tools --version 1.0") || strings.Contains(err.Error(), "is `steward serve` running") {
+		t.Fatalf("create without an answer: %v; want it to say the site may still finish, and how to check", err)
+	}
+}
+
+// TestPackagesCreateManifestLimit: a directory whose manifest would not
+// fit one message (5,000 small files) is refused before anything is
+// uploaded (here no site even runs), naming the cause and the fix.
+func TestPackagesCreateManifestLimit(t *testing.T) {
+	run := func(dir string) error {
+		var out, errb bytes.Buffer
+		root := NewRoot(&out, &errb)
+		root.SetArgs([]string{"packages", "create", "tools", "--version", "1.0", "--source", dir, "--server", "nats://127.0.0.1:1", "--otlp-endpoint", ""})
+		return root.ExecuteContext(context.Background())
+	}
+	err := run(writeFiles(t, 5000))
+	if err == nil || !strings.Contains(err.Error(), "too many files and paths for one manifest") || !strings.Contains(err.Error(), "over the 737280") ||
+		!strings.Contains(err.Error(), "split it into several packages") {
+		t.Fatalf("5,000 small files: %v; want the manifest's size refused before the upload", err)
+	}
+}
+
 // runOwnSite runs `steward args...` as e.run does but without the global
 // --site, which distribute's own --site would take as a destination (the
 // identity file says the site).

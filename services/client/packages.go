@@ -37,13 +37,19 @@ type chunkAt struct {
 // Chunks is how many distinct chunks the source has.
 func (s *PackageSource) Chunks() int { return len(s.order) }
 
-// ScanPackage reads dir into manifest entries: every regular file, split
-// into chunks, and every symbolic link whose target stays inside dir.
+// ScanPackage reads dir (a link to a directory is followed) into manifest
+// entries: every regular file, split into chunks, and every symbolic link
+// below it whose target stays inside dir.
 // Anything else (a device, a socket, a link that escapes) is an error: a
 // package holds what it says, nothing more.
 func ScanPackage(dir string) (*PackageSource, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
+		return nil, err
+	}
+	// The root may be a link to the directory (links below it are
+	// entries of the package, as they are).
+	if abs, err = filepath.EvalSymlinks(abs); err != nil {
 		return nil, err
 	}
 	st, err := os.Stat(abs)
@@ -139,6 +145,37 @@ func scanFile(p, rel string, mode uint32, buf []byte, src *PackageSource) (contr
 	return mf, nil
 }
 
+// Check refuses a source the site would refuse as version name@version
+// for its number of files and links (contracts.MaxPackageFiles) or the
+// size of its manifest (contracts.MaxManifestBytes), saying which and
+// what to do: checked before the upload, nothing is uploaded in vain.
+func (s *PackageSource) Check(name, version string) error {
+	what := contracts.PackageKey(name, version)
+	if n := len(s.Files) + len(s.Links); n > contracts.MaxPackageFiles {
+		return fmt.Errorf("%s: %s has %d files and links, and a package holds at most %d: split it into several packages (or archive small files into one)",
+			what, s.Dir, n, contracts.MaxPackageFiles)
+	}
+	req := contracts.PackageCreateRequest{Package: name, Version: version, Files: s.Files, Links: s.Links}
+	if n := req.ManifestBytes(); n > contracts.MaxManifestBytes {
+		chunks := 0
+		for _, f := range s.Files {
+			chunks += len(f.Chunks)
+		}
+		return fmt.Errorf("%s: the manifest of %s would be %d bytes, over the %d one manifest may hold (too many files and paths for one manifest: "+
+			"%d files and links, %d chunk hashes): split it into several packages (or archive small files into one)",
+			what, s.Dir, n, contracts.MaxManifestBytes, len(s.Files)+len(s.Links), chunks)
+	}
+	return nil
+}
+
+// PackageCreateTime is how much longer than an ordinary request the site
+// may take to create a version of src: before it signs, it reads every
+// file back from its library and checks its hash, about a second per 32
+// MiB.
+func PackageCreateTime(src *PackageSource) time.Duration {
+	return time.Duration(src.Size>>25) * time.Second
+}
+
 // readChunk reads chunk h again and checks it did not change since the scan.
 func (s *PackageSource) readChunk(h string) ([]byte, error) {
 	at, ok := s.chunks[h]
@@ -218,21 +255,20 @@ func (c *Client) PutChunk(ctx context.Context, hash string, data []byte) error {
 }
 
 // PackageCreate asks the site to sign and store a version of src, whose
-// chunks it holds (PackageUpload first).
+// chunks it holds (PackageUpload first). A ctx without a deadline waits
+// rpc.DefaultTimeout plus PackageCreateTime(src); a ctx with one should
+// leave that much time (the CLI waits --timeout plus it).
 func (c *Client) PackageCreate(ctx context.Context, name, version string, src *PackageSource) (contracts.PackageInfo, error) {
+	if err := src.Check(name, version); err != nil {
+		return contracts.PackageInfo{}, contracts.Errorf(contracts.CodeTooLarge, "%v", err)
+	}
 	req := contracts.PackageCreateRequest{
 		Header: contracts.NewHeader(contracts.TypePackageCreateRequest), Package: name, Version: version,
 		Files: src.Files, Links: src.Links,
 	}
 	if _, ok := ctx.Deadline(); !ok {
-		// The site reads every file back and checks its hash before it
-		// signs: a second per 32 MiB on top of the usual wait.
-		var size int64
-		for _, f := range src.Files {
-			size += f.Size
-		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, rpc.DefaultTimeout+time.Duration(size>>25)*time.Second)
+		ctx, cancel = context.WithTimeout(ctx, rpc.DefaultTimeout+PackageCreateTime(src))
 		defer cancel()
 	}
 	var resp contracts.PackageResponse

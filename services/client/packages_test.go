@@ -2,10 +2,12 @@ package client
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stewardhq/steward/contracts"
 )
@@ -56,6 +58,60 @@ func TestScanPackageRefusesEscapingLink(t *testing.T) {
 	}
 	if _, err := ScanPackage(t.TempDir()); err == nil {
 		t.Fatal("an empty directory made a package")
+	}
+}
+
+// TestScanPackageRootLink: a directory given by a link to it is read as
+// the directory; links inside are entries, as ever.
+func TestScanPackageRootLink(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "src1")
+	must(t, os.MkdirAll(filepath.Join(dir, "bin"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "bin", "tool"), []byte("tool"), 0o755))
+	must(t, os.Symlink("bin/tool", filepath.Join(dir, "t")))
+	must(t, os.Symlink("src1", filepath.Join(parent, "srclink")))
+	src, err := ScanPackage(filepath.Join(parent, "srclink"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(src.Files) != 1 || src.Files[0].Path != "bin/tool" || len(src.Links) != 1 || src.Links[0] != (contracts.ManifestLink{Path: "t", Target: "bin/tool"}) {
+		t.Fatalf("scan through a link: files %+v, links %+v; want bin/tool and the link t", src.Files, src.Links)
+	}
+}
+
+// TestPackageSourceCheck: a source over MaxPackageFiles, or whose
+// manifest would pass MaxManifestBytes, is refused with the cause and the
+// fix; one that fits is not.
+func TestPackageSourceCheck(t *testing.T) {
+	file := func(i int) contracts.ManifestFile {
+		h := contracts.ChunkHash(fmt.Appendf(nil, "%d", i))
+		return contracts.ManifestFile{Path: fmt.Sprintf("dir/file-%05d.txt", i), Mode: 0o644, Size: 10, SHA256: h, Chunks: []string{h}}
+	}
+	src := func(n int) *PackageSource {
+		s := &PackageSource{Dir: "/src"}
+		for i := range n {
+			s.Files = append(s.Files, file(i))
+		}
+		return s
+	}
+	if err := src(3000).Check("tools", "1.0"); err != nil {
+		t.Fatalf("3,000 small files: %v, want them taken", err)
+	}
+	err := src(5000).Check("tools", "1.0")
+	if err == nil || !strings.Contains(err.Error(), "too many files and paths for one manifest") || !strings.Contains(err.Error(), "split it") {
+		t.Fatalf("5,000 small files: %v; want the manifest's size refused", err)
+	}
+	err = src(contracts.MaxPackageFiles+1).Check("tools", "1.0")
+	if err == nil || !strings.Contains(err.Error(), "10001 files and links, and a package holds at most 10000") || !strings.Contains(err.Error(), "split it") {
+		t.Fatalf("10,001 files: %v; want the count refused", err)
+	}
+}
+
+// TestPackageCreateTime: the site's time to read a version back grows
+// with its size, a second per 32 MiB.
+func TestPackageCreateTime(t *testing.T) {
+	if got := PackageCreateTime(&PackageSource{Size: 2500 << 20}); got != 78*time.Second {
+		t.Fatalf("2.5 GB: %s, want 78s", got)
 	}
 }
 
