@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -628,26 +629,59 @@ content at full speed, at any time.`,
 	set := &cobra.Command{
 		Use:   "set SITE [--rate R] [--schedule S]",
 		Short: "Set the rate limit and schedule to a site",
-		Long: `Set the route to SITE. --rate takes a size per second: 500KB/s, 20MB/s,
-1GiB/s (KB, MB, GB are powers of 1000; KiB, MiB, GiB of 1024); 0 means
-unlimited. --schedule takes days and a time window in the site's local time:
-"Mon-Fri 18:00-06:00" (a window past midnight belongs to the day it starts),
-"Sat,Sun 00:00-24:00", "daily 22:00-05:00"; "" or "always" means any time.`,
+		Long: `Set the route to SITE. A flag not given keeps the route's current value:
+--rate alone changes the rate and keeps the schedule, --schedule alone the
+other way round.
+
+--rate takes a size per second: 500KB/s, 20MB/s, 1GiB/s (KB, MB, GB are
+powers of 1000; KiB, MiB, GiB of 1024); "unlimited" (or 0) removes the
+limit. --schedule takes days and a time window in the site's local time:
+"Mon-Fri 18:00-06:00" (a window past midnight belongs to the day it
+starts), "Sat,Sun 00:00-24:00", "daily 22:00-05:00"; "always" (or "")
+removes the window. "steward routes delete SITE" clears both.`,
 		Example: `  steward routes set CHD --rate 20MB/s --schedule 'Mon-Fri 18:00-06:00'
-  steward routes set CHD --rate 0 --schedule always`,
+  steward routes set CHD --schedule 'Sat,Sun 00:00-24:00'     # the rate stays 20MB/s
+  steward routes set CHD --rate unlimited                      # the schedule stays
+  steward routes set CHD --schedule always`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rateText, _ := cmd.Flags().GetString("rate")
-			schedule, _ := cmd.Flags().GetString("schedule")
-			rate, err := parseRate(rateText)
-			if err != nil {
-				return fmt.Errorf("--rate: %w", err)
+			site := args[0]
+			rateSet, schedSet := cmd.Flags().Changed("rate"), cmd.Flags().Changed("schedule")
+			if !rateSet && !schedSet {
+				return fmt.Errorf("say what to set: --rate, --schedule or both (steward routes delete %s returns to unlimited, always)", site)
 			}
-			if schedule == "always" {
+			var rate int64
+			if rateSet {
+				text, _ := cmd.Flags().GetString("rate")
+				var err error
+				if rate, err = parseRate(text); err != nil {
+					return fmt.Errorf("--rate: %w", err)
+				}
+			}
+			schedule, _ := cmd.Flags().GetString("schedule")
+			if strings.TrimSpace(schedule) == "always" {
 				schedule = ""
 			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				routes, err := c.RouteSet(ctx, args[0], rate, schedule)
+				if !rateSet || !schedSet {
+					// What is not given stays as it is.
+					cur, err := c.RouteList(ctx)
+					if err != nil {
+						return err
+					}
+					for _, r := range cur {
+						if r.Site != site {
+							continue
+						}
+						if !rateSet {
+							rate = r.Rate
+						}
+						if !schedSet {
+							schedule = r.Schedule
+						}
+					}
+				}
+				routes, err := c.RouteSet(ctx, site, rate, schedule)
 				if err != nil {
 					return err
 				}
@@ -655,8 +689,8 @@ unlimited. --schedule takes days and a time window in the site's local time:
 			})
 		},
 	}
-	set.Flags().String("rate", "0", "bytes per second, e.g. 20MB/s (0: unlimited)")
-	set.Flags().String("schedule", "", "when the sender may send, e.g. 'Mon-Fri 18:00-06:00' (default: always)")
+	set.Flags().String("rate", "", `bytes per second, e.g. 20MB/s; "unlimited" or 0: no limit (default: the route's current rate)`)
+	set.Flags().String("schedule", "", `when the sender may send, e.g. 'Mon-Fri 18:00-06:00'; "always": any time (default: the route's current schedule)`)
 	list := &cobra.Command{
 		Use:     "list",
 		Short:   "List routes with their backlog",
@@ -705,9 +739,17 @@ func printRoutes(w io.Writer, routes []contracts.RouteInfo) {
 	}
 }
 
-// parseRate reads "20MB/s", "512KiB/s", "1000" (bytes per second).
+// maxRate bounds a route's rate: 1 EB/s is beyond any link, and far
+// enough from int64's end that no rounding overflows.
+const maxRate = 1e18
+
+// parseRate reads "20MB/s", "512KiB/s", "1000" (bytes per second), and
+// "unlimited" (0).
 func parseRate(s string) (int64, error) {
 	t := strings.TrimSpace(s)
+	if t == "unlimited" {
+		return 0, nil
+	}
 	t = strings.TrimSuffix(t, "/s")
 	if t == "" {
 		return 0, fmt.Errorf("%q: want a size per second such as 20MB/s", s)
@@ -724,12 +766,15 @@ func parseRate(s string) (int64, error) {
 		}
 	}
 	v, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
-	if err != nil || v < 0 {
+	if err != nil || v < 0 || math.IsNaN(v) {
 		return 0, fmt.Errorf("%q: want a size per second such as 20MB/s", s)
+	}
+	if v*float64(mult) > maxRate {
+		return 0, fmt.Errorf("%q: too large, at most 1EB/s; use unlimited (or 0) for no limit", s)
 	}
 	r := int64(v * float64(mult))
 	if v > 0 && r < 1024 {
-		return 0, fmt.Errorf("%q: a rate under 1 KiB/s would never finish; use 0 for unlimited", s)
+		return 0, fmt.Errorf("%q: a rate under 1 KiB/s would never finish; use unlimited (or 0) for no limit", s)
 	}
 	return r, nil
 }

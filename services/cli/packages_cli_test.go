@@ -123,6 +123,45 @@ func TestPackagesCreateManifestLimit(t *testing.T) {
 	}
 }
 
+// TestRoutesSetKeepsWhatIsNotGiven: routes set changes only what its
+// flags say; "unlimited" and "always" clear the rate and the schedule.
+func TestRoutesSetKeepsWhatIsNotGiven(t *testing.T) {
+	e, _ := newPackagesEnv(t, replication.StaticPeers{})
+	route := func(args ...string) contracts.RouteInfo {
+		t.Helper()
+		out, err := e.run(append([]string{"routes", "set", "CHD", "-o", "json"}, args...)...)
+		if err != nil {
+			t.Fatalf("routes set %s: %v", strings.Join(args, " "), err)
+		}
+		var rs []contracts.RouteInfo
+		if err := json.Unmarshal([]byte(out), &rs); err != nil || len(rs) != 1 {
+			t.Fatalf("routes set %s: %q, %v", strings.Join(args, " "), out, err)
+		}
+		return rs[0]
+	}
+	if r := route("--rate", "20MB/s", "--schedule", "Mon-Fri 18:00-06:00"); r.Rate != 20e6 || r.Schedule != "Mon-Fri 18:00-06:00" {
+		t.Fatalf("both set: %+v", r)
+	}
+	if r := route("--schedule", "Sat,Sun 00:00-24:00"); r.Rate != 20e6 || r.Schedule != "Sat-Sun 00:00-24:00" {
+		t.Fatalf("--schedule alone: %+v; want the rate kept", r)
+	}
+	if r := route("--rate", "30MB/s"); r.Rate != 30e6 || r.Schedule != "Sat-Sun 00:00-24:00" {
+		t.Fatalf("--rate alone: %+v; want the schedule kept", r)
+	}
+	if r := route("--rate", "unlimited"); r.Rate != 0 || r.Schedule != "Sat-Sun 00:00-24:00" {
+		t.Fatalf("--rate unlimited: %+v; want no limit, the schedule kept", r)
+	}
+	if r := route("--rate", "1MB/s", "--schedule", "always"); r.Rate != 1e6 || r.Schedule != "" {
+		t.Fatalf("--schedule always: %+v; want any time", r)
+	}
+	if _, err := e.run("routes", "set", "CHD"); err == nil || !strings.Contains(err.Error(), "say what to set") {
+		t.Fatalf("routes set without flags: %v", err)
+	}
+	if _, err := e.run("routes", "set", "CHD", "--rate", "99999999999999GB/s"); err == nil || !strings.Contains(err.Error(), "too large") {
+		t.Fatalf("an overflowing rate: %v; want too large", err)
+	}
+}
+
 // runOwnSite runs `steward args...` as e.run does but without the global
 // --site, which distribute's own --site would take as a destination (the
 // identity file says the site).
