@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -352,22 +353,39 @@ func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 
 func newPackagesListCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "list [NAME]",
+		Use:   "list [NAME | NAME@VERSION]",
 		Short: "List package versions",
 		Long: `List every package version in the site's library (or every version of
-NAME), with where it came from, its size and its digest.`,
+NAME, or the one version NAME@VERSION), with where it came from, its size
+and its digest. A version that is not there is an error; a NAME without
+versions lists nothing.`,
 		Example: `  steward packages list
-  steward packages list tools -o json`,
-		Args: cobra.MaximumNArgs(1),
+  steward packages list tools -o json
+  steward packages list tools@1.0`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			return packageArg(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name := ""
+			name, version := "", ""
 			if len(args) == 1 {
-				name = args[0]
+				var err error
+				if name, err = packageRef(args[0], &version); err != nil {
+					return err
+				}
 			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				list, err := c.PackageList(ctx, name)
 				if err != nil {
 					return err
+				}
+				if version != "" {
+					list = slices.DeleteFunc(list, func(p contracts.PackageInfo) bool { return p.Version != version })
+					if len(list) == 0 {
+						return fmt.Errorf("no package %s (steward packages list %s shows its versions)", contracts.PackageKey(name, version), name)
+					}
 				}
 				return g.print(list, func(w io.Writer) {
 					fmt.Fprintln(w, "PACKAGE\tVERSION\tSIZE\tFILES\tSITE\tFROM\tCREATED\tDIGEST")
@@ -436,7 +454,10 @@ it first. Clients keep what they downloaded.`,
   steward packages delete tools --all`,
 		Args: packageArg,
 		RunE: packageRunE(&version, func(cmd *cobra.Command, name string) error {
-			if (version == "") == !all {
+			switch {
+			case version != "" && all:
+				return fmt.Errorf("--version (or NAME@VERSION) and --all exclude each other: --version V deletes one version, --all every version of %s", name)
+			case version == "" && !all:
 				return fmt.Errorf("say which: --version V, or --all for every version")
 			}
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {

@@ -17,6 +17,7 @@ import (
 	"github.com/stewardhq/steward/services/client"
 	"github.com/stewardhq/steward/services/internal/natstest"
 	"github.com/stewardhq/steward/services/replication"
+	"github.com/stewardhq/steward/services/site"
 )
 
 // newPackagesEnv is newCLIEnv with the site's replication service running
@@ -216,6 +217,35 @@ func TestPackagesDistributeCancel(t *testing.T) {
 	}
 }
 
+// TestPackagesRefs: list takes NAME@VERSION, and refuses what is no
+// package name; delete names what is missing without a stray "@" and
+// says that --version and --all exclude each other.
+func TestPackagesRefs(t *testing.T) {
+	e, _ := newPackagesEnv(t, replication.StaticPeers{})
+	if _, err := e.run("packages", "create", "tools", "--version", "1.0", "--source", writeFiles(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.run("packages", "list", "tools@1.0", "-o", "json")
+	var list []contracts.PackageInfo
+	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || list[0].Version != "1.0" {
+		t.Fatalf("list tools@1.0: %q, %v", out, err)
+	}
+	if _, err := e.run("packages", "list", "tools@2.0"); err == nil || !strings.Contains(err.Error(), "no package tools@2.0") {
+		t.Fatalf("list tools@2.0: %v; want no such version", err)
+	}
+	if _, err := e.run("packages", "list", "a.b"); err == nil || !strings.Contains(err.Error(), `package name "a.b"`) {
+		t.Fatalf("list a.b: %v; want a bad package name", err)
+	}
+	if _, err := e.run("packages", "delete", "nonexist", "--all"); err == nil || !strings.Contains(err.Error(), "no package nonexist ") {
+		t.Fatalf("delete nonexist --all: %v; want no package nonexist", err)
+	}
+	for _, args := range [][]string{{"tools", "--all", "--version", "1.0"}, {"tools@1.0", "--all"}} {
+		if _, err := e.run(append([]string{"packages", "delete"}, args...)...); err == nil || !strings.Contains(err.Error(), "exclude each other") {
+			t.Fatalf("delete %s: %v; want --version and --all refused together", strings.Join(args, " "), err)
+		}
+	}
+}
+
 // TestDistributeSiteFromIdentityOrEnv: distribute's own --site hides the
 // global one, so with a bare identity the error says how the site can be
 // given instead.
@@ -234,5 +264,37 @@ func TestDistributeSiteFromIdentityOrEnv(t *testing.T) {
 	err := root.ExecuteContext(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "STEWARD_SITE") || !strings.Contains(err.Error(), "# site: CODE") {
 		t.Fatalf("distribute with a bare identity: %v; want STEWARD_SITE or the identity's site line suggested", err)
+	}
+}
+
+// TestSitesTokenListJSONState: -o json carries each token's state, as the
+// table's STATE column shows it.
+func TestSitesTokenListJSONState(t *testing.T) {
+	s, err := site.New(context.Background(), site.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", Site: "PAR", SiteSet: true, Services: []string{"admin", "status"}, Log: discardLog()}) // status: the site's stopping message has somewhere to go
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	run := func(args ...string) (string, error) {
+		var out, errb bytes.Buffer
+		root := NewRoot(&out, &errb)
+		root.SetArgs(append(args, "--server", s.URL(), "--identity", s.AdminIdentity(), "--otlp-endpoint", ""))
+		err := root.ExecuteContext(context.Background())
+		return out.String(), err
+	}
+	natstest.Wait(t, 15*time.Second, "the admin service", func() bool {
+		_, err := run("sites", "token", "create", "--child", "BR1")
+		return err == nil
+	})
+	out, err := run("sites", "token", "list", "-o", "json")
+	var rows []struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 || rows[0].State != "valid" {
+		t.Fatalf("sites token list -o json: %q, %v; want one valid token with its state", out, err)
 	}
 }

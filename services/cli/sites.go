@@ -40,9 +40,10 @@ parent pins. Later starts link with the leaf key alone.`,
 	token.AddCommand(newSitesTokenCreateCmd(g), &cobra.Command{
 		Use:   "list",
 		Short: "List site tokens (never their secrets)",
-		Long:  `List the site tokens: ID, whether used, expiry, state (valid, spent, expired, revoked), who made them and why. Needs Site:Read.`,
+		Long: `List the site tokens: ID, whether used, expiry, state (valid, spent, expired,
+revoked), who made them and why; -o json gives the state too. Needs Site:Read.`,
 		Example: `  steward sites token list
-  steward sites token list -o json`,
+  steward sites token list -o json | jq -r '.[] | select(.state == "valid") | .id'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withClient(cmd, func(ctx context.Context, c *client.Client) error {
@@ -50,7 +51,11 @@ parent pins. Later starts link with the leaf key alone.`,
 				if err != nil {
 					return err
 				}
-				return g.print(list, func(w io.Writer) { printTokens(w, list) })
+				rows := make([]siteTokenRow, len(list))
+				for i, t := range list {
+					rows[i] = siteTokenRow{TokenInfo: t, State: tokenState(t)}
+				}
+				return g.print(rows, func(w io.Writer) { printTokens(w, list) })
 			})
 		},
 	}, &cobra.Command{
@@ -71,6 +76,13 @@ parent pins. Later starts link with the leaf key alone.`,
 	})
 	cmd.AddCommand(newSitesListCmd(g), token)
 	return cmd
+}
+
+// siteTokenRow is a site token as -o json lists it: with its state, as the
+// table shows it.
+type siteTokenRow struct {
+	contracts.TokenInfo
+	State string `json:"state"` // valid | spent | expired | revoked
 }
 
 func newSitesTokenCreateCmd(g *globals) *cobra.Command {

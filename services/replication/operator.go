@@ -141,6 +141,9 @@ func (s *Service) opDelete(ctx context.Context, from contracts.SubjectInfo, req 
 	if err := s.allowed(from.Principal, rbac.PackageDelete); err != nil {
 		return nil, err
 	}
+	if req.Version == "" && len(s.Versions(req.Package)) == 0 {
+		return nil, contracts.Errorf(contracts.CodeNotFound, "no package %s (steward packages list shows them)", req.Package)
+	}
 	gone, err := s.Delete(ctx, req.Package, req.Version, from.Principal)
 	if err != nil {
 		return nil, err
