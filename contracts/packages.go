@@ -227,17 +227,6 @@ type PackageCancelResponse struct {
 	Cancelled []PackageCancelled `json:"cancelled"`
 }
 
-// StatusPackageDistributionCancelled is the audit status message of a
-// cancelled distribution (library).
-const StatusPackageDistributionCancelled = 8009
-
-func init() {
-	d := StatusDef{ID: StatusPackageDistributionCancelled, Severity: SeverityWarning, Component: ComponentLibrary, Audit: true,
-		Text: "The distribution of package {package} version {version} to sites {sites} was cancelled by {by}; nothing more is sent to them."}
-	catalog = append(catalog, d)
-	catalogByID[d.ID] = d
-}
-
 // PackageSiteStatus is where a version stands at one destination site.
 type PackageSiteStatus struct {
 	Site        string    `json:"site"`

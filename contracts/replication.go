@@ -20,7 +20,10 @@ import (
 const ChunkSize = 512 << 10
 
 // Replication limits. A manifest over them is refused before anything else
-// is done with it (a size bomb costs nothing).
+// is done with it (a size bomb costs nothing). MaxManifestBytes is reached
+// first for most packages: at about 3,500 small files (each file's path,
+// hash and chunk list), or about 5 GiB of content, well before
+// MaxPackageFiles; `packages create` checks both before uploading.
 const (
 	MaxPackageFiles    = 10_000
 	MaxPackageBytes    = int64(64) << 30 // 64 GiB

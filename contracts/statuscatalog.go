@@ -171,6 +171,9 @@ const (
 	StatusRouteSet           = 8006
 	StatusQuarantineDeleted  = 8007
 	StatusRouteDeleted       = 8008
+	// StatusPackageDistributionCancelled is the audit message of a
+	// cancelled distribution.
+	StatusPackageDistributionCancelled = 8009
 
 	// agent.
 	StatusAgentConnectionLost     = 10001
@@ -251,6 +254,7 @@ var catalog = []StatusDef{
 	{StatusRouteSet, SeverityInfo, ComponentLibrary, "The route to site {site} was set by {by}: rate {rate}, schedule {schedule}.", true},
 	{StatusQuarantineDeleted, SeverityInfo, ComponentLibrary, "Quarantine entry {entry} ({what} from site {from}) was deleted by {by}.", true},
 	{StatusRouteDeleted, SeverityInfo, ComponentLibrary, "The route to site {site} was deleted by {by}: unlimited, always open.", true},
+	{StatusPackageDistributionCancelled, SeverityWarning, ComponentLibrary, "The distribution of package {package} version {version} to sites {sites} was cancelled by {by}; nothing more is sent to them.", true},
 
 	{StatusAgentConnectionLost, SeverityWarning, ComponentAgent, "The agent lost its connection to site {site} ({server}): {error}", false},
 	{StatusAgentConnectionRegained, SeverityInfo, ComponentAgent, "The agent regained its connection to site {site} ({server}) after {duration}.", false},
