@@ -80,6 +80,9 @@ func TestInventoryCommands(t *testing.T) {
 	e := newCLIEnv(t)
 	e.enroll(contracts.ClientEnrolled, contracts.Client{ID: "id-1", Name: "web-01", OS: "linux"})
 	e.report("id-1", "r1", 1, linuxInventory("openssl=3.0.11", "nginx=1.22.1"))
+	// The report is taken once the record is stored; names are looked up
+	// in discovery's view, which follows the store.
+	natstest.Wait(t, 5*time.Second, "web-01 known by name", func() bool { _, err := e.run("clients", "show", "web-01"); return err == nil })
 
 	out, _, err := e.runInv("inventory", "show", "web-01")
 	if err != nil {

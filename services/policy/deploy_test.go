@@ -2,10 +2,13 @@ package policy
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/natstest"
 )
 
 func deployReq(ref, coll string) contracts.SettingsDeployRequest {
@@ -43,6 +46,7 @@ func TestUndeployResolvesTheCollectionFirst(t *testing.T) {
 	ts.apply(t, contracts.Settings{Name: "Lab remote tools", Priority: 10, SettingsSections: contracts.SettingsSections{
 		RemoteTools: &contracts.RemoteToolsSettings{Enabled: ptr(true)}}})
 	ts.deploy(t, contracts.KindSettingsDeploy, "Lab remote tools", "Frontend")
+	natstest.Wait(t, 10*time.Second, "f1's policy", func() bool { p, ok := ts.agents.get("f1"); return ok && enabled(p) })
 
 	// collections update Frontend --name Web; collections create Frontend.
 	ts.dir.set(contracts.Named{ID: "coll-fe", Name: "Web"}, []string{"f1", "f2"})
@@ -53,8 +57,9 @@ func TestUndeployResolvesTheCollectionFirst(t *testing.T) {
 	if contracts.CodeOf(err) != contracts.CodeNotFound || !strings.Contains(err.Error(), "Lab remote tools is not deployed to Frontend") || !strings.Contains(err.Error(), "deployed to: Web") {
 		t.Fatalf("undeploy from the new Frontend: got %v (%+v), want not_found: not deployed to Frontend (deployed to: Web)", err, resp)
 	}
-	if p, ok := ts.agents.get("f1"); !ok || !enabled(p) {
-		t.Fatalf("f1 lost its settings: %+v", p.Settings.RemoteTools)
+	// (The record, not the push: a push of its loss would come later.)
+	if e, ok := ts.svcs[0].model.client("f1"); !ok || !slices.Contains(e.rec.Collections, "coll-fe") {
+		t.Fatalf("f1 lost its settings: in collections %v", e.rec.Collections)
 	}
 
 	// Show, list and clients policy name the collection as discovery does now.
