@@ -99,7 +99,7 @@ type contentRuntime struct {
 }
 
 func newContentRuntime(cfg Config) *contentRuntime {
-	c := &contentRuntime{wake: make(chan struct{}, 1), progress: map[string]int64{}, freeSpace: diskFree}
+	c := &contentRuntime{wake: make(chan struct{}, 1), progress: map[string]int64{}, freeSpace: contracts.DiskFree}
 	if cfg.Store == nil {
 		c.dir = filepath.Join(cfg.StateDir, ContentDirName)
 	}

@@ -21,14 +21,14 @@ import (
 func (a *Agent) fetchAndInstall(ctx context.Context, nc *nats.Conn, id state.Identity, asg contracts.ContentAssignment) (int64, string, error) {
 	key := contracts.PackageKey(asg.Package, asg.Version)
 	if asg.Size > a.cfg.ContentMax {
-		return 0, "", fmt.Errorf("refused before download: %s is %s, over this agent's limit of %s", key, byteCount(asg.Size), byteCount(a.cfg.ContentMax))
+		return 0, "", fmt.Errorf("refused before download: %s is %s, over this agent's limit of %s", key, contracts.HumanBytes(asg.Size), contracts.HumanBytes(a.cfg.ContentMax))
 	}
 	m, err := a.fetchManifest(ctx, nc, id, asg)
 	if err != nil {
 		return 0, "", err
 	}
 	if m.Size > a.cfg.ContentMax {
-		return 0, "", fmt.Errorf("refused before download: %s is %s by its manifest, over this agent's limit of %s", key, byteCount(m.Size), byteCount(a.cfg.ContentMax))
+		return 0, "", fmt.Errorf("refused before download: %s is %s by its manifest, over this agent's limit of %s", key, contracts.HumanBytes(m.Size), contracts.HumanBytes(a.cfg.ContentMax))
 	}
 	st, err := newStager(a.content.dir, m)
 	if err != nil {
@@ -69,7 +69,7 @@ func (a *Agent) checkSpace(st *stager, m *contracts.Manifest) error {
 	need := max(m.Size-st.staged(), 0)
 	if need+contentReserve > free {
 		return fmt.Errorf("refused before download: %s needs %s more, but %s has %s free (keeping %s spare)",
-			contracts.PackageKey(m.Package, m.Version), byteCount(need), a.content.dir, byteCount(free), byteCount(contentReserve))
+			contracts.PackageKey(m.Package, m.Version), contracts.HumanBytes(need), a.content.dir, contracts.HumanBytes(free), contracts.HumanBytes(contentReserve))
 	}
 	return nil
 }
@@ -235,18 +235,4 @@ func (a *Agent) fetchChunk(ctx context.Context, nc *nats.Conn, id state.Identity
 		return nil, fmt.Errorf("chunk %s: the bytes received hash to %s (damaged or tampered with)", hash, got)
 	}
 	return reply.Data, nil
-}
-
-// byteCount is n in binary units ("1.5 GiB").
-func byteCount(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d bytes", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -86,6 +86,20 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // retrying with the same ID within it never stores a message twice.
 const DedupWindow = 2 * time.Minute
 
+// HumanBytes says n bytes in binary units for people: "512 B", "1.5 MiB".
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
 // HumanDuration says d to the second for people, without zero tails:
 // 2m, 1m30s, 45s ("less than a second" under one).
 func HumanDuration(d time.Duration) string {

@@ -75,12 +75,12 @@ func printContent(w io.Writer, list control.ContentList, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PACKAGE\tVERSION\tSTATE\tSIZE\tASSIGNED\tWHEN\tDETAIL")
 	for _, c := range list.Content {
-		size := humanBytes(c.Size)
+		size := contracts.HumanBytes(c.Size)
 		detail := c.Path
 		when := ago(c.Updated, now)
 		switch c.State {
 		case state.ContentDownloading:
-			size = humanBytes(c.Bytes) + " of " + humanBytes(c.Size)
+			size = contracts.HumanBytes(c.Bytes) + " of " + contracts.HumanBytes(c.Size)
 			detail = "staged in " + list.Dir + "/.staging"
 		case contracts.ContentFailed:
 			detail = c.Error
@@ -115,18 +115,4 @@ func contentSummary(content []contracts.ContentHeld) string {
 		}
 	}
 	return strings.Join(parts, ", ") + " (steward-agent content)"
-}
-
-// humanBytes is n in binary units ("1.5 MiB").
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

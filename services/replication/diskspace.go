@@ -2,7 +2,6 @@ package replication
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -31,7 +30,7 @@ const diskStatusEvery = time.Hour
 // DirFreeSpace is a Config.FreeSpace that reads the free space of dir's
 // file system (statfs; unknown, -1, where the system has none).
 func DirFreeSpace(dir string) func() (int64, error) {
-	return func() (int64, error) { return diskFree(dir) }
+	return func() (int64, error) { return contracts.DiskFree(dir) }
 }
 
 // noDiskError is a refusal for want of disk space: CodeUnavailable.
@@ -43,7 +42,7 @@ func (e *noDiskError) Unwrap() error { return e.err }
 // errNoDisk is the refusal of need bytes with free bytes free.
 func (s *Service) errNoDisk(need, free int64) error {
 	return &noDiskError{contracts.Errorf(contracts.CodeUnavailable, "site %s: not enough disk: needs %s, has %s free (%s of it is kept for the site's own data)",
-		s.cfg.Site, byteSize(need+s.cfg.DiskReserve), byteSize(free), byteSize(s.cfg.DiskReserve))}
+		s.cfg.Site, contracts.HumanBytes(need+s.cfg.DiskReserve), contracts.HumanBytes(free), contracts.HumanBytes(s.cfg.DiskReserve))}
 }
 
 // checkDisk refuses to store need more bytes when they do not fit with
@@ -92,18 +91,4 @@ func (s *Service) noDisk(ctx context.Context, name, site string, err error) erro
 		s.emit(ctx, contracts.StatusPackageStoreFailed, map[string]string{"package": name, "from": site, "error": err.Error()})
 	}
 	return err
-}
-
-// byteSize writes n bytes in binary units.
-func byteSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
