@@ -23,7 +23,7 @@ func (s *scopedSource) Model() *rbac.Model { return s.m.Load() }
 // and its ambiguity error named the hidden client's ID and name.
 func TestScopedLookupHidesOthers(t *testing.T) {
 	srv := natstest.Start(t)
-	e := &env{t: t, srv: srv, nc: natstest.Connect(t, srv), clock: &clock{t: time.Now().UTC()}}
+	e := &env{t: t, srv: srv, nc: natstest.Connect(t, srv), clock: natstest.NewClock(time.Now().UTC())}
 	e.js = newJS(t, e.nc)
 	createAdminStream(t, e.js)
 	t0 := time.Now().UTC()

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,24 +19,6 @@ import (
 )
 
 const site = "LAB"
-
-// clock is a site clock the test moves.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // createAdminStream creates ADMIN_EVENTS as the admin service does.
 func createAdminStream(t *testing.T, js jetstream.JetStream) {
@@ -112,13 +93,13 @@ type env struct {
 	srv   *server.Server
 	nc    *nats.Conn
 	js    jetstream.JetStream
-	clock *clock
+	clock *natstest.Clock
 }
 
 // newEnv starts a server with the admin stream and one discovery instance.
 func newEnv(t *testing.T) (*env, *Service) {
 	srv := natstest.Start(t)
-	e := &env{t: t, srv: srv, nc: natstest.Connect(t, srv), clock: &clock{t: time.Now().UTC()}}
+	e := &env{t: t, srv: srv, nc: natstest.Connect(t, srv), clock: natstest.NewClock(time.Now().UTC())}
 	e.js = newJS(t, e.nc)
 	createAdminStream(t, e.js)
 	s := startService(t, Config{NC: natstest.Connect(t, srv), Now: e.clock.Now, SweepEvery: 10 * time.Millisecond})

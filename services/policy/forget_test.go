@@ -3,7 +3,6 @@ package policy
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,24 +10,6 @@ import (
 	"github.com/stewardhq/steward/contracts"
 	"github.com/stewardhq/steward/services/internal/natstest"
 )
-
-// clock is a site clock a test moves.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 var allSystems = contracts.Named{ID: contracts.AllSystemsID, Name: contracts.AllSystemsName}
 
@@ -54,7 +35,7 @@ func (ts *testSite) stored(t *testing.T, bucket, key string) bool {
 // client that returns (unblocked) gets a record again. The resync removes
 // the records of clients no longer in All Systems whose event was lost.
 func TestDeletedClientsLoseTheirRecords(t *testing.T) {
-	clk := &clock{t: time.Now().UTC()}
+	clk := natstest.NewClock(time.Now().UTC())
 	ts := startTestSite(t, 2, func(c *Config) { c.Now = clk.Now })
 	clients := []string{"web-01", "web-02", "web-03", "web-04", "web-05", "web-06", "web-07"}
 	ts.dir.set(allSystems, clients)
@@ -123,7 +104,7 @@ func TestDeletedClientsLoseTheirRecords(t *testing.T) {
 	ts.apply(t, contracts.Settings{Name: "Lab", Priority: 10})
 	ts.deploy(t, contracts.KindSettingsDeploy, "Lab", "Lab")
 	ts.dir.set(allSystems, []string{"web-01", "web-02", "web-03", "web-05", "web-07"})
-	clk.add(5 * time.Minute)
+	clk.Add(5 * time.Minute)
 	if !ts.svcs[1].resync(context.Background(), true) {
 		t.Fatal("resync incomplete")
 	}

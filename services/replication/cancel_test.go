@@ -26,10 +26,10 @@ func working(svc *Service, dest string) bool {
 // only the deletion can wake the workers.
 func TestCancelDistribution(t *testing.T) {
 	par := newSite(t, "PAR", nil)
-	clock := newTestClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)) // a Monday noon
+	clock := natstest.NewClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)) // a Monday noon
 	par.cfg = func(c *Config) {
 		c.RetryBase, c.RetryMax, c.Lease = time.Hour, time.Hour, 3*time.Hour
-		c.Now, c.Location = clock.now, time.UTC
+		c.Now, c.Location = clock.Now, time.UTC
 	}
 	for _, gone := range []string{"GON", "NGT"} { // linked once, gone now: nothing answers for them
 		par.peers[gone] = contracts.SitePeer{Site: gone, Role: contracts.PeerChild, SigningKey: par.pub()}

@@ -12,12 +12,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stewardhq/steward/contracts"
+	"github.com/stewardhq/steward/services/internal/natstest"
 )
 
 func TestLibrary(t *testing.T) {
 	par := newSite(t, "PAR", nil)
-	clock := newTestClock(time.Now())
-	par.cfg = func(c *Config) { c.Now = clock.now }
+	clock := natstest.NewClock(time.Now())
+	par.cfg = func(c *Config) { c.Now = clock.Now }
 	p := par.start()
 	ctx := context.Background()
 
@@ -91,7 +92,7 @@ func TestLibrary(t *testing.T) {
 	}
 
 	// Versions are listed by package then creation; "" is the newest.
-	clock.set(clock.now().Add(time.Minute))
+	clock.Set(clock.Now().Add(time.Minute))
 	shared := randomBytes(50)
 	v2, _ := createVersion(t, p, "tools", "2.0", []testFile{{path: "a", data: data}, {path: "b", data: shared}})
 	createVersion(t, p, "other", "1", []testFile{{path: "s", data: shared}})
@@ -131,7 +132,7 @@ func TestLibrary(t *testing.T) {
 	if n, _, err := p.PruneChunks(ctx); err != nil || n != 0 {
 		t.Fatalf("prune within the grace period removed %d (%v)", n, err)
 	}
-	clock.set(time.Now().Add(2 * DefaultPruneGrace))
+	clock.Set(time.Now().Add(2 * DefaultPruneGrace))
 	// An install on another instance finds the unused chunk while this one
 	// prunes (after it read the chunk's meta), and renews it: the chunk
 	// stays, though neither bucket moved.

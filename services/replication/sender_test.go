@@ -335,8 +335,8 @@ func TestPacer(t *testing.T) {
 func TestScheduleClosed(t *testing.T) {
 	par := newSite(t, "PAR", nil)
 	chd := newSite(t, "CHD", par)
-	var clock = newTestClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)) // a Monday noon
-	par.cfg = func(c *Config) { c.Now = clock.now; c.Location = time.UTC }
+	var clock = natstest.NewClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)) // a Monday noon
+	par.cfg = func(c *Config) { c.Now = clock.Now; c.Location = time.UTC }
 	p := par.start()
 	c := chd.start()
 	ctx := context.Background()
@@ -359,7 +359,7 @@ func TestScheduleClosed(t *testing.T) {
 	if _, err := c.Version(ctx, "night", "1"); contracts.CodeOf(err) != contracts.CodeNotFound {
 		t.Fatalf("sent outside the schedule: %v", err)
 	}
-	clock.set(time.Date(2026, 11, 23, 18, 0, 0, 0, time.UTC))
+	clock.Set(time.Date(2026, 11, 23, 18, 0, 0, 0, time.UTC))
 	// The route changing wakes the waiting worker at once.
 	if _, err := p.SetRoute(ctx, "CHD", 0, "Mon-Fri 18:00-06:00", "alice"); err != nil {
 		t.Fatal(err)
