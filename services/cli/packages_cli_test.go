@@ -43,15 +43,7 @@ func newPackagesEnv(t *testing.T, peers replication.StaticPeers) (*cliEnv, *repl
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-svc.Ready():
-	case err := <-done:
-		t.Fatalf("replication: %v", err)
-	}
+	natstest.RunService(t, svc)
 	return e, svc
 }
 

@@ -173,17 +173,7 @@ func startTestSiteOn(t *testing.T, srv *server.Server, n int, tweaks ...func(*Co
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- svc.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
-		select {
-		case <-svc.Ready():
-		case err := <-done:
-			t.Fatal(err)
-		case <-time.After(10 * time.Second):
-			t.Fatal("service not ready")
-		}
+		natstest.RunService(t, svc)
 		ts.svcs = append(ts.svcs, svc)
 	}
 	return ts
@@ -382,12 +372,7 @@ func TestServiceFetchAndAck(t *testing.T) {
 	ts := startTestSite(t, 1)
 	fetch := func(client string, applied uint64) contracts.PolicyFetchResponse {
 		t.Helper()
-		subj, _ := contracts.AgentUp(site, client, contracts.KindPolicyFetch)
-		var resp contracts.PolicyFetchResponse
-		if err := rpc.Call(context.Background(), ts.nc, subj, contracts.PolicyFetchRequest{Header: contracts.NewHeader(contracts.TypePolicyFetchRequest), AppliedRevision: applied}, &resp); err != nil {
-			t.Fatal(err)
-		}
-		return resp
+		return ts.fetchAs(t, client, applied)
 	}
 	first := fetch("c1", 0)
 	if first.Current || first.Policy == nil || first.Revision != 1 {

@@ -4,6 +4,8 @@
 package natstest
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -61,5 +63,34 @@ func Wait(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Service is what a site service offers a test: it runs until its context
+// ends and says when it serves.
+type Service interface {
+	Run(context.Context) error
+	Ready() <-chan struct{}
+}
+
+// RunService runs svc until t ends (a Run error then is the test's error)
+// and waits until it is ready: up to 10 s, failing t if Run returns first.
+func RunService(t testing.TB, svc Service) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("service: %v", err)
+		}
+	})
+	select {
+	case <-svc.Ready():
+	case err := <-done:
+		t.Fatalf("service stopped before it was ready: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("service not ready after 10 s")
 	}
 }
