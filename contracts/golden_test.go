@@ -60,6 +60,7 @@ var exampleTokenInfo = TokenInfo{
 	Revoked:   true,
 	CreatedBy: "alice",
 	Note:      "web farm",
+	Child:     "BR1", // (a site token's, to show every field)
 }
 
 // goldenExamples holds one example of every message type, keyed by its type

@@ -55,6 +55,9 @@ type TokenInfo struct {
 	Revoked   bool      `json:"revoked"`
 	CreatedBy string    `json:"createdBy"`
 	Note      string    `json:"note,omitempty"`
+	// Child is, for a site token, the only child site that may link with
+	// it ("" for any).
+	Child string `json:"child,omitempty"`
 }
 
 // TokenResponse answers create (with Token, shown once) and revoke.

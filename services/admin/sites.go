@@ -461,7 +461,9 @@ func (s *Service) createSiteToken(ctx context.Context, from contracts.SubjectInf
 	s.audit(ctx, contracts.AuditSiteTokenCreated, contracts.StatusSiteTokenCreated, from.Principal, rbac.ObjSite, tok.ID, map[string]string{
 		"token": tok.ID, "child": child, "expires": rec.Expires.Format(time.RFC3339), "note": req.Note,
 	})
-	return &contracts.SiteTokenResponse{Header: contracts.NewHeader(contracts.TypeSiteTokenResponse), Token: tok.String(), Info: rec.TokenInfo, Child: req.Child}, nil
+	info := rec.TokenInfo
+	info.Child = req.Child
+	return &contracts.SiteTokenResponse{Header: contracts.NewHeader(contracts.TypeSiteTokenResponse), Token: tok.String(), Info: info, Child: req.Child}, nil
 }
 
 // listSiteTokens serves `steward sites token list`: never the secrets.

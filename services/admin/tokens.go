@@ -161,7 +161,9 @@ func (t *tokens) list(ctx context.Context) ([]contracts.TokenInfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, rec.TokenInfo)
+		info := rec.TokenInfo
+		info.Child = rec.Child
+		out = append(out, info)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
 	return out, nil

@@ -260,7 +260,8 @@ func TestDistributeSiteFromIdentityOrEnv(t *testing.T) {
 }
 
 // TestSitesTokenListJSONState: -o json carries each token's state, as the
-// table's STATE column shows it.
+// table's STATE column shows it, and the child it is for (neither showed
+// the --child restriction).
 func TestSitesTokenListJSONState(t *testing.T) {
 	s, err := site.New(context.Background(), site.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", Site: "PAR", SiteSet: true, Services: []string{"admin", "status"}, Log: discardLog()}) // status: the site's stopping message has somewhere to go
 	if err != nil {
@@ -285,8 +286,12 @@ func TestSitesTokenListJSONState(t *testing.T) {
 	var rows []struct {
 		ID    string `json:"id"`
 		State string `json:"state"`
+		Child string `json:"child"`
 	}
-	if err != nil || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 || rows[0].State != "valid" {
-		t.Fatalf("sites token list -o json: %q, %v; want one valid token with its state", out, err)
+	if err != nil || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 || rows[0].State != "valid" || rows[0].Child != "BR1" {
+		t.Fatalf("sites token list -o json: %q, %v; want one valid token for BR1 with its state", out, err)
+	}
+	if out, err := run("sites", "token", "list"); err != nil || !strings.Contains(out, "CHILD") || !strings.Contains(out, "BR1") {
+		t.Fatalf("sites token list: %q, %v; want a CHILD column saying BR1", out, err)
 	}
 }

@@ -40,8 +40,9 @@ parent pins. Later starts link with the leaf key alone.`,
 	token.AddCommand(newSitesTokenCreateCmd(g), &cobra.Command{
 		Use:   "list",
 		Short: "List site tokens (never their secrets)",
-		Long: `List the site tokens: ID, whether used, expiry, state (valid, spent, expired,
-revoked), who made them and why; -o json gives the state too. Needs Site:Read.`,
+		Long: `List the site tokens: ID, the child site it is for (any when made without
+--child), whether used, expiry, state (valid, spent, expired, revoked), who
+made them and why; -o json gives the state and child too. Needs Site:Read.`,
 		Example: `  steward sites token list
   steward sites token list -o json | jq -r '.[] | select(.state == "valid") | .id'`,
 		Args: cobra.NoArgs,
@@ -55,7 +56,7 @@ revoked), who made them and why; -o json gives the state too. Needs Site:Read.`,
 				for i, t := range list {
 					rows[i] = siteTokenRow{TokenInfo: t, State: tokenState(t)}
 				}
-				return g.print(rows, func(w io.Writer) { printTokens(w, list) })
+				return g.print(rows, func(w io.Writer) { printSiteTokens(w, list) })
 			})
 		},
 	}, &cobra.Command{

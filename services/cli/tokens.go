@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -92,6 +93,14 @@ func printTokens(w io.Writer, list []contracts.TokenInfo) {
 	fmt.Fprintln(w, "ID\tUSED\tEXPIRES\tSTATE\tCREATED BY\tNOTE")
 	for _, t := range list {
 		fmt.Fprintf(w, "%s\t%d/%d\t%s\t%s\t%s\t%s\n", t.ID, t.Used, t.Uses, t.Expires.Local().Format(time.RFC3339), tokenState(t), t.CreatedBy, t.Note)
+	}
+}
+
+// printSiteTokens is printTokens with the child site each token is for.
+func printSiteTokens(w io.Writer, list []contracts.TokenInfo) {
+	fmt.Fprintln(w, "ID\tCHILD\tUSED\tEXPIRES\tSTATE\tCREATED BY\tNOTE")
+	for _, t := range list {
+		fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\n", t.ID, cmp.Or(t.Child, "any"), t.Used, t.Uses, t.Expires.Local().Format(time.RFC3339), tokenState(t), t.CreatedBy, t.Note)
 	}
 }
 
