@@ -9,10 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/stewardhq/steward/contracts"
 	"github.com/stewardhq/steward/services/internal/natstest"
-	"github.com/stewardhq/steward/services/internal/rpc"
 )
 
 // largeProps are the properties of a legal agent message of ~20 KB (far
@@ -141,36 +139,6 @@ func TestRulesTestByteBudget(t *testing.T) {
 	}
 	if resp.Matched != 60 || len(resp.Results) == 0 || len(resp.Results) >= 60 {
 		t.Errorf("got %d matched, %d results; want 60 matched and fewer results than that", resp.Matched, len(resp.Results))
-	}
-}
-
-// TestAnswerTooLarge: an answer the server cannot carry is answered with
-// too_large at once, not left to fail to send (the operator waited for
-// its timeout).
-func TestAnswerTooLarge(t *testing.T) {
-	e := newEnv(t, nil)
-	huge := func(context.Context, contracts.SubjectInfo, *contracts.StatusRuleListRequest) (*contracts.StatusRuleListResponse, error) {
-		resp := &contracts.StatusRuleListResponse{Header: contracts.NewHeader(contracts.TypeStatusRuleListResponse)}
-		for i := range 1000 {
-			resp.Rules = append(resp.Rules, contracts.StatusRule{Name: "r" + strings.Repeat("x", i%50), Match: strings.Repeat("true && ", 250) + "true", Action: contracts.RuleStore})
-		}
-		return resp, nil
-	}
-	subj, _ := contracts.OpUp(site, "alice", "status.huge")
-	svc, err := micro.AddService(e.nc, micro.Config{Name: "huge", Version: "0.0.1", Endpoint: &micro.EndpointConfig{Subject: subj, Handler: answer(e.svc, contracts.TypeStatusRuleListRequest, huge)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = svc.Stop() })
-	if err := e.nc.Flush(); err != nil { // the server has the subscription
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var resp contracts.StatusRuleListResponse
-	err = rpc.Call(ctx, e.op.Conn(), subj, contracts.StatusRuleListRequest{Header: contracts.NewHeader(contracts.TypeStatusRuleListRequest)}, &resp)
-	if contracts.CodeOf(err) != contracts.CodeTooLarge || !strings.Contains(err.Error(), "bytes") {
-		t.Errorf("got %v, want too_large saying how large", err)
 	}
 }
 

@@ -498,18 +498,18 @@ func (s *Service) addService() (micro.Service, error) {
 	log := s.log
 	table := []rpc.Endpoint{
 		rpc.Route("ingest", rpc.AgentUp(contracts.KindStatus), s.concurrent(rpc.BatchHandler(log, s.ingestItem))),
-		rpc.Route("list", rpc.OpUp(contracts.KindStatusList), answer(s, contracts.TypeStatusListRequest, guard(s, permRead, s.list))),
-		rpc.Route("show", rpc.OpUp(contracts.KindStatusShow), answer(s, contracts.TypeStatusShowRequest, guard(s, permRead, s.show))),
-		rpc.Route("follow", rpc.OpUp(contracts.KindStatusFollow), answer(s, contracts.TypeStatusFollowRequest, guard(s, permRead, s.follow))),
-		rpc.Route("catalog", rpc.OpUp(contracts.KindStatusCatalog), answer(s, contracts.TypeStatusCatalogRequest, guard(s, permRead, s.catalog))),
-		rpc.Route("components", rpc.OpUp(contracts.KindStatusComponents), answer(s, contracts.TypeStatusComponentsRequest, guard(s, permRead, s.components))),
-		rpc.Route("clients", rpc.OpUp(contracts.KindStatusClients), answer(s, contracts.TypeStatusClientsRequest, guard(s, permRead, s.clientStatus))),
-		rpc.Route("rules-add", rpc.OpUp(contracts.KindStatusRulesAdd), answer(s, contracts.TypeStatusRuleAddRequest, guard(s, permRulesEdit, s.addRule))),
-		rpc.Route("rules-list", rpc.OpUp(contracts.KindStatusRulesList), answer(s, contracts.TypeStatusRuleListRequest, guard(s, permRulesRead, s.listRules))),
-		rpc.Route("rules-delete", rpc.OpUp(contracts.KindStatusRulesDelete), answer(s, contracts.TypeStatusRuleDeleteRequest, guard(s, permRulesEdit, s.deleteRule))),
+		rpc.Route("list", rpc.OpUp(contracts.KindStatusList), rpc.Handler(log, contracts.TypeStatusListRequest, guard(s, permRead, s.list))),
+		rpc.Route("show", rpc.OpUp(contracts.KindStatusShow), rpc.Handler(log, contracts.TypeStatusShowRequest, guard(s, permRead, s.show))),
+		rpc.Route("follow", rpc.OpUp(contracts.KindStatusFollow), rpc.Handler(log, contracts.TypeStatusFollowRequest, guard(s, permRead, s.follow))),
+		rpc.Route("catalog", rpc.OpUp(contracts.KindStatusCatalog), rpc.Handler(log, contracts.TypeStatusCatalogRequest, guard(s, permRead, s.catalog))),
+		rpc.Route("components", rpc.OpUp(contracts.KindStatusComponents), rpc.Handler(log, contracts.TypeStatusComponentsRequest, guard(s, permRead, s.components))),
+		rpc.Route("clients", rpc.OpUp(contracts.KindStatusClients), rpc.Handler(log, contracts.TypeStatusClientsRequest, guard(s, permRead, s.clientStatus))),
+		rpc.Route("rules-add", rpc.OpUp(contracts.KindStatusRulesAdd), rpc.Handler(log, contracts.TypeStatusRuleAddRequest, guard(s, permRulesEdit, s.addRule))),
+		rpc.Route("rules-list", rpc.OpUp(contracts.KindStatusRulesList), rpc.Handler(log, contracts.TypeStatusRuleListRequest, guard(s, permRulesRead, s.listRules))),
+		rpc.Route("rules-delete", rpc.OpUp(contracts.KindStatusRulesDelete), rpc.Handler(log, contracts.TypeStatusRuleDeleteRequest, guard(s, permRulesEdit, s.deleteRule))),
 		rpc.Route("forward", func(site string) (string, error) { return contracts.SiteSubjectAll(site, contracts.KindStatusForward) },
 			s.concurrent(rpc.Handler(log, contracts.TypeStatusMessage, s.receiveForward))),
-		rpc.Route("rules-test", rpc.OpUp(contracts.KindStatusRulesTest), answer(s, contracts.TypeStatusRuleTestRequest, guard(s, permRulesRead, s.testRule))),
+		rpc.Route("rules-test", rpc.OpUp(contracts.KindStatusRulesTest), rpc.Handler(log, contracts.TypeStatusRuleTestRequest, guard(s, permRulesRead, s.testRule))),
 	}
 	return rpc.AddService(s.cfg.NC, s.cfg.Site, ServiceName, ServiceVersion, "Steward status messages: ingest, queries, summaries, filter rules", table)
 }

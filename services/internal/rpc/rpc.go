@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -72,7 +73,17 @@ func RawHandler(log *slog.Logger, name string, fn RawFunc) micro.Handler {
 		if r.Reply() == "" {
 			return
 		}
-		if err := r.Respond(data, micro.WithHeaders(micro.Headers(hdr))); err != nil {
+		err = r.Respond(data, micro.WithHeaders(micro.Headers(hdr)))
+		// micro formats the publish error with %s (not %w): its text is
+		// all that says the answer was over max_payload.
+		if err != nil && strings.Contains(err.Error(), nats.ErrMaxPayload.Error()) {
+			// Not sent: the caller would only time out. Say why instead.
+			log.Warn("answer too large for the server; answered too_large", "subject", r.Subject(), "bytes", len(data))
+			respondError(log, r, span, contracts.Errorf(contracts.CodeTooLarge,
+				"the answer is %d bytes, over what the server carries in one message; ask for less (a narrower filter, a lower limit)", len(data)))
+			return
+		}
+		if err != nil {
 			log.Warn("respond failed", "subject", r.Subject(), "err", err)
 		}
 	})
