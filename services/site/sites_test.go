@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -21,42 +22,25 @@ import (
 	"github.com/stewardhq/steward/contracts"
 	"github.com/stewardhq/steward/services/admin"
 	"github.com/stewardhq/steward/services/client"
+	"github.com/stewardhq/steward/services/internal/natstest"
 )
-
-// logBuffer collects a site's log for assertions (and shows it with
-// STEWARD_TEST_LOG=1).
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if os.Getenv("STEWARD_TEST_LOG") != "" {
-		os.Stderr.Write(p)
-	}
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // running is a site started by a test.
 type running struct {
 	*Site
-	log  *logBuffer
+	log  *natstest.Buffer
 	stop func()
 }
 
 // startSite runs a site in dir until stop (or the test's end).
 func startSite(t *testing.T, cfg Config) *running {
 	t.Helper()
-	buf := &logBuffer{}
-	cfg.Log = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	buf := &natstest.Buffer{} // the site's log, for assertions
+	var w io.Writer = buf
+	if os.Getenv("STEWARD_TEST_LOG") != "" {
+		w = io.MultiWriter(buf, os.Stderr)
+	}
+	cfg.Log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.Listen = "127.0.0.1:-1"
 	cfg.SiteSet = true
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
