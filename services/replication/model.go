@@ -3,7 +3,6 @@ package replication
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -261,6 +260,3 @@ func (m *model) jobList(keep func(job) bool) []jobEntry {
 	})
 	return out
 }
-
-// errNotFound marks a missing KV key or object (internal).
-var errNotFound = errors.New("not found")
