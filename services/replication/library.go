@@ -719,26 +719,32 @@ func (s *Service) unmarkDeleting(ctx context.Context, versions []contracts.Packa
 	}
 }
 
-// stillInstalled reads the record of pkg's version from the bucket (not
-// this instance's view): run after a deployment or job is written, it sees
-// a deletion that began before the write, and a deletion that begins after
-// it sees the write.
+// versionNow is pkg's version as the packages bucket holds it now, and
+// whether its deletion has begun (its Deleting mark): this instance's view
+// is first brought up to the bucket's last write (a stream-info request,
+// not a read of the record, which holds the whole manifest). Run after a
+// deployment, job or report is written, it sees a deletion that began
+// before the write, and a deletion that begins after it sees the write.
+// A version gone is CodeNotFound.
+func (s *Service) versionNow(ctx context.Context, pkg, version string) (contracts.PackageInfo, bool, error) {
+	if err := s.syncModel(ctx, s.packagesKV, PackagesBucket); err != nil {
+		return contracts.PackageInfo{}, false, err
+	}
+	v, ok, deleting := s.model.versionState(pkg, version)
+	if !ok {
+		return v, false, contracts.Errorf(contracts.CodeNotFound, "no package %s: it was deleted", contracts.PackageKey(pkg, version))
+	}
+	return v, deleting, nil
+}
+
+// stillInstalled refuses a deployment or distribution just written of a
+// version gone or being deleted (versionNow).
 func (s *Service) stillInstalled(ctx context.Context, pkg, version string) error {
-	e, err := s.packagesKV.Get(ctx, versionKey(pkg, version))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return contracts.Errorf(contracts.CodeNotFound, "no package %s: it was deleted", contracts.PackageKey(pkg, version))
+	_, deleting, err := s.versionNow(ctx, pkg, version)
+	if err == nil && deleting {
+		err = contracts.Errorf(contracts.CodeConflict, "%s is being deleted (if that deletion was interrupted, run packages delete again)", contracts.PackageKey(pkg, version))
 	}
-	if err != nil {
-		return contracts.Errorf(contracts.CodeUnavailable, "content library: read %s: %v", contracts.PackageKey(pkg, version), err)
-	}
-	var rec versionInfoOnly
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return fmt.Errorf("content library: record of %s: %w", contracts.PackageKey(pkg, version), err)
-	}
-	if rec.Deleting {
-		return contracts.Errorf(contracts.CodeConflict, "%s is being deleted (if that deletion was interrupted, run packages delete again)", contracts.PackageKey(pkg, version))
-	}
-	return nil
+	return err
 }
 
 // syncModel waits until the view of bucket holds everything written to it

@@ -20,6 +20,7 @@ import (
 type model struct {
 	mu          sync.RWMutex
 	versions    map[string]contracts.PackageInfo       // versionKey
+	deleting    map[string]bool                        // versionKey: marked Deleting
 	deployments map[string]contracts.PackageDeployment // deploymentKey
 	routes      map[string]route                       // site code (the key unescaped)
 	jobs        map[string]jobEntry                    // jobKey
@@ -38,7 +39,7 @@ type jobEntry struct {
 
 func newModel() *model {
 	return &model{
-		versions: map[string]contracts.PackageInfo{}, deployments: map[string]contracts.PackageDeployment{},
+		versions: map[string]contracts.PackageInfo{}, deleting: map[string]bool{}, deployments: map[string]contracts.PackageDeployment{},
 		routes: map[string]route{}, jobs: map[string]jobEntry{}, seen: map[string]uint64{},
 		changed: map[string]chan struct{}{},
 	}
@@ -113,11 +114,17 @@ func (m *model) apply(bucket string, e jetstream.KeyValueEntry, log *slog.Logger
 	case PackagesBucket:
 		if del {
 			delete(m.versions, e.Key())
+			delete(m.deleting, e.Key())
 			return
 		}
 		var rec versionInfoOnly
 		if err = json.Unmarshal(e.Value(), &rec); err == nil {
 			m.versions[e.Key()] = rec.Info
+			if rec.Deleting {
+				m.deleting[e.Key()] = true
+			} else {
+				delete(m.deleting, e.Key())
+			}
 		}
 	case DeploymentsBucket:
 		if del {
@@ -189,6 +196,15 @@ func (m *model) version(pkg, version string) (contracts.PackageInfo, bool) {
 	defer m.mu.RUnlock()
 	v, ok := m.versions[versionKey(pkg, version)]
 	return v, ok
+}
+
+// versionState is version plus whether the version is marked Deleting.
+func (m *model) versionState(pkg, version string) (v contracts.PackageInfo, ok, deleting bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	k := versionKey(pkg, version)
+	v, ok = m.versions[k]
+	return v, ok, m.deleting[k]
 }
 
 // versionList lists the versions of pkg ("" every package), by package

@@ -83,29 +83,22 @@ func (s *Service) checkReport(ctx context.Context, client string, req *contracts
 	return v, nil
 }
 
-// confirmReport runs after a report is written: the version is read
-// again from the bucket and the client's collections asked afresh. A
+// confirmReport runs after a report is written: the version is taken as
+// the bucket holds it now (versionNow) and the client's collections asked
+// afresh. A
 // deletion of the version or of the client that began before the write
 // is seen here (and the report withdrawn); one that begins after it
 // removes the report itself (Delete, onMembership).
 func (s *Service) confirmReport(ctx context.Context, client string, req *contracts.ContentReport) error {
 	name := contracts.PackageKey(req.Package, req.Version)
-	e, err := s.packagesKV.Get(ctx, versionKey(req.Package, req.Version))
+	v, deleting, err := s.versionNow(ctx, req.Package, req.Version)
 	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return contracts.Errorf(contracts.CodeNotFound, "no package %s: it was deleted", name)
 	case err != nil:
-		return contracts.Errorf(contracts.CodeUnavailable, "content library: read %s: %v", name, err)
-	}
-	var rec versionInfoOnly
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return contracts.Errorf(contracts.CodeInternal, "content library: record of %s: %v", name, err)
-	}
-	switch {
-	case rec.Deleting:
+		return err
+	case deleting:
 		return contracts.Errorf(contracts.CodeUnavailable, "%s is being deleted: report again later", name)
-	case rec.Info.Digest != req.Digest:
-		return contracts.Errorf(contracts.CodeConflict, "%s is now the content with digest %s, not %s", name, rec.Info.Digest, req.Digest)
+	case v.Digest != req.Digest:
+		return contracts.Errorf(contracts.CodeConflict, "%s is now the content with digest %s, not %s", name, v.Digest, req.Digest)
 	}
 	if _, err := s.members.collections(ctx, client, true); err != nil {
 		return membershipError(err)

@@ -133,6 +133,19 @@ func TestContentReportChecks(t *testing.T) {
 	if cfg.MaxBytes != DefaultMaxReportBytes || cfg.MaxMsgSize != maxReportRecord {
 		t.Fatalf("reports bucket: max bytes %d, max record %d; want %d, %d", cfg.MaxBytes, cfg.MaxMsgSize, DefaultMaxReportBytes, maxReportRecord)
 	}
+
+	// A deletion of the version has begun (marked, not yet purged): a
+	// report is refused as unavailable (sent again later, when the version
+	// is gone or the deletion refused) and is not left behind.
+	if err := p.markDeleting(ctx, info, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := report(t, par, "c1", contracts.ContentReport{Package: "tools", Version: "1.0", Digest: info.Digest, State: contracts.ContentInstalled}); contracts.CodeOf(err) != contracts.CodeUnavailable {
+		t.Fatalf("report during a deletion: %v, want unavailable", err)
+	}
+	if keys := kvKeys(t, p.clientsKV); len(keys) != 0 {
+		t.Fatalf("a report written during a deletion was left: %v", keys)
+	}
 }
 
 // TestReportsRemoved: the reports of a version go with it, those of a
